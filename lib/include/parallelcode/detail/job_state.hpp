@@ -1,0 +1,156 @@
+#pragma once
+
+// The state a job_handle shares with the pool. The pool records events under its
+// own lock (assign, finish, fail) and fires callbacks after it lets go (publish),
+// so a callback may call back into the pool or the handle.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include <parallelcode/detail/buffer.hpp>
+#include <parallelcode/detail/invoke.hpp>
+#include <parallelcode/errors.hpp>
+#include <parallelcode/info.hpp>
+
+namespace parallelcode::detail {
+
+using clock = std::chrono::steady_clock;
+
+class job_state_base {
+ public:
+  using start_fn = std::function<void(const worker_info&)>;
+  using error_fn = std::function<void(const job_error&, const job_context&)>;
+
+  job_state_base() = default;
+  job_state_base(const job_state_base&) = delete;
+  job_state_base& operator=(const job_state_base&) = delete;
+  virtual ~job_state_base() = default;
+
+  // What the pool sends. Set before submit, then read only by the pool.
+  std::uint64_t id = 0;
+  invoke_fn invoke = nullptr;
+  std::uintptr_t fn = 0;
+  byte_buffer payload;
+  clock::time_point queued_at;
+
+  // Pool side: record an event; runs no user code.
+  void assign(const worker_info& w);
+  void finish(const std::byte* result, std::size_t size);  // a result that does not decode fails the job
+  void fail(std::exception_ptr error);
+  // Pool side, with no lock held: runs each recorded event's callbacks once, start
+  // before end. A callback that throws ends the process, as in a std::thread.
+  void publish() noexcept;
+
+  // Handle side.
+  worker_info wait_assigned();  // throws the job's error if it ended unassigned
+  void wait_ended();
+  bool wait_ended_for(std::chrono::nanoseconds timeout);
+  void rethrow_error();  // after wait_ended
+  void add_on_start(start_fn f);
+  void add_on_error(error_fn f);
+
+ protected:
+  // Under mutex_: decodes and keeps the result; throws codec_error.
+  virtual void store_result(const std::byte* result, std::size_t size) = 0;
+  // Under mutex_: moves the done callbacks aside for run_done_callbacks.
+  virtual void take_done_callbacks() = 0;
+  // With no lock: runs (or, for a failed job, drops) what take_done_callbacks moved aside.
+  virtual void run_done_callbacks(const job_context& ctx, bool run) = 0;
+
+  job_context context_locked() const;
+  // Under mutex_: true once the end was published and it is a success / a failure.
+  bool succeeded_locked() const { return end_published_ && !error_; }
+  bool end_published_locked() const { return end_published_; }
+
+  mutable std::mutex mutex_;
+
+ private:
+  void end_locked();
+
+  std::condition_variable changed_;
+  bool assigned_ = false;
+  bool ended_ = false;
+  bool start_published_ = false;
+  bool end_published_ = false;
+  bool publishing_ = false;
+  bool publish_again_ = false;
+  worker_info worker_;
+  clock::time_point started_at_;
+  clock::time_point ended_at_;
+  std::exception_ptr error_;
+  const job_error* error_ref_ = nullptr;  // the object inside error_
+  std::vector<start_fn> on_start_;
+  std::vector<error_fn> on_error_;
+};
+
+template <class R>
+struct done_callback {
+  using type = std::function<void(const R&, const job_context&)>;
+};
+template <>
+struct done_callback<void> {
+  using type = std::function<void(const job_context&)>;
+};
+
+template <class R>
+class job_state final : public job_state_base {
+ public:
+  using done_fn = typename done_callback<R>::type;
+
+  // The result, valid after wait_ended when the job did not fail.
+  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+
+  void add_on_done(done_fn f) {
+    std::unique_lock lock(mutex_);
+    if (!end_published_locked()) {
+      on_done_.push_back(std::move(f));
+      return;
+    }
+    if (!succeeded_locked()) return;
+    const job_context ctx = context_locked();
+    lock.unlock();
+    call(f, ctx);
+  }
+
+ private:
+  void store_result(const std::byte* result, std::size_t size) override {
+    if constexpr (std::is_void_v<R>) {
+      (void)result;
+      (void)size;
+      value = true;
+    } else {
+      value.emplace(decode<R>(result, size));
+    }
+  }
+
+  void take_done_callbacks() override {
+    firing_ = std::move(on_done_);
+    on_done_.clear();
+  }
+
+  void run_done_callbacks(const job_context& ctx, bool run) override {
+    if (run)
+      for (auto& f : firing_) call(f, ctx);
+    firing_.clear();
+  }
+
+  // A callback that throws ends the process, as a throwing std::thread would.
+  void call(done_fn& f, const job_context& ctx) noexcept {
+    if constexpr (std::is_void_v<R>)
+      f(ctx);
+    else
+      f(*value, ctx);
+  }
+
+  std::vector<done_fn> on_done_;
+  std::vector<done_fn> firing_;  // touched only by the one publishing thread
+};
+
+}  // namespace parallelcode::detail

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include <parallelcode/detail/job_state.hpp>
+#include <parallelcode/info.hpp>
+
+namespace parallelcode {
+
+// What pool::job returns: the job's events and its result. Movable; dropping it
+// does not cancel the job, and callbacks attached to it still fire.
+template <class R>
+class job_handle {
+ public:
+  using result_type = R;
+  using done_fn = typename detail::job_state<R>::done_fn;
+
+  job_handle() = default;
+  explicit job_handle(std::shared_ptr<detail::job_state<R>> state) : state_(std::move(state)) {}
+
+  bool valid() const noexcept { return state_ != nullptr; }
+  std::uint64_t id() const noexcept { return state_->id; }
+
+  // The worker that picked the job up (the start event); blocks until then.
+  // Throws the job's error if it ended without reaching a worker.
+  worker_info worker() const { return state_->wait_assigned(); }
+
+  // The result; blocks until the job ends and throws its job_error if it failed.
+  std::add_lvalue_reference_t<R> result() & {
+    state_->wait_ended();
+    state_->rethrow_error();
+    if constexpr (!std::is_void_v<R>) return *state_->value;
+  }
+  R result() && {
+    state_->wait_ended();
+    state_->rethrow_error();
+    if constexpr (!std::is_void_v<R>) return std::move(*state_->value);
+  }
+
+  // True once the job has ended, with a result or an error; never throws.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> timeout) const noexcept {
+    return state_->wait_ended_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+  void wait() const { state_->wait_ended(); }
+
+  // Callbacks run on the pool's thread, or at once on the caller's if the event
+  // already happened; each fires exactly once. They must not throw or block.
+  job_handle& on_start(std::function<void(const worker_info&)> f) {
+    state_->add_on_start(std::move(f));
+    return *this;
+  }
+  job_handle& on_done(done_fn f) {
+    state_->add_on_done(std::move(f));
+    return *this;
+  }
+  job_handle& on_error(std::function<void(const job_error&, const job_context&)> f) {
+    state_->add_on_error(std::move(f));
+    return *this;
+  }
+
+ private:
+  std::shared_ptr<detail::job_state<R>> state_;
+};
+
+}  // namespace parallelcode

@@ -1,0 +1,80 @@
+#pragma once
+
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+#include <sys/types.h>
+
+#include <parallelcode/detail/invoke.hpp>
+#include <parallelcode/detail/job_state.hpp>
+#include <parallelcode/errors.hpp>
+#include <parallelcode/info.hpp>
+#include <parallelcode/job_handle.hpp>
+#include <parallelcode/options.hpp>
+
+namespace parallelcode {
+
+namespace detail {
+class pool_impl;
+}
+
+// A pool of worker processes forked from this one. Jobs go to the first worker
+// with a free slot, which then moves to the back; dead workers are respawned.
+class pool {
+ public:
+  pool();
+  ~pool();  // free()
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+
+  // Forks the fork server and the workers; returns once every worker is ready.
+  // Throws std::invalid_argument for bad options, std::system_error if it cannot start.
+  void start(const options& opts = {});
+
+  // Queues fn(data) and returns at once. fn is a function pointer or a lambda
+  // without captures; data and the result are cereal-serializable.
+  template <class F, class T>
+  auto job(F fn, T&& data, const job_options& opts = {});
+
+  // SIGKILLs the worker with this pid if it is one of this pool's; false otherwise.
+  bool kill(pid_t pid);
+
+  // The workers in pool order: the front one gets the next job.
+  std::vector<worker_info> workers() const;
+  pool_stats stats() const;
+
+  // Stops every process of the pool and releases its memory; queued and running
+  // jobs fail with job_cancelled. The pool can be started again.
+  void free();
+
+ private:
+  void submit(std::shared_ptr<detail::job_state_base> job, const job_options& opts);
+
+  std::unique_ptr<detail::pool_impl> impl_;
+};
+
+template <class F, class T>
+auto pool::job(F fn, T&& data, const job_options& opts) {
+  using D = std::remove_cvref_t<T>;
+  static_assert(detail::is_job_function_v<F>,
+                "parallelcode::job: the function must not capture anything: it runs in another "
+                "process, so pass its state through data. Use a function pointer or a lambda with [].");
+  static_assert(std::is_invocable_v<F&, D&&>, "parallelcode::job: the function cannot be called with this data");
+  using R = detail::job_result_t<F, D>;
+
+  auto state = std::make_shared<detail::job_state<R>>();
+  state->invoke = &detail::invoke<F, D>;
+  state->fn = detail::function_address(fn);
+  try {
+    detail::encode(state->payload, static_cast<const D&>(data));
+  } catch (const detail::codec_error& e) {
+    state->fail(std::make_exception_ptr(payload_error(e.what())));
+    state->publish();
+    return job_handle<R>(std::move(state));
+  }
+  submit(state, opts);
+  return job_handle<R>(std::move(state));
+}
+
+}  // namespace parallelcode

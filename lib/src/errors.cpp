@@ -1,0 +1,32 @@
+#include <parallelcode/errors.hpp>
+
+#include <cstring>
+#include <string>
+
+namespace parallelcode {
+
+namespace {
+
+std::string describe_death(pid_t pid, int signal, int exit_status) {
+  std::string s = "parallelcode: worker " + std::to_string(pid);
+  if (signal) {
+    const char* abbrev = ::sigabbrev_np(signal);
+    s += " was killed by signal " + std::to_string(signal);
+    if (abbrev) s += std::string(" (SIG") + abbrev + ")";
+  } else {
+    s += " exited with status " + std::to_string(exit_status);
+  }
+  return s + " while running the job";
+}
+
+}  // namespace
+
+job_failed::job_failed(std::string type, std::string message)
+    : job_error("parallelcode: job threw " + type + (message.empty() ? "" : ": " + message)),
+      type_(std::move(type)),
+      message_(std::move(message)) {}
+
+worker_lost::worker_lost(pid_t pid, int signal, int exit_status)
+    : job_error(describe_death(pid, signal, exit_status)), pid_(pid), signal_(signal), exit_status_(exit_status) {}
+
+}  // namespace parallelcode

@@ -1,0 +1,75 @@
+#include "frame.hpp"
+
+#include <algorithm>
+#include <string>
+
+namespace parallelcode::detail {
+
+namespace {
+
+constexpr std::uint64_t header_bytes = sizeof(frame_header);
+constexpr std::size_t keep_buffer_bytes = std::size_t{4} << 20;
+
+bool known(frame_type t) { return t >= frame_type::job && t <= frame_type::payload_error; }
+
+}  // namespace
+
+std::uint64_t write_frame(ring_writer& ring, const frame_header& h, const std::byte* payload, std::uint64_t sent) {
+  const std::uint64_t total = frame_bytes(h.size);
+  std::uint64_t room = ring.free_space();
+  if (sent == 0) {
+    // Whole if it can ever fit, so a small frame never shows up half-written.
+    const std::uint64_t need = total <= ring.capacity() ? total : header_bytes;
+    if (room < need) return 0;
+    ring.write(&h, header_bytes);
+    sent = header_bytes;
+    room -= header_bytes;
+  }
+  const std::uint64_t payload_end = header_bytes + h.size;
+  if (sent < payload_end && room > 0) {
+    const std::uint64_t n = std::min(room, payload_end - sent);
+    ring.write(payload + (sent - header_bytes), n);
+    sent += n;
+    room -= n;
+  }
+  if (sent >= payload_end && sent < total && room > 0) {
+    const std::uint64_t n = std::min(room, total - sent);
+    ring.write_zeros(n);
+    sent += n;
+  }
+  return sent;
+}
+
+bool frame_reader::poll(ring_reader& ring) {
+  if (!have_header_) {
+    if (ring.available() < header_bytes) return false;
+    ring.read(&header_, header_bytes);
+    if (header_.magic != frame_magic || !known(header_.type))
+      throw protocol_error("not a frame header (magic " + std::to_string(header_.magic) + ", type " +
+                           std::to_string(static_cast<unsigned>(header_.type)) + ")");
+    if (header_.size > max_payload_)
+      throw protocol_error("frame of " + std::to_string(header_.size) + " bytes is over the limit of " +
+                           std::to_string(max_payload_));
+    have_header_ = true;
+    got_ = 0;
+    payload_.resize(frame_bytes(header_.size) - header_bytes);
+  }
+  const std::uint64_t want = payload_.size() - got_;
+  const std::uint64_t n = std::min(want, ring.available());
+  if (n) {
+    ring.read(payload_.data() + got_, n);
+    got_ += n;
+  }
+  return got_ == payload_.size();
+}
+
+void frame_reader::next() noexcept {
+  have_header_ = false;
+  got_ = 0;
+}
+
+void frame_reader::trim() noexcept {
+  if (payload_.capacity() > keep_buffer_bytes) payload_.release();
+}
+
+}  // namespace parallelcode::detail

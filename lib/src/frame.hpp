@@ -1,0 +1,78 @@
+#pragma once
+
+// The wire frame: a fixed header, then size bytes of payload, padded to 8.
+// A frame that fits the ring is written whole and published at once; a larger
+// one is streamed, the reader collecting it as the writer makes room.
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+
+#include <parallelcode/detail/buffer.hpp>
+
+#include "ring.hpp"
+
+namespace parallelcode::detail {
+
+enum class frame_type : std::uint16_t {
+  job = 1,        // supervisor -> worker: run invoke(fn, payload)
+  ready,          // worker -> supervisor: the worker is up
+  result,         // worker -> supervisor: the job's encoded result
+  failed,         // worker -> supervisor: the job threw; payload: type name, what()
+  payload_error,  // worker -> supervisor: data or result would not code; payload: message
+};
+
+struct frame_header {
+  std::uint32_t magic;
+  frame_type type;
+  std::uint16_t reserved;
+  std::uint64_t size;    // payload bytes
+  std::uint64_t job;     // job id
+  std::uint64_t invoke;  // job frames: address of the invoke trampoline
+  std::uint64_t fn;      // job frames: the function pointer, or 0 for a lambda
+};
+static_assert(sizeof(frame_header) == 40);
+
+inline constexpr std::uint32_t frame_magic = 0x31464350;  // "PCF1"
+
+constexpr std::uint64_t frame_bytes(std::uint64_t payload) { return (sizeof(frame_header) + payload + 7) & ~std::uint64_t{7}; }
+
+inline frame_header make_header(frame_type type, std::uint64_t job, std::uint64_t size) {
+  return {frame_magic, type, 0, size, job, 0, 0};
+}
+
+// The ring holds something that is not a frame: the peer is broken.
+class protocol_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Writes the part of a frame from byte `sent` on that fits; returns the new count
+// (frame_bytes(h.size) once all of it is in). Publishing is the caller's.
+std::uint64_t write_frame(ring_writer& ring, const frame_header& h, const std::byte* payload, std::uint64_t sent);
+
+class frame_reader {
+ public:
+  explicit frame_reader(std::uint64_t max_payload) : max_payload_(max_payload) {}
+
+  // Takes what the ring has; true once a whole frame is held. Call release() on the
+  // ring after. Throws protocol_error on a header that is not one.
+  bool poll(ring_reader& ring);
+  const frame_header& header() const noexcept { return header_; }
+  const std::byte* payload() const noexcept { return payload_.data(); }
+  std::uint64_t payload_size() const noexcept { return header_.size; }
+
+  // Drops the held frame (or a half-read one, when the writer died).
+  void next() noexcept;
+  // Frees a big payload buffer once its frame is done with.
+  void trim() noexcept;
+
+ private:
+  std::uint64_t max_payload_;
+  frame_header header_{};
+  bool have_header_ = false;
+  std::uint64_t got_ = 0;  // payload and padding bytes read
+  byte_buffer payload_;
+};
+
+}  // namespace parallelcode::detail

@@ -1,0 +1,153 @@
+#include <parallelcode/detail/job_state.hpp>
+
+namespace parallelcode::detail {
+
+void job_state_base::assign(const worker_info& w) {
+  std::lock_guard lock(mutex_);
+  if (ended_) return;
+  assigned_ = true;
+  worker_ = w;
+  started_at_ = clock::now();
+  changed_.notify_all();
+}
+
+void job_state_base::finish(const std::byte* result, std::size_t size) {
+  std::lock_guard lock(mutex_);
+  if (ended_) return;
+  try {
+    store_result(result, size);
+  } catch (const codec_error& e) {
+    error_ = std::make_exception_ptr(payload_error(std::string("parallelcode: the job's result: ") + e.what()));
+  }
+  end_locked();
+}
+
+void job_state_base::fail(std::exception_ptr error) {
+  std::lock_guard lock(mutex_);
+  if (ended_) return;
+  error_ = std::move(error);
+  end_locked();
+}
+
+void job_state_base::end_locked() {
+  ended_ = true;
+  ended_at_ = clock::now();
+  if (error_) {
+    try {
+      std::rethrow_exception(error_);
+    } catch (const job_error& e) {
+      error_ref_ = &e;  // the exception object lives as long as error_
+    } catch (...) {
+    }
+  }
+  changed_.notify_all();
+}
+
+job_context job_state_base::context_locked() const {
+  job_context ctx;
+  ctx.id = id;
+  ctx.worker = worker_;
+  if (assigned_) {
+    ctx.queued = started_at_ - queued_at;
+    if (ended_) ctx.running = ended_at_ - started_at_;
+  } else if (ended_) {
+    ctx.queued = ended_at_ - queued_at;
+  }
+  return ctx;
+}
+
+void job_state_base::publish() noexcept {
+  std::unique_lock lock(mutex_);
+  if (publishing_) {
+    publish_again_ = true;  // the thread publishing now picks this up
+    return;
+  }
+  publishing_ = true;
+  for (;;) {
+    publish_again_ = false;
+    if (assigned_ && !start_published_) {
+      start_published_ = true;
+      std::vector<start_fn> fire = std::move(on_start_);
+      on_start_.clear();
+      const worker_info w = worker_;
+      lock.unlock();
+      for (auto& f : fire) f(w);
+      lock.lock();
+      continue;
+    }
+    if (ended_ && !end_published_) {
+      end_published_ = true;
+      start_published_ = true;  // a job that never started never fires start
+      on_start_.clear();
+      const job_context ctx = context_locked();
+      std::vector<error_fn> fire;
+      if (error_) fire = std::move(on_error_);
+      on_error_.clear();
+      take_done_callbacks();
+      const job_error* e = error_ref_;
+      const bool ok = !error_;
+      lock.unlock();
+      run_done_callbacks(ctx, ok);
+      if (e)
+        for (auto& f : fire) f(*e, ctx);
+      lock.lock();
+      continue;
+    }
+    if (!publish_again_) break;
+  }
+  publishing_ = false;
+}
+
+worker_info job_state_base::wait_assigned() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return assigned_ || ended_; });
+  if (!assigned_) std::rethrow_exception(error_);
+  return worker_;
+}
+
+void job_state_base::wait_ended() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return ended_; });
+}
+
+bool job_state_base::wait_ended_for(std::chrono::nanoseconds timeout) {
+  std::unique_lock lock(mutex_);
+  // steady_clock::now() + a near-infinite timeout overflows into the past.
+  if (timeout > std::chrono::hours(24 * 365)) {
+    changed_.wait(lock, [&] { return ended_; });
+    return true;
+  }
+  return changed_.wait_for(lock, timeout, [&] { return ended_; });
+}
+
+void job_state_base::rethrow_error() {
+  std::lock_guard lock(mutex_);
+  if (error_) std::rethrow_exception(error_);
+}
+
+void job_state_base::add_on_start(start_fn f) {
+  std::unique_lock lock(mutex_);
+  if (!start_published_) {
+    on_start_.push_back(std::move(f));
+    return;
+  }
+  if (!assigned_) return;
+  const worker_info w = worker_;
+  lock.unlock();
+  f(w);
+}
+
+void job_state_base::add_on_error(error_fn f) {
+  std::unique_lock lock(mutex_);
+  if (!end_published_) {
+    on_error_.push_back(std::move(f));
+    return;
+  }
+  if (!error_ref_) return;
+  const job_context ctx = context_locked();
+  const job_error* e = error_ref_;
+  lock.unlock();
+  f(*e, ctx);
+}
+
+}  // namespace parallelcode::detail

@@ -1,0 +1,221 @@
+#include "fork_server.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include "pidfd.hpp"
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <system_error>
+#include <vector>
+
+#include "worker_entry.hpp"
+
+namespace parallelcode::detail {
+
+namespace {
+
+struct child {
+  pid_t pid;
+  int pidfd;
+  std::int32_t id;
+  std::uint32_t channel;
+};
+
+void send_report(int sock, const fs_report& r, int fd_to_pass) {
+  iovec iov{const_cast<fs_report*>(&r), sizeof r};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  if (fd_to_pass >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd_to_pass, sizeof(int));
+  }
+  while (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+// The host's handlers are host code: they have no business in our processes.
+void reset_signals() {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction sa{};
+    if (::sigaction(sig, nullptr, &sa) != 0) continue;
+    const bool handled = (sa.sa_flags & SA_SIGINFO) || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+    if (handled || sig == SIGCHLD) {
+      sa = {};
+      sa.sa_handler = SIG_DFL;
+      ::sigaction(sig, &sa, nullptr);
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+[[noreturn]] void kill_all_and_exit(std::vector<child>& children) {
+  for (const child& c : children) ::pidfd_send_signal(c.pidfd, SIGKILL, nullptr, 0);
+  for (const child& c : children) {
+    siginfo_t info{};
+    while (::waitid(P_PIDFD, static_cast<id_t>(c.pidfd), &info, WEXITED) < 0 && errno == EINTR) {
+    }
+  }
+  ::_exit(0);
+}
+
+[[noreturn]] void run_fork_server(int sock, pid_t host, const fork_server_config& config) {
+  // Die with the pool's thread; it may have gone before the line above took effect.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != host) ::_exit(0);
+  ::prctl(PR_SET_NAME, "pc-forkserver");
+  // Our own process group: a terminal's ^C goes to the host, which decides.
+  ::setpgid(0, 0);
+  reset_signals();
+
+  const pid_t self = ::getpid();
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) ::_exit(71);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = sock;
+  ::epoll_ctl(ep, EPOLL_CTL_ADD, sock, &ev);
+  std::vector<child> children;
+
+  for (;;) {
+    epoll_event events[16];
+    const int n = ::epoll_wait(ep, events, 16, 1000);
+    if (n < 0 && errno != EINTR) ::_exit(71);
+    if (n <= 0) {
+      if (::getppid() != host) kill_all_and_exit(children);
+      continue;
+    }
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == sock) {
+        fs_request req{};
+        const ssize_t got = ::recv(sock, &req, sizeof req, MSG_DONTWAIT);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (got != sizeof req || req.command != fs_command::spawn) kill_all_and_exit(children);  // host gone
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+          ::close(ep);
+          ::close(sock);
+          for (const child& c : children) ::close(c.pidfd);
+          run_worker({config.shm, req.channel, req.id, config.concurrency, config.max_payload, config.doorbell, self});
+        }
+        if (pid < 0) {
+          send_report(sock, {fs_event::spawn_failed, req.id, req.channel, 0, 0, errno}, -1);
+          continue;
+        }
+        // Our child, not reaped yet: its pid cannot have been reused.
+        const int pidfd = ::pidfd_open(pid, 0);
+        if (pidfd < 0) ::_exit(71);
+        ev.data.fd = pidfd;
+        ::epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev);
+        children.push_back({pid, pidfd, req.id, req.channel});
+        send_report(sock, {fs_event::spawned, req.id, req.channel, pid, 0, 0}, pidfd);
+      } else {
+        auto it = std::find_if(children.begin(), children.end(), [&](const child& c) { return c.pidfd == fd; });
+        if (it == children.end()) continue;
+        siginfo_t info{};
+        if (::waitid(P_PIDFD, static_cast<id_t>(fd), &info, WEXITED | WNOHANG) != 0 || info.si_pid == 0) continue;
+        send_report(sock, {fs_event::exited, it->id, it->channel, it->pid, info.si_code, info.si_status}, -1);
+        ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+        ::close(fd);
+        children.erase(it);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+fork_server::fork_server(const fork_server_config& config) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    throw std::system_error(errno, std::system_category(), "parallelcode: socketpair");
+  unique_fd ours(sv[0]);
+  unique_fd theirs(sv[1]);
+  const pid_t host = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::system_category(), "parallelcode: fork of the fork server");
+  if (pid == 0) {
+    ours.reset();
+    run_fork_server(theirs.release(), host, config);
+  }
+  pid_ = pid;
+  pidfd_.reset(::pidfd_open(pid, 0));
+  socket_ = std::move(ours);
+  ::fcntl(socket_.get(), F_SETFL, O_NONBLOCK);
+  if (!pidfd_) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw std::system_error(err, std::system_category(), "parallelcode: pidfd_open of the fork server");
+  }
+}
+
+fork_server::~fork_server() { stop(std::chrono::seconds(5)); }
+
+bool fork_server::request(const fs_request& r) noexcept {
+  if (!socket_) return false;
+  for (;;) {
+    if (::send(socket_.get(), &r, sizeof r, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof r)) return true;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {  // the fork server is slow to read: wait for room
+      pollfd p{socket_.get(), POLLOUT, 0};
+      if (::poll(&p, 1, 1000) > 0) continue;
+    }
+    return false;
+  }
+}
+
+fork_server::receive_status fork_server::receive(fs_report& report, unique_fd& pidfd) noexcept {
+  if (!socket_) return receive_status::gone;
+  iovec iov{&report, sizeof report};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t got;
+  while ((got = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  if (got < 0 && errno == EAGAIN) return receive_status::nothing;
+  if (got != static_cast<ssize_t>(sizeof report)) return receive_status::gone;
+  pidfd.reset();
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      pidfd.reset(fd);
+    }
+  }
+  return receive_status::report;
+}
+
+void fork_server::stop(std::chrono::milliseconds grace) noexcept {
+  if (!pidfd_) return;
+  socket_.reset();  // EOF: it kills and reaps its workers, then exits
+  pollfd p{pidfd_.get(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(grace.count())) <= 0) ::pidfd_send_signal(pidfd_.get(), SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED) < 0 && errno == EINTR) {
+  }
+  pidfd_.reset();
+}
+
+}  // namespace parallelcode::detail

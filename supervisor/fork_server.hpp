@@ -1,0 +1,77 @@
+#pragma once
+
+// The fork server: a single-threaded process forked once from the pool's thread.
+// It forks every worker (so none is forked from a multithreaded host), watches
+// them through pidfds, reaps them and reports each birth and death.
+
+#include <chrono>
+#include <cstdint>
+#include <sys/types.h>
+
+#include "region.hpp"
+#include "unique_fd.hpp"
+
+namespace parallelcode::detail {
+
+enum class fs_command : std::uint32_t { spawn = 1 };
+
+struct fs_request {
+  fs_command command;
+  std::int32_t id;
+  std::uint32_t channel;
+};
+
+enum class fs_event : std::uint32_t {
+  spawned = 1,   // pid is up; a pidfd for it comes along
+  exited,        // pid was reaped: code is CLD_EXITED, CLD_KILLED or CLD_DUMPED
+  spawn_failed,  // fork failed with errno `status`
+};
+
+struct fs_report {
+  fs_event event;
+  std::int32_t id;
+  std::uint32_t channel;
+  pid_t pid;
+  std::int32_t code;
+  std::int32_t status;
+};
+
+struct fork_server_config {
+  const region* shm;
+  unsigned concurrency;
+  std::uint64_t max_payload;
+  int doorbell;
+};
+
+// The host's end: owns the fork server process and the socket to it.
+class fork_server {
+ public:
+  // Forks it from the calling thread, which must live as long as the pool:
+  // the fork server's parent-death signal follows that thread.
+  explicit fork_server(const fork_server_config& config);
+  fork_server(fork_server&&) noexcept = default;
+  fork_server& operator=(fork_server&&) noexcept = default;
+  ~fork_server();  // stop()
+
+  pid_t pid() const noexcept { return pid_; }
+  bool running() const noexcept { return static_cast<bool>(socket_); }
+  int socket() const noexcept { return socket_.get(); }
+
+  // False when the fork server is gone.
+  bool request(const fs_request& r) noexcept;
+
+  enum class receive_status { report, nothing, gone };
+  // Takes one report if there is one; a spawned report's pidfd lands in pidfd.
+  receive_status receive(fs_report& report, unique_fd& pidfd) noexcept;
+
+  // Tells it to kill and reap its workers and exit, waits up to grace, then
+  // SIGKILLs it; reaps it. Idempotent.
+  void stop(std::chrono::milliseconds grace) noexcept;
+
+ private:
+  pid_t pid_ = 0;
+  unique_fd pidfd_;
+  unique_fd socket_;
+};
+
+}  // namespace parallelcode::detail

@@ -1,0 +1,79 @@
+// The cereal archives: values round-trip, and corrupt bytes are refused before
+// they can make a large allocation.
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <parallelcode/detail/codec.hpp>
+
+namespace pd = parallelcode::detail;
+
+namespace {
+
+struct record {
+  std::string name;
+  std::vector<double> values;
+  std::map<std::string, int> tags;
+  std::optional<int> maybe;
+  template <class A>
+  void serialize(A& a) {
+    a(name, values, tags, maybe);
+  }
+  bool operator==(const record&) const = default;
+};
+
+}  // namespace
+
+TEST_CASE("a struct of strings, vectors, maps and optionals round-trips") {
+  const record r{"x", {1.5, 2.5}, {{"a", 1}}, 7};
+  pd::byte_buffer b;
+  pd::encode(b, r);
+  CHECK(pd::decode<record>(b.data(), b.size()) == r);
+}
+
+TEST_CASE("a size prefix larger than the bytes left is refused before any allocation") {
+  pd::byte_buffer b;
+  pd::encode(b, std::string("hello"));
+  const std::uint64_t huge = std::uint64_t{1} << 60;
+  std::memcpy(b.data(), &huge, sizeof huge);
+  CHECK_THROWS_AS(pd::decode<std::string>(b.data(), b.size()), pd::codec_error);
+
+  pd::byte_buffer v;
+  pd::encode(v, std::vector<std::uint64_t>{1, 2, 3});
+  const std::uint64_t lie = 1'000'000'000;
+  std::memcpy(v.data(), &lie, sizeof lie);
+  CHECK_THROWS_AS(pd::decode<std::vector<std::uint64_t>>(v.data(), v.size()), pd::codec_error);
+}
+
+TEST_CASE("truncated data and data with bytes left over are refused") {
+  pd::byte_buffer b;
+  pd::encode(b, record{"name", {1, 2, 3}, {}, {}});
+  for (std::size_t n = 0; n < b.size(); ++n)
+    CHECK_THROWS_AS(pd::decode<record>(b.data(), n), pd::codec_error);
+  pd::byte_buffer longer;
+  pd::encode(longer, 5);
+  longer.append("x", 1);
+  CHECK_THROWS_AS(pd::decode<int>(longer.data(), longer.size()), pd::codec_error);
+}
+
+namespace {
+struct throws_on_save {
+  template <class A>
+  void save(A&) const {
+    throw std::runtime_error("no");
+  }
+  template <class A>
+  void load(A&) {}
+};
+}  // namespace
+
+TEST_CASE("an encode failure is a codec_error") {
+  pd::byte_buffer b;
+  CHECK_THROWS_AS(pd::encode(b, throws_on_save{}), pd::codec_error);
+}

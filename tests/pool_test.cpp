@@ -1,0 +1,389 @@
+// The embedded pool: start, job, results, rotation, concurrency, ticks, free.
+
+#include <doctest/doctest.h>
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "helpers.hpp"
+
+using namespace std::chrono_literals;
+namespace pc = parallelcode;
+
+namespace {
+
+struct greeting {
+  std::string text;
+  template <class A>
+  void serialize(A& a) {
+    a(text);
+  }
+};
+
+int twice(int x) { return 2 * x; }
+int triple(int x) { return 3 * x; }
+
+// Jobs of this process running now / started so far; each worker has its own copy.
+std::atomic<int> running_here{0};
+std::atomic<int> arrived_here{0};
+
+}  // namespace
+
+TEST_CASE("the README example prints Hello world!") {
+  const char* hello = std::getenv("PARALLELCODE_HELLO");
+  REQUIRE_MESSAGE(hello, "meson sets PARALLELCODE_HELLO to the example's path");
+  FILE* out = ::popen(hello, "r");
+  REQUIRE(out);
+  char line[128] = {};
+  REQUIRE(std::fgets(line, sizeof line, out));
+  CHECK(std::string(line) == "Hello world!\n");
+  CHECK(::pclose(out) == 0);
+}
+
+TEST_CASE("start returns with every worker ready, each in a process of its own") {
+  pc::pool pool;
+  pool.start({.workers = 3});
+  const auto ws = pool.workers();
+  REQUIRE(ws.size() == 3);
+  std::set<pid_t> seen;
+  for (const auto& w : ws) {
+    CHECK(w.state == pc::worker_state::ready);
+    CHECK(w.pid > 0);
+    CHECK(w.pid != ::getpid());
+    CHECK(test::process_alive(w.pid));
+    seen.insert(w.pid);
+  }
+  CHECK(seen.size() == 3);
+  CHECK(pool.stats().fork_server > 0);
+}
+
+TEST_CASE("bad options throw invalid_argument and start nothing") {
+  pc::pool pool;
+  CHECK_THROWS_AS(pool.start({.workers = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(pool.start({.workers = 1, .concurrency = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(pool.start({.workers = 1, .tick = -1us}), std::invalid_argument);
+  CHECK_THROWS_AS(pool.start({.workers = 1, .ring_bytes = 100}), std::invalid_argument);
+  CHECK_THROWS_AS(pool.start({.workers = 1, .max_payload = 0}), std::invalid_argument);
+  CHECK(pool.workers().empty());
+  CHECK(test::children().empty());
+}
+
+TEST_CASE("starting a started pool throws system_error") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  CHECK_THROWS_AS(pool.start({.workers = 1}), std::system_error);
+  CHECK(pool.workers().size() == 1);
+}
+
+TEST_CASE("a job returns what its function returns: lambdas, function pointers, void, containers") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+
+  auto hello = pool.job([](const greeting& g) { return "Hello " + g.text + "!"; }, greeting{"world"});
+  CHECK(hello.result() == "Hello world!");
+
+  auto a = pool.job(&twice, 21);
+  auto b = pool.job(triple, 5);
+  CHECK(a.result() == 42);
+  CHECK(b.result() == 15);
+
+  auto v = pool.job([](std::vector<int> xs) { std::reverse(xs.begin(), xs.end()); return xs; },
+                    std::vector<int>{1, 2, 3});
+  CHECK(v.result() == std::vector<int>{3, 2, 1});
+
+  auto m = pool.job([](const std::map<std::string, int>& in) { return in.at("b"); },
+                    std::map<std::string, int>{{"a", 1}, {"b", 2}});
+  CHECK(m.result() == 2);
+
+  auto nothing = pool.job([](int) {}, 0);
+  nothing.result();
+  CHECK(nothing.wait_for(0s));
+
+  // The job runs in another process: it sees its own pid.
+  auto pid = pool.job([](int) { return ::getpid(); }, 0);
+  const pid_t got = pid.result();
+  CHECK(got != ::getpid());
+  CHECK(got == pid.worker().pid);
+
+  // A moved-out result leaves the handle.
+  auto big = pool.job([](int n) { return std::string(static_cast<std::size_t>(n), 'x'); }, 1000);
+  CHECK(std::move(big).result().size() == 1000);
+}
+
+TEST_CASE("jobs run one at a time land on workers 0,1,2,0,1,2 and workers() shows the order") {
+  pc::pool pool;
+  pool.start({.workers = 3});
+  std::vector<int> front_ids;
+  for (const auto& w : pool.workers()) front_ids.push_back(w.id);
+  CHECK(front_ids == std::vector<int>{0, 1, 2});
+
+  std::vector<int> ids;
+  for (int i = 0; i < 6; ++i) {
+    auto j = pool.job([](int) { return ::getpid(); }, 0);
+    const pid_t pid = j.result();
+    CHECK(j.worker().pid == pid);
+    ids.push_back(j.worker().id);
+    // The worker that ran it went to the back.
+    CHECK(pool.workers().back().id == j.worker().id);
+  }
+  CHECK(ids == std::vector<int>{0, 1, 2, 0, 1, 2});
+}
+
+TEST_CASE("a worker with concurrency 3 runs 3 jobs at the same time") {
+  pc::pool pool;
+  pool.start({.workers = 1, .concurrency = 3});
+  // A barrier: no job leaves before all 3 have arrived, so reaching 3 proves they overlap.
+  auto overlap = [](int) {
+    ++arrived_here;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (arrived_here.load() < 3 && std::chrono::steady_clock::now() < until) {
+    }
+    return arrived_here.load();
+  };
+  std::vector<pc::job_handle<int>> jobs;
+  for (int i = 0; i < 3; ++i) jobs.push_back(pool.job(overlap, i));
+  for (auto& j : jobs) {
+    REQUIRE(j.wait_for(15s));
+    CHECK(j.result() == 3);
+  }
+  for (auto& j : jobs) CHECK(j.worker().pid == jobs[0].worker().pid);
+}
+
+TEST_CASE("a worker never runs more jobs at once than its concurrency") {
+  pc::pool pool;
+  pool.start({.workers = 2, .concurrency = 2});
+  std::vector<pc::job_handle<int>> jobs;
+  for (int i = 0; i < 200; ++i)
+    jobs.push_back(pool.job([](int) {
+      const int now = ++running_here;
+      for (auto until = std::chrono::steady_clock::now() + 50us; std::chrono::steady_clock::now() < until;) {
+      }
+      --running_here;
+      return now;
+    }, i));
+  for (auto& j : jobs) {
+    REQUIRE(j.wait_for(10s));
+    CHECK(j.result() <= 2);
+  }
+  for (const auto& w : pool.workers()) CHECK(w.running == 0);
+}
+
+TEST_CASE("with a 10 ms tick a burst of 1,000 jobs goes out in a handful of batches") {
+  pc::pool pool;
+  pool.start({.workers = 2, .concurrency = 128, .tick = 10ms});
+  std::vector<pc::job_handle<int>> jobs;
+  for (int i = 0; i < 1000; ++i) jobs.push_back(pool.job([](int x) { return x + 1; }, i));
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE(jobs[i].wait_for(10s));
+    CHECK(jobs[i].result() == i + 1);
+  }
+  const auto s = pool.stats();
+  MESSAGE("batches: " << s.dispatch_batches);
+  CHECK(s.dispatch_batches >= 1);
+  CHECK(s.dispatch_batches <= 12);
+}
+
+TEST_CASE("without a tick every job is dispatched as soon as it is submitted") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  for (int i = 0; i < 5; ++i) CHECK(pool.job([](int x) { return x; }, i).result() == i);
+  CHECK(pool.stats().dispatch_batches == 5);
+}
+
+TEST_CASE("a job that throws fails with job_failed, carrying the type and message, and the worker lives on") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  const pid_t before = pool.workers()[0].pid;
+  auto j = pool.job([](int) -> int { throw std::out_of_range("boom"); }, 0);
+  try {
+    j.result();
+    FAIL("result() should have thrown");
+  } catch (const pc::job_failed& e) {
+    CHECK(e.type() == "std::out_of_range");
+    CHECK(e.message() == "boom");
+    CHECK(std::string(e.what()).find("boom") != std::string::npos);
+  }
+  struct custom {};
+  auto k = pool.job([](int) -> int { throw custom{}; }, 0);
+  CHECK_THROWS_AS(k.result(), pc::job_failed);
+  CHECK(pool.job([](int x) { return x; }, 7).result() == 7);
+  CHECK(pool.workers()[0].pid == before);
+  CHECK(pool.workers()[0].respawns == 0);
+}
+
+TEST_CASE("10,000 tiny jobs all complete with the right results") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  std::vector<pc::job_handle<int>> jobs;
+  jobs.reserve(10000);
+  for (int i = 0; i < 10000; ++i) jobs.push_back(pool.job([](int x) { return x * 3; }, i));
+  long long sum = 0;
+  for (auto& j : jobs) {
+    REQUIRE(j.wait_for(30s));
+    sum += j.result();
+  }
+  CHECK(sum == 3LL * 9999 * 10000 / 2);
+  const auto s = pool.stats();
+  CHECK(s.submitted == 10000);
+  CHECK(s.queued == 0);
+  std::uint64_t done = 0;
+  for (const auto& w : pool.workers()) done += w.done;
+  CHECK(done == 10000);
+}
+
+TEST_CASE("jobs submitted from 8 threads at once all complete") {
+  pc::pool pool;
+  pool.start({.workers = 2, .concurrency = 2});
+  std::atomic<long long> sum{0};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<pc::job_handle<long long>> jobs;
+      for (int i = 0; i < 500; ++i) jobs.push_back(pool.job([](long long x) { return x * x; }, t * 1000LL + i));
+      for (auto& j : jobs) {
+        if (!j.wait_for(30s)) ++failures;
+        else sum += j.result();
+      }
+    });
+  for (auto& t : threads) t.join();
+  long long expect = 0;
+  for (int t = 0; t < 8; ++t)
+    for (int i = 0; i < 500; ++i) expect += (t * 1000LL + i) * (t * 1000LL + i);
+  CHECK(failures == 0);
+  CHECK(sum == expect);
+}
+
+TEST_CASE("payloads much larger than the ring stream through both ways") {
+  pc::pool pool;
+  pool.start({.workers = 1, .ring_bytes = 4096});
+  std::vector<unsigned char> data(3 << 20);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 31 + 7);
+  auto j = pool.job([](std::vector<unsigned char> v) {
+    for (auto& b : v) b = static_cast<unsigned char>(b + 1);
+    return v;
+  }, data);
+  REQUIRE(j.wait_for(30s));
+  const auto& back = j.result();
+  REQUIRE(back.size() == data.size());
+  bool same = true;
+  for (std::size_t i = 0; i < data.size(); ++i) same &= back[i] == static_cast<unsigned char>(data[i] + 1);
+  CHECK(same);
+  // Small jobs still go through the same worker afterwards.
+  CHECK(pool.job([](int x) { return x; }, 5).result() == 5);
+}
+
+TEST_CASE("data or a result over max_payload fails with payload_error and the pool goes on") {
+  pc::pool pool;
+  pool.start({.workers = 1, .max_payload = 1024});
+  auto in = pool.job([](const std::string& s) { return s.size(); }, std::string(4096, 'a'));
+  CHECK_THROWS_AS(in.result(), pc::payload_error);
+  auto out = pool.job([](int n) { return std::string(static_cast<std::size_t>(n), 'b'); }, 4096);
+  CHECK_THROWS_AS(out.result(), pc::payload_error);
+  CHECK(pool.job([](int x) { return x; }, 3).result() == 3);
+  CHECK(pool.workers()[0].respawns == 0);
+}
+
+TEST_CASE("a job submitted to a pool that is not running fails with job_cancelled") {
+  pc::pool pool;
+  auto before = pool.job([](int x) { return x; }, 1);
+  CHECK_THROWS_AS(before.result(), pc::job_cancelled);
+  CHECK_THROWS_AS(before.worker(), pc::job_cancelled);
+  pool.start({.workers = 1});
+  pool.free();
+  auto after = pool.job([](int x) { return x; }, 1);
+  CHECK_THROWS_AS(after.result(), pc::job_cancelled);
+}
+
+TEST_CASE("free fails queued and running jobs with job_cancelled") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto running = pool.job([](int) { ::pause(); return 0; }, 0);
+  auto queued = pool.job([](int x) { return x; }, 1);
+  running.worker();
+  pool.free();
+  REQUIRE(running.wait_for(5s));
+  REQUIRE(queued.wait_for(5s));
+  CHECK_THROWS_AS(running.result(), pc::job_cancelled);
+  CHECK_THROWS_AS(queued.result(), pc::job_cancelled);
+}
+
+TEST_CASE("free leaves no child process, no shared mapping and nothing in /dev/shm") {
+  const auto shm_before = test::dev_shm();
+  const int maps_before = test::shared_anonymous_mappings();
+  REQUIRE(test::children().empty());
+  std::vector<pid_t> all;
+  {
+    pc::pool pool;
+    pool.start({.workers = 3});
+    for (int i = 0; i < 100; ++i) pool.job([](int x) { return x; }, i).result();
+    all = test::pids(pool.workers());
+    all.push_back(pool.stats().fork_server);
+    CHECK(test::shared_anonymous_mappings() > maps_before);
+    pool.free();
+    CHECK(pool.workers().empty());
+  }
+  for (pid_t pid : all) CHECK(test::process_gone(pid, 1000ms));
+  CHECK(test::children().empty());
+  CHECK(test::shared_anonymous_mappings() == maps_before);
+  CHECK(test::dev_shm() == shm_before);
+}
+
+TEST_CASE("the destructor frees the pool like free()") {
+  std::vector<pid_t> all;
+  {
+    pc::pool pool;
+    pool.start({.workers = 2});
+    all = test::pids(pool.workers());
+  }
+  for (pid_t pid : all) CHECK(test::process_gone(pid, 1000ms));
+  CHECK(test::children().empty());
+}
+
+TEST_CASE("a pool can be started again after free") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  CHECK(pool.job([](int x) { return x + 1; }, 1).result() == 2);
+  pool.free();
+  pool.start({.workers = 2});
+  CHECK(pool.workers().size() == 2);
+  CHECK(pool.job([](int x) { return x + 2; }, 1).result() == 3);
+}
+
+TEST_CASE("the free functions drive a process-wide default pool") {
+  pc::start({.workers = 2});
+  auto j = pc::job([](const greeting& g) { return "Hello " + g.text + "!"; }, greeting{"world"});
+  CHECK(j.result() == "Hello world!");
+  const auto ws = pc::workers();
+  CHECK(ws.size() == 2);
+  CHECK_FALSE(pc::kill(::getpid()));
+  pc::free();
+  CHECK(pc::workers().empty());
+}
+
+TEST_CASE("workers() counts each worker's running and finished jobs") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto blocked = pool.job([](int) { ::pause(); return 0; }, 0);
+  blocked.worker();
+  REQUIRE(test::eventually([&] { return pool.workers()[0].running == 1; }));
+  const pid_t pid = pool.workers()[0].pid;
+  REQUIRE(pool.kill(pid));
+  REQUIRE(blocked.wait_for(5s));
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 1, {pid}); }));
+  for (int i = 0; i < 4; ++i) pool.job([](int x) { return x; }, i).result();
+  const auto w = pool.workers()[0];
+  CHECK(w.running == 0);
+  CHECK(w.done == 4);
+  CHECK(w.respawns == 1);
+}

@@ -1,0 +1,180 @@
+// The worker process: take a job frame, run it, write its result frame. With
+// concurrency K, K threads share the two rings, one reading and one writing at a time.
+
+#include <cxxabi.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <typeinfo>
+#include <utility>
+
+#include <parallelcode/detail/codec.hpp>
+#include <parallelcode/detail/invoke.hpp>
+
+#include "frame.hpp"
+#include "wake.hpp"
+#include "worker_entry.hpp"
+
+namespace parallelcode::detail {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto spin_budget = 20us;
+constexpr auto sleep_slice = 1s;  // a sleeping worker re-checks its parent this often
+constexpr int exit_protocol = 76;  // EX_PROTOCOL: the job ring held garbage
+constexpr int exit_no_threads = 71;
+constexpr std::size_t keep_result_bytes = std::size_t{4} << 20;
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
+  return status == 0 && s ? std::string(s.get()) : std::string(name);
+}
+
+class worker {
+ public:
+  explicit worker(const worker_start& s)
+      : start_(s), in_(s.shm->in(s.channel)), out_(s.shm->out(s.channel)) {}
+
+  void say_ready() {
+    std::lock_guard lock(out_mutex_);
+    send(make_header(frame_type::ready, 0, 0), nullptr);
+  }
+
+  [[noreturn]] void serve() {
+    frame_reader reader(start_.max_payload);
+    byte_buffer result;
+    for (;;) {
+      {
+        std::lock_guard lock(in_mutex_);
+        take(reader);
+      }
+      const frame_header reply = run(reader, result);
+      reader.next();
+      reader.trim();
+      {
+        std::lock_guard lock(out_mutex_);
+        send(reply, result.data());
+      }
+      if (result.capacity() > keep_result_bytes) result.release();
+    }
+  }
+
+ private:
+  // Reads one whole job frame, sleeping while the ring is empty.
+  void take(frame_reader& reader) {
+    for (;;) {
+      bool whole = false;
+      try {
+        whole = reader.poll(in_);
+      } catch (const protocol_error&) {
+        ::_exit(exit_protocol);
+      }
+      // The supervisor may be waiting for room to stream the rest of a big job.
+      if (in_.release() && in_.control().producer_waiting.load() && in_.control().producer_waiting.exchange(0))
+        wake_eventfd_sleeper(start_.shm->supervisor_sleeping(), start_.doorbell);
+      if (whole) return;
+      wait_readable();
+    }
+  }
+
+  frame_header run(const frame_reader& reader, byte_buffer& out) {
+    const frame_header& h = reader.header();
+    if (h.type != frame_type::job) ::_exit(exit_protocol);
+    out.clear();
+    frame_type type = frame_type::result;
+    try {
+      reinterpret_cast<invoke_fn>(h.invoke)(h.fn, reader.payload(), h.size, out);
+      if (out.size() > start_.max_payload)
+        throw codec_error("the result is " + std::to_string(out.size()) + " bytes, over max_payload (" +
+                          std::to_string(start_.max_payload) + ")");
+    } catch (const codec_error& e) {
+      type = frame_type::payload_error;
+      out.clear();
+      encode(out, std::string(e.what()));
+    } catch (const std::exception& e) {
+      type = frame_type::failed;
+      out.clear();
+      encode(out, std::make_pair(demangle(typeid(e).name()), std::string(e.what())));
+    } catch (...) {
+      type = frame_type::failed;
+      out.clear();
+      const std::type_info* t = abi::__cxa_current_exception_type();
+      encode(out, std::make_pair(t ? demangle(t->name()) : std::string("unknown exception"), std::string()));
+    }
+    return make_header(type, h.job, out.size());
+  }
+
+  void send(const frame_header& h, const std::byte* payload) {
+    const std::uint64_t total = frame_bytes(h.size);
+    std::uint64_t sent = 0;
+    for (;;) {
+      const std::uint64_t now = write_frame(out_, h, payload, sent);
+      if (now != sent) {
+        out_.publish();
+        wake_eventfd_sleeper(start_.shm->supervisor_sleeping(), start_.doorbell);
+        sent = now;
+      }
+      if (sent == total) return;
+      wait_writable(sent == 0 ? std::min(total, out_.capacity()) : 1);
+    }
+  }
+
+  void wait_readable() {
+    if (spin_until([&] { return !in_.empty(); }, spin_budget)) return;
+    auto& sleeping = in_.control().consumer_sleeping;
+    sleeping.store(1, std::memory_order_seq_cst);
+    if (in_.empty()) futex_wait(sleeping, 1, sleep_slice);
+    sleeping.store(0, std::memory_order_relaxed);
+    check_parent();
+  }
+
+  void wait_writable(std::uint64_t need) {
+    if (spin_until([&] { return out_.free_space() >= need; }, spin_budget)) return;
+    auto& waiting = out_.control().producer_waiting;
+    waiting.store(1, std::memory_order_seq_cst);
+    if (out_.free_space() < need) futex_wait(waiting, 1, sleep_slice);
+    waiting.store(0, std::memory_order_relaxed);
+    check_parent();
+  }
+
+  void check_parent() const {
+    if (::getppid() != start_.fork_server) ::_exit(0);
+  }
+
+  const worker_start start_;
+  ring_reader in_;
+  ring_writer out_;
+  std::mutex in_mutex_;
+  std::mutex out_mutex_;
+};
+
+}  // namespace
+
+void run_worker(const worker_start& start) {
+  // Die with the fork server; it may have died before the line above took effect.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != start.fork_server) ::_exit(0);
+  const std::string name = "pc-worker-" + std::to_string(start.id);
+  ::prctl(PR_SET_NAME, name.c_str());
+
+  static worker w(start);  // static: the threads below outlive no frame of ours
+  w.say_ready();
+  try {
+    for (unsigned i = 1; i < start.concurrency; ++i) std::thread([] { w.serve(); }).detach();
+  } catch (...) {
+    ::_exit(exit_no_threads);
+  }
+  w.serve();
+}
+
+}  // namespace parallelcode::detail
