@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -238,4 +240,50 @@ TEST_CASE("a forked copy of the host cannot drive the pool it inherited") {
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(test::process_alive(worker));
   CHECK(pool.job([](int x) { return x + 1; }, 1).result() == 2);
+}
+
+namespace {
+
+pid_t parent_of(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  // The command name may hold spaces: the fields go on after its closing parenthesis.
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  char state;
+  pid_t ppid = 0;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+}  // namespace
+
+TEST_CASE("every worker, first or respawned, is a child of the fork server, itself a child of the host") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  const pid_t fork_server = pool.stats().fork_server;
+  CHECK(parent_of(fork_server) == ::getpid());
+  for (const auto& w : pool.workers()) CHECK(parent_of(w.pid) == fork_server);
+  const pid_t first = pool.workers()[0].pid;
+  REQUIRE(pool.kill(first));
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 2, {first}); }));
+  for (const auto& w : pool.workers()) CHECK(parent_of(w.pid) == fork_server);
+}
+
+TEST_CASE("the pool never reaps a child of the host's own") {
+  const pid_t mine = ::fork();
+  if (mine == 0) ::_exit(42);
+  pc::pool pool;
+  pool.start({.workers = 2});
+  // Deaths and respawns in the pool while the host's child is a zombie waiting for the host.
+  for (int i = 0; i < 3; ++i) {
+    const pid_t victim = pool.workers()[0].pid;
+    REQUIRE(pool.kill(victim));
+    REQUIRE(test::eventually([&] { return test::all_ready(pool, 2, {victim}); }));
+  }
+  pool.free();
+  int status = 0;
+  REQUIRE(::waitpid(mine, &status, 0) == mine);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 42);
 }
