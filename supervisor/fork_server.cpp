@@ -16,6 +16,7 @@
 #include <system_error>
 #include <vector>
 
+#include "tracked.hpp"
 #include "worker_entry.hpp"
 
 namespace parallelcode::detail {
@@ -83,6 +84,7 @@ void reset_signals() {
   // Our own process group: a terminal's ^C goes to the host, which decides.
   ::setpgid(0, 0);
   reset_signals();
+  drop_tracked({sock, config.doorbell}, config.shm->address());
 
   const pid_t self = ::getpid();
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);
@@ -107,7 +109,8 @@ void reset_signals() {
         fs_request req{};
         const ssize_t got = ::recv(sock, &req, sizeof req, MSG_DONTWAIT);
         if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (got != sizeof req || req.command != fs_command::spawn) kill_all_and_exit(children);  // host gone
+        // End of file (the host is gone), stop, or garbage: we are done.
+        if (got != sizeof req || req.command != fs_command::spawn) kill_all_and_exit(children);
         const pid_t pid = ::fork();
         if (pid == 0) {
           ::close(ep);
@@ -209,7 +212,10 @@ fork_server::receive_status fork_server::receive(fs_report& report, unique_fd& p
 
 void fork_server::stop(std::chrono::milliseconds grace) noexcept {
   if (!pidfd_) return;
-  socket_.reset();  // EOF: it kills and reaps its workers, then exits
+  // Say stop, then close: a copy of our socket in some process forked from the
+  // host would keep the end of file from reaching it.
+  request({fs_command::stop, 0, 0});
+  socket_.reset();
   pollfd p{pidfd_.get(), POLLIN, 0};
   if (::poll(&p, 1, static_cast<int>(grace.count())) <= 0) ::pidfd_send_signal(pidfd_.get(), SIGKILL, nullptr, 0);
   siginfo_t info{};

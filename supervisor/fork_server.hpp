@@ -13,7 +13,10 @@
 
 namespace parallelcode::detail {
 
-enum class fs_command : std::uint32_t { spawn = 1 };
+enum class fs_command : std::uint32_t {
+  spawn = 1,  // fork a worker for id on channel
+  stop,       // kill and reap every worker, then exit
+};
 
 struct fs_request {
   fs_command command;

@@ -63,9 +63,11 @@ class signal_block {
   sigset_t old_;
 };
 
+// The room write_frame needs to make progress with the outbox's first frame.
 std::uint64_t frame_room_needed(const worker_slot& w) {
   if (w.outbox_sent > 0) return 1;
-  return std::min(frame_bytes(w.outbox.front()->payload.size()), w.jobs.capacity());
+  const std::uint64_t total = frame_bytes(w.outbox.front()->payload.size());
+  return total <= w.jobs.capacity() ? total : sizeof(frame_header);
 }
 
 }  // namespace
@@ -94,7 +96,7 @@ void pool_impl::start(const options& requested) {
   slots_.clear();
   order_.clear();
   for (unsigned i = 0; i < o.workers; ++i) {
-    auto w = std::make_unique<worker_slot>(o.max_payload);
+    auto w = std::make_unique<worker_slot>(frame_limit(o.max_payload));
     w->id = static_cast<int>(i);
     w->channel = i;
     w->jobs = ring_writer(shm_.in(i));
@@ -115,9 +117,12 @@ void pool_impl::start(const options& requested) {
   }
 
   const bool ready = changed_.wait_for(lock, start_deadline, [&] {
-    return start_failure_ || !broken_.empty() ||
+    return phase_ != phase::starting || start_failure_ || !broken_.empty() ||
            std::all_of(slots_.begin(), slots_.end(), [](const auto& w) { return w->state == worker_state::ready; });
   });
+  if (phase_ != phase::starting)  // another thread called free() meanwhile
+    throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                            "parallelcode: the pool was freed while it started");
   if (ready && !start_failure_ && broken_.empty()) {
     phase_ = phase::running;
     return;
@@ -190,7 +195,8 @@ void pool_impl::serve(fork_server& server) {
     const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
     const timespec ts{static_cast<time_t>(s.count()), static_cast<long>((timeout - s).count())};
     epoll_event got[4];
-    ::epoll_pwait2(ep.get(), got, 4, &ts, nullptr);
+    if (::epoll_pwait2(ep.get(), got, 4, &ts, nullptr) < 0 && errno == ENOSYS)  // before Linux 5.11
+      ::epoll_wait(ep.get(), got, 4, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(timeout).count()));
     shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
     eventfd_t count;
     ::eventfd_read(doorbell_.get(), &count);
@@ -287,22 +293,26 @@ void pool_impl::handle_frame(worker_slot& w, const frame_reader& frame, events& 
   move_to_back(w.id);
 
   if (h.type == frame_type::result) {
-    job->finish(frame.payload(), frame.payload_size());
+    if (job->finish(frame.payload(), frame.payload_size()))
+      ++stats_.completed;
+    else
+      ++stats_.failed;
   } else if (h.type == frame_type::failed) {
     std::pair<std::string, std::string> what{"an exception", ""};
     try {
       what = decode<std::pair<std::string, std::string>>(frame.payload(), frame.payload_size());
     } catch (const codec_error&) {
     }
-    job->fail(std::make_exception_ptr(job_failed(std::move(what.first), std::move(what.second))));
+    job->fail(job_failed(std::move(what.first), std::move(what.second)));
   } else {
     std::string what = "parallelcode: the job's data or result could not be coded";
     try {
       what = "parallelcode: " + decode<std::string>(frame.payload(), frame.payload_size());
     } catch (const codec_error&) {
     }
-    job->fail(std::make_exception_ptr(payload_error(what)));
+    job->fail(payload_error(what));
   }
+  if (h.type != frame_type::result) ++stats_.failed;
   ev.push_back(std::move(job));
 }
 
@@ -311,8 +321,9 @@ void pool_impl::worker_died(fork_server& server, worker_slot& w, int code, int s
   const int signal = (code == CLD_KILLED || code == CLD_DUMPED) ? status : 0;
   const int exit_status = code == CLD_EXITED ? status : -1;
   for (job_ptr& job : w.in_flight) {
-    job->fail(std::make_exception_ptr(worker_lost(w.pid, signal, exit_status)));
+    job->fail(worker_lost(w.pid, signal, exit_status));
     ev.push_back(std::move(job));
+    ++stats_.failed;
   }
   w.in_flight.clear();
   w.outbox.clear();
@@ -347,8 +358,9 @@ void pool_impl::fork_server_lost(fork_server& server, events& ev) {
   for (auto& w : slots_) {
     if (w->pidfd) ::pidfd_send_signal(w->pidfd.get(), SIGKILL, nullptr, 0);
     for (job_ptr& job : w->in_flight) {
-      job->fail(std::make_exception_ptr(worker_lost(w->pid, SIGKILL, -1)));
+      job->fail(worker_lost(w->pid, SIGKILL, -1));
       ev.push_back(std::move(job));
+      ++stats_.failed;
     }
     w->in_flight.clear();
     w->outbox.clear();
@@ -365,10 +377,8 @@ void pool_impl::fork_server_lost(fork_server& server, events& ev) {
 bool pool_impl::dispatch(events& ev) {
   bool any = false;
   while (!queue_.empty()) {
-    const auto it = std::find_if(order_.begin(), order_.end(), [&](int id) {
-      const worker_slot& w = *slots_[static_cast<std::size_t>(id)];
-      return w.state == worker_state::ready && !w.corrupt && w.running < opts_.concurrency;
-    });
+    const auto it = std::find_if(order_.begin(), order_.end(),
+                                 [&](int id) { return can_take(*slots_[static_cast<std::size_t>(id)]); });
     if (it == order_.end()) break;
     worker_slot& w = *slots_[static_cast<std::size_t>(*it)];
     job_ptr job = std::move(queue_.front());
@@ -404,12 +414,13 @@ bool pool_impl::flush(worker_slot& w) {
     w.outbox.pop_front();
     w.outbox_sent = 0;
   }
+  // Frames still waiting for room: the worker rings us when it makes some. Say so
+  // before publishing, or the worker may drain the ring before it can see the flag.
+  if (!w.outbox.empty()) w.jobs.control().producer_waiting.store(1, std::memory_order_seq_cst);
   if (wrote) {
     w.jobs.publish();
     wake_futex_sleeper(w.jobs.control().consumer_sleeping);
   }
-  // Frames still waiting for room: the worker rings us when it makes some.
-  if (!w.outbox.empty()) w.jobs.control().producer_waiting.store(1, std::memory_order_seq_cst);
   return wrote;
 }
 
@@ -425,13 +436,25 @@ bool pool_impl::has_work_locked() const {
     if (!w->outbox.empty() && w->jobs.free_space() >= frame_room_needed(*w)) return true;
     if (w->respawn_at && now >= *w->respawn_at) return true;
   }
-  return !queue_.empty() && opts_.tick > 0us && now >= last_batch_ + opts_.tick;
+  return tick_due_locked(now);
+}
+
+bool pool_impl::tick_due_locked(clock::time_point now) const {
+  if (queue_.empty() || opts_.tick == 0us || now < last_batch_ + opts_.tick) return false;
+  // With every worker full, a due tick is no work: a result wakes us first.
+  return std::any_of(order_.begin(), order_.end(), [&](int id) { return can_take(*slots_[static_cast<std::size_t>(id)]); });
+}
+
+bool pool_impl::can_take(const worker_slot& w) const {
+  return w.state == worker_state::ready && !w.corrupt && w.running < opts_.concurrency;
 }
 
 std::chrono::nanoseconds pool_impl::sleep_budget_locked() const {
   const auto now = clock::now();
   auto until = now + idle_sleep;
-  if (!queue_.empty() && opts_.tick > 0us) until = std::min(until, last_batch_ + opts_.tick);
+  if (!queue_.empty() && opts_.tick > 0us &&
+      std::any_of(slots_.begin(), slots_.end(), [&](const auto& w) { return can_take(*w); }))
+    until = std::min(until, last_batch_ + opts_.tick);
   for (const auto& w : slots_)
     if (w->respawn_at) until = std::min(until, *w->respawn_at);
   return std::max(until - now, clock::duration::zero());
@@ -439,8 +462,9 @@ std::chrono::nanoseconds pool_impl::sleep_budget_locked() const {
 
 void pool_impl::end_all(const std::string& why, events& ev) {
   auto cancel = [&](job_ptr& job) {
-    job->fail(std::make_exception_ptr(job_cancelled(why)));
+    job->fail(job_cancelled(why));
     ev.push_back(std::move(job));
+    ++stats_.failed;
   };
   for (auto& w : slots_) {
     std::for_each(w->in_flight.begin(), w->in_flight.end(), cancel);
@@ -461,8 +485,8 @@ std::string pool_impl::refusal_locked() const {
 void pool_impl::submit(job_ptr job) {
   events ev;
   if (inherited()) {
-    job->fail(std::make_exception_ptr(
-        job_cancelled("parallelcode: this process is a fork of the pool's process: submit from the original")));
+    job->fail(
+        job_cancelled("parallelcode: this process is a fork of the pool's process: submit from the original"));
     ev.push_back(std::move(job));
     publish(ev);
     return;
@@ -470,13 +494,14 @@ void pool_impl::submit(job_ptr job) {
   {
     std::lock_guard lock(mutex_);
     if (std::string why = refusal_locked(); !why.empty()) {
-      job->fail(std::make_exception_ptr(job_cancelled(why)));
+      job->fail(job_cancelled(why));
       ev.push_back(std::move(job));
     } else if (job->payload.size() > opts_.max_payload) {
-      job->fail(std::make_exception_ptr(payload_error("parallelcode: the job's data is " + std::to_string(job->payload.size()) +
+      job->fail(payload_error("parallelcode: the job's data is " + std::to_string(job->payload.size()) +
                                                       " bytes encoded, over max_payload (" +
-                                                      std::to_string(opts_.max_payload) + ")")));
+                                                      std::to_string(opts_.max_payload) + ")"));
       ev.push_back(std::move(job));
+      ++stats_.failed;
     } else {
       job->id = ++next_id_;
       job->queued_at = clock::now();
@@ -527,14 +552,14 @@ void pool_impl::free() {
     changed_.wait(lock, [&] { return phase_ == phase::stopped; });
     return;
   }
-  if (std::this_thread::get_id() == thread_->get_id())
+  if (thread_ && std::this_thread::get_id() == thread_->get_id())
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "parallelcode: free() from a job callback would wait for itself");
   phase_ = phase::stopping;
   stop_ = true;
   ::eventfd_write(doorbell_.get(), 1);
   lock.unlock();
-  thread_->join();
+  if (thread_) thread_->join();
   lock.lock();
   thread_.reset();
   slots_.clear();
@@ -573,7 +598,14 @@ pool::~pool() {
   if (impl_->inherited()) (void)impl_.release();
 }
 
-void pool::start(const options& opts) { impl_->start(opts); }
+void pool::start(const options& opts) {
+  // A forked copy of a running pool cannot be restarted in place: start afresh.
+  if (impl_->inherited()) {
+    (void)impl_.release();
+    impl_ = std::make_unique<detail::pool_impl>();
+  }
+  impl_->start(opts);
+}
 void pool::submit(std::shared_ptr<detail::job_state_base> job, const job_options&) { impl_->submit(std::move(job)); }
 bool pool::kill(pid_t pid) { return impl_->kill(pid); }
 std::vector<worker_info> pool::workers() const { return impl_->workers(); }

@@ -28,7 +28,7 @@ using job_ptr = std::shared_ptr<job_state_base>;
 
 // One worker slot: its id and rings stay, its process comes and goes.
 struct worker_slot {
-  explicit worker_slot(std::uint64_t max_payload) : reader(max_payload) {}
+  explicit worker_slot(std::uint64_t frame_limit) : reader(frame_limit) {}
 
   int id = 0;
   unsigned channel = 0;
@@ -83,6 +83,8 @@ class pool_impl {
   void spawn(fork_server& server, worker_slot& w);
   bool results_pending() const noexcept;
   bool has_work_locked() const;
+  bool tick_due_locked(clock::time_point now) const;
+  bool can_take(const worker_slot& w) const;
   std::chrono::nanoseconds sleep_budget_locked() const;
   void fork_server_lost(fork_server& server, events& ev);
   void end_all(const std::string& why, events& ev);

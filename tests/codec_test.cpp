@@ -4,7 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <array>
 #include <cstring>
+#include <deque>
+#include <forward_list>
+#include <list>
+#include <tuple>
 #include <map>
 #include <optional>
 #include <string>
@@ -76,4 +81,49 @@ struct throws_on_save {
 TEST_CASE("an encode failure is a codec_error") {
   pd::byte_buffer b;
   CHECK_THROWS_AS(pd::encode(b, throws_on_save{}), pd::codec_error);
+}
+
+TEST_CASE("a size prefix cannot make a container of large elements allocate more than the bytes present") {
+  // 1 MiB elements: a prefix of 300 with 300 bytes behind it must not become 300 MiB.
+  using big = std::array<char, 1 << 20>;
+  pd::byte_buffer b;
+  pd::encode(b, std::vector<std::uint8_t>(300, 1));
+  CHECK_THROWS_AS(pd::decode<std::vector<big>>(b.data(), b.size()), pd::codec_error);
+  CHECK_THROWS_AS(pd::decode<std::deque<big>>(b.data(), b.size()), pd::codec_error);
+  CHECK_THROWS_AS(pd::decode<std::list<big>>(b.data(), b.size()), pd::codec_error);
+  // Arithmetic elements are checked exactly: 3 bytes cannot hold a uint64.
+  pd::byte_buffer c;
+  pd::encode(c, std::vector<std::uint8_t>{1, 2, 3});
+  CHECK_THROWS_AS(pd::decode<std::vector<std::uint64_t>>(c.data(), c.size()), pd::codec_error);
+}
+
+namespace {
+struct tag {
+  template <class A>
+  void serialize(A&) {}
+};
+}  // namespace
+
+TEST_CASE("containers of empty elements, which take no bytes, still decode") {
+  pd::byte_buffer b;
+  pd::encode(b, std::vector<tag>(100));
+  CHECK(pd::decode<std::vector<tag>>(b.data(), b.size()).size() == 100);
+}
+
+TEST_CASE("sequences of every kind round-trip through the growing loaders") {
+  const std::vector<std::string> v{"a", "bb", ""};
+  const std::deque<int> d{1, 2, 3};
+  const std::list<std::vector<int>> l{{1}, {}, {2, 3}};
+  const std::forward_list<std::string> f{"x", "y"};
+  const std::vector<bool> bits{true, false, true};
+  pd::byte_buffer b;
+  pd::encode(b, std::make_tuple(v, d, l, f, bits));
+  const auto back =
+      pd::decode<std::tuple<std::vector<std::string>, std::deque<int>, std::list<std::vector<int>>,
+                            std::forward_list<std::string>, std::vector<bool>>>(b.data(), b.size());
+  CHECK(std::get<0>(back) == v);
+  CHECK(std::get<1>(back) == d);
+  CHECK(std::get<2>(back) == l);
+  CHECK(std::get<3>(back) == f);
+  CHECK(std::get<4>(back) == bits);
 }

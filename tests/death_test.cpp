@@ -287,3 +287,25 @@ TEST_CASE("the pool never reaps a child of the host's own") {
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 42);
 }
+
+TEST_CASE("a forked copy of the host can start its own copy of the pool afresh") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  const pid_t child = ::fork();
+  if (child == 0) {
+    int code = 0;
+    try {
+      pool.start({.workers = 1});
+      if (pool.job([](int x) { return x + 5; }, 1).result() != 6) code = 1;
+      pool.free();
+    } catch (...) {
+      code = 2;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(pool.job([](int x) { return x; }, 3).result() == 3);
+}

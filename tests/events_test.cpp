@@ -153,3 +153,25 @@ TEST_CASE("free() from a callback on the pool's thread is refused, not a deadloc
   // after the end, on ours (where free() is fine).
   if (f.get()) CHECK(pool.workers().size() == 1);
 }
+
+TEST_CASE("moving the result out waits for the on_done callbacks that read it") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  std::atomic<bool> finished{false};
+  std::atomic<std::size_t> seen{0};
+  auto j = pool.job([](int n) {
+    for (auto until = std::chrono::steady_clock::now() + 20ms; std::chrono::steady_clock::now() < until;) {
+    }
+    return std::string(static_cast<std::size_t>(n), 'v');
+  }, 100000);
+  j.on_done([&](const std::string& r, const pc::job_context&) {
+    for (auto until = std::chrono::steady_clock::now() + 30ms; std::chrono::steady_clock::now() < until;) {
+    }
+    seen = r.size();
+    finished = true;
+  });
+  const std::string mine = std::move(j).result();
+  CHECK(mine.size() == 100000);
+  CHECK(finished.load());
+  CHECK(seen.load() == 100000);
+}

@@ -3,11 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <stdexcept>
@@ -386,4 +388,129 @@ TEST_CASE("workers() counts each worker's running and finished jobs") {
   CHECK(w.running == 0);
   CHECK(w.done == 4);
   CHECK(w.respawns == 1);
+}
+
+TEST_CASE("jobs larger than the ring, one at a time, never wait for the pool's idle timeout") {
+  // A lost wakeup between streaming a frame and sleeping cost a whole idle second.
+  pc::pool pool;
+  pool.start({.workers = 1, .ring_bytes = 4096});
+  const std::string data(20000, 'z');
+  for (int i = 0; i < 300; ++i) {
+    auto j = pool.job([](const std::string& s) { return s.size(); }, data);
+    REQUIRE_MESSAGE(j.wait_for(900ms), "job " << i << " stalled");
+    CHECK(j.result() == data.size());
+  }
+}
+
+TEST_CASE("text data may be a string literal or a char pointer: it travels as std::string") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  CHECK(pool.job([](const std::string& s) { return s + "!"; }, "hello").result() == "hello!");
+  const char* text = "world";
+  CHECK(pool.job([](std::string s) { return s.size(); }, text).result() == 5);
+}
+
+TEST_CASE("wait_for with an enormous timeout waits instead of overflowing") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto j = pool.job([](int x) { return x; }, 1);
+  CHECK(j.wait_for(std::chrono::hours::max()));
+  CHECK(j.wait_for(std::chrono::nanoseconds::max()));
+  CHECK(j.result() == 1);
+}
+
+TEST_CASE("an empty job_handle says so instead of crashing") {
+  pc::job_handle<int> empty;
+  CHECK_FALSE(empty.valid());
+  CHECK_THROWS_AS(empty.result(), std::invalid_argument);
+  CHECK_THROWS_AS(empty.worker(), std::invalid_argument);
+  CHECK_THROWS_AS(empty.id(), std::invalid_argument);
+  CHECK(empty.wait_for(1s));
+}
+
+TEST_CASE("stats count the jobs that completed and the jobs that failed") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  for (int i = 0; i < 10; ++i) pool.job([](int x) { return x; }, i).result();
+  auto bad = pool.job([](int) -> int { throw std::runtime_error("x"); }, 0);
+  bad.wait();
+  const auto s = pool.stats();
+  CHECK(s.submitted == 11);
+  CHECK(s.completed == 10);
+  CHECK(s.failed == 1);
+}
+
+TEST_CASE("with a tiny max_payload, errors still arrive as job_failed and payload_error, not as dead workers") {
+  pc::pool pool;
+  pool.start({.workers = 1, .max_payload = 32});
+  auto threw = pool.job([](int) -> int { throw std::runtime_error(std::string(200, 'e')); }, 0);
+  try {
+    threw.result();
+    FAIL("result() should have thrown");
+  } catch (const pc::job_failed& e) {
+    CHECK(e.message() == std::string(200, 'e'));
+  }
+  auto huge = pool.job([](int n) { return std::string(static_cast<std::size_t>(n), 'r'); }, 1000);
+  CHECK_THROWS_AS(huge.result(), pc::payload_error);
+  CHECK(pool.workers()[0].respawns == 0);
+}
+
+TEST_CASE("in tick mode, a pool whose workers are all busy sleeps instead of spinning") {
+  pc::pool pool;
+  pool.start({.workers = 1, .tick = 1ms});
+  auto busy = pool.job([](int) { ::pause(); return 0; }, 0);
+  busy.worker();
+  std::vector<pc::job_handle<int>> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(pool.job([](int x) { return x; }, i));
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(queued[0].wait_for(300ms));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  const double cpu = seconds(after.ru_utime) + seconds(after.ru_stime) - seconds(before.ru_utime) - seconds(before.ru_stime);
+  MESSAGE("host cpu " << cpu << " s over " << wall << " s");
+  CHECK(cpu < wall / 2);
+  REQUIRE(pool.kill(busy.worker().pid));
+  for (auto& q : queued) CHECK(q.wait_for(5s));
+}
+
+TEST_CASE("free() during start() from another thread leaves the pool stopped and usable") {
+  for (int round = 0; round < 20; ++round) {
+    pc::pool pool;
+    std::thread starter([&] {
+      try {
+        pool.start({.workers = 3});
+      } catch (const std::system_error&) {
+      }
+    });
+    pool.free();
+    starter.join();
+    pool.free();
+    CHECK(pool.job([](int x) { return x; }, 1).wait_for(5s));
+    pool.start({.workers = 1});
+    CHECK(pool.job([](int x) { return x + 1; }, 1).result() == 2);
+  }
+  CHECK(test::children().empty());
+}
+
+TEST_CASE("two pools in one process: each fork server and worker holds only its own pool's resources") {
+  pc::pool a;
+  a.start({.workers = 1});
+  pc::pool b;
+  b.start({.workers = 1});
+  // b's worker has exactly one shared mapping (b's own), not a's too.
+  const pid_t bw = b.workers()[0].pid;
+  std::ifstream maps("/proc/" + std::to_string(bw) + "/maps");
+  std::string line;
+  int shared = 0;
+  while (std::getline(maps, line)) shared += line.find("/dev/zero (deleted)") != std::string::npos;
+  CHECK(shared == 1);
+  // So a's fork server sees its end of file at once, and freeing a does not wait out a grace period.
+  const auto t0 = std::chrono::steady_clock::now();
+  a.free();
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  CHECK(b.job([](int x) { return x * 2; }, 21).result() == 42);
 }

@@ -34,6 +34,12 @@ constexpr int exit_protocol = 76;  // EX_PROTOCOL: the job ring held garbage
 constexpr int exit_no_threads = 71;
 constexpr std::size_t keep_result_bytes = std::size_t{4} << 20;
 
+// Error reports stay small whatever max_payload is: the supervisor reads them up to frame_limit().
+std::string clip(std::string s) {
+  if (s.size() > error_text_limit) s.resize(error_text_limit);
+  return s;
+}
+
 std::string demangle(const char* name) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
@@ -100,16 +106,16 @@ class worker {
     } catch (const codec_error& e) {
       type = frame_type::payload_error;
       out.clear();
-      encode(out, std::string(e.what()));
+      encode(out, clip(e.what()));
     } catch (const std::exception& e) {
       type = frame_type::failed;
       out.clear();
-      encode(out, std::make_pair(demangle(typeid(e).name()), std::string(e.what())));
+      encode(out, std::make_pair(clip(demangle(typeid(e).name())), clip(e.what())));
     } catch (...) {
       type = frame_type::failed;
       out.clear();
       const std::type_info* t = abi::__cxa_current_exception_type();
-      encode(out, std::make_pair(t ? demangle(t->name()) : std::string("unknown exception"), std::string()));
+      encode(out, std::make_pair(clip(t ? demangle(t->name()) : std::string("unknown exception")), std::string()));
     }
     return make_header(type, h.job, out.size());
   }

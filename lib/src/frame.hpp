@@ -41,6 +41,13 @@ inline frame_header make_header(frame_type type, std::uint64_t job, std::uint64_
   return {frame_magic, type, 0, size, job, 0, 0};
 }
 
+// The largest payload a reader accepts: results up to max_payload, and error
+// reports (which a worker keeps under error_text_limit) even when max_payload is tiny.
+inline constexpr std::size_t error_text_limit = 16 * 1024;
+constexpr std::uint64_t frame_limit(std::uint64_t max_payload) {
+  return max_payload > 4 * error_text_limit ? max_payload : 4 * error_text_limit;
+}
+
 // The ring holds something that is not a frame: the peer is broken.
 class protocol_error : public std::runtime_error {
  public:

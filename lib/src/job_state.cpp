@@ -11,20 +11,24 @@ void job_state_base::assign(const worker_info& w) {
   changed_.notify_all();
 }
 
-void job_state_base::finish(const std::byte* result, std::size_t size) {
+bool job_state_base::finish(const std::byte* result, std::size_t size) {
   std::lock_guard lock(mutex_);
-  if (ended_) return;
+  if (ended_) return false;
   try {
     store_result(result, size);
   } catch (const codec_error& e) {
-    error_ = std::make_exception_ptr(payload_error(std::string("parallelcode: the job's result: ") + e.what()));
+    payload_error error(std::string("parallelcode: the job's result: ") + e.what());
+    error_ref_ = std::make_shared<const payload_error>(error);
+    error_ = std::make_exception_ptr(std::move(error));
   }
   end_locked();
+  return !error_;
 }
 
-void job_state_base::fail(std::exception_ptr error) {
+void job_state_base::fail(std::shared_ptr<const job_error> ref, std::exception_ptr error) {
   std::lock_guard lock(mutex_);
   if (ended_) return;
+  error_ref_ = std::move(ref);
   error_ = std::move(error);
   end_locked();
 }
@@ -32,14 +36,6 @@ void job_state_base::fail(std::exception_ptr error) {
 void job_state_base::end_locked() {
   ended_ = true;
   ended_at_ = clock::now();
-  if (error_) {
-    try {
-      std::rethrow_exception(error_);
-    } catch (const job_error& e) {
-      error_ref_ = &e;  // the exception object lives as long as error_
-    } catch (...) {
-    }
-  }
   changed_.notify_all();
 }
 
@@ -84,10 +80,9 @@ void job_state_base::publish() noexcept {
       if (error_) fire = std::move(on_error_);
       on_error_.clear();
       take_done_callbacks();
-      const job_error* e = error_ref_;
-      const bool ok = !error_;
+      const std::shared_ptr<const job_error> e = error_ref_;
       lock.unlock();
-      run_done_callbacks(ctx, ok);
+      run_done_callbacks(ctx, !e);
       if (e)
         for (auto& f : fire) f(*e, ctx);
       lock.lock();
@@ -96,6 +91,7 @@ void job_state_base::publish() noexcept {
     if (!publish_again_) break;
   }
   publishing_ = false;
+  changed_.notify_all();
 }
 
 worker_info job_state_base::wait_assigned() {
@@ -110,13 +106,13 @@ void job_state_base::wait_ended() {
   changed_.wait(lock, [&] { return ended_; });
 }
 
+void job_state_base::wait_published() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return end_published_ && !publishing_; });
+}
+
 bool job_state_base::wait_ended_for(std::chrono::nanoseconds timeout) {
   std::unique_lock lock(mutex_);
-  // steady_clock::now() + a near-infinite timeout overflows into the past.
-  if (timeout > std::chrono::hours(24 * 365)) {
-    changed_.wait(lock, [&] { return ended_; });
-    return true;
-  }
   return changed_.wait_for(lock, timeout, [&] { return ended_; });
 }
 
@@ -145,7 +141,7 @@ void job_state_base::add_on_error(error_fn f) {
   }
   if (!error_ref_) return;
   const job_context ctx = context_locked();
-  const job_error* e = error_ref_;
+  const std::shared_ptr<const job_error> e = error_ref_;
   lock.unlock();
   f(*e, ctx);
 }

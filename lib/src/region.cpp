@@ -1,5 +1,7 @@
 #include "region.hpp"
 
+#include "tracked.hpp"
+
 #include <boost/interprocess/anonymous_shared_memory.hpp>
 #include <boost/interprocess/exceptions.hpp>
 
@@ -31,6 +33,22 @@ region::region(unsigned channels, std::size_t ring_bytes) {
   channel_controls_ = reinterpret_cast<channel_control*>(base + sizeof(region_control));
   for (unsigned c = 0; c < channels; ++c) new (&channel_controls_[c]) channel_control{};
   rings_ = base + controls;
+  track_mapping(base, total);
+}
+
+region& region::operator=(region&& other) noexcept {
+  if (this != &other) {
+    if (control_) untrack_mapping(control_);
+    mapping_ = std::move(other.mapping_);
+    control_ = std::exchange(other.control_, nullptr);
+    channel_controls_ = std::exchange(other.channel_controls_, nullptr);
+    rings_ = std::exchange(other.rings_, nullptr);
+  }
+  return *this;
+}
+
+region::~region() {
+  if (control_) untrack_mapping(control_);
 }
 
 ring_view region::in(unsigned channel) const noexcept {

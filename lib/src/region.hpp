@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include <boost/interprocess/mapped_region.hpp>
 
@@ -31,10 +32,14 @@ class region {
   region() = default;
   // Throws std::system_error when the memory cannot be mapped.
   region(unsigned channels, std::size_t ring_bytes);
-  region(region&&) noexcept = default;
-  region& operator=(region&&) noexcept = default;
+  region(region&& other) noexcept { *this = std::move(other); }
+  region& operator=(region&& other) noexcept;
+  ~region();
+  region(const region&) = delete;
+  region& operator=(const region&) = delete;
 
   explicit operator bool() const noexcept { return control_ != nullptr; }
+  const void* address() const noexcept { return control_; }
   unsigned channels() const noexcept { return control_->channels; }
   std::atomic<std::uint32_t>& supervisor_sleeping() const noexcept { return control_->supervisor_sleeping; }
   ring_view in(unsigned channel) const noexcept;

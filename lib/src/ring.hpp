@@ -30,8 +30,10 @@ class ring_writer {
   explicit ring_writer(ring_view v) noexcept : v_(v), head_(v.control->head.load(std::memory_order_relaxed)) {}
 
   std::uint64_t capacity() const noexcept { return v_.capacity; }
+  // seq_cst loads here and in available(): a sleeper stores its flag, then checks
+  // the ring; store-then-load needs seq_cst on both sides to be ordered.
   std::uint64_t free_space() const noexcept {
-    return v_.capacity - (head_ - v_.control->tail.load(std::memory_order_acquire));
+    return v_.capacity - (head_ - v_.control->tail.load(std::memory_order_seq_cst));
   }
   std::uint64_t position() const noexcept { return head_; }
   ring_control& control() const noexcept { return *v_.control; }
@@ -68,7 +70,7 @@ class ring_reader {
       : v_(v), tail_(v.control->tail.load(std::memory_order_relaxed)), released_(tail_) {}
 
   std::uint64_t available() const noexcept {
-    return v_.control->head.load(std::memory_order_acquire) - tail_;
+    return v_.control->head.load(std::memory_order_seq_cst) - tail_;
   }
   bool empty() const noexcept { return available() == 0; }
   ring_control& control() const noexcept { return *v_.control; }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -22,48 +23,62 @@ class job_handle {
   job_handle() = default;
   explicit job_handle(std::shared_ptr<detail::job_state<R>> state) : state_(std::move(state)) {}
 
+  // An empty handle (default-constructed or moved from) has no job: the calls
+  // below throw std::invalid_argument on it, except wait_for, which returns true.
   bool valid() const noexcept { return state_ != nullptr; }
-  std::uint64_t id() const noexcept { return state_->id; }
+  std::uint64_t id() const { return state().id; }
 
   // The worker that picked the job up (the start event); blocks until then.
   // Throws the job's error if it ended without reaching a worker.
-  worker_info worker() const { return state_->wait_assigned(); }
+  worker_info worker() const { return state().wait_assigned(); }
 
   // The result; blocks until the job ends and throws its job_error if it failed.
-  std::add_lvalue_reference_t<R> result() & {
-    state_->wait_ended();
-    state_->rethrow_error();
+  std::add_lvalue_reference_t<std::add_const_t<R>> result() const& {
+    state().wait_ended();
+    state().rethrow_error();
     if constexpr (!std::is_void_v<R>) return *state_->value;
   }
+  // Moves the result out, once the job's callbacks, which may be reading it, are done.
   R result() && {
-    state_->wait_ended();
-    state_->rethrow_error();
+    state().wait_published();
+    state().rethrow_error();
     if constexpr (!std::is_void_v<R>) return std::move(*state_->value);
   }
 
   // True once the job has ended, with a result or an error; never throws.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const noexcept {
+    if (!state_) return true;
+    // Clamped in floating point: a cast of hours::max() to nanoseconds overflows.
+    if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365)) {
+      state_->wait_ended();
+      return true;
+    }
     return state_->wait_ended_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
-  void wait() const { state_->wait_ended(); }
+  void wait() const { state().wait_ended(); }
 
   // Callbacks run on the pool's thread, or at once on the caller's if the event
   // already happened; each fires exactly once. They must not throw or block.
   job_handle& on_start(std::function<void(const worker_info&)> f) {
-    state_->add_on_start(std::move(f));
+    state().add_on_start(std::move(f));
     return *this;
   }
   job_handle& on_done(done_fn f) {
-    state_->add_on_done(std::move(f));
+    state().add_on_done(std::move(f));
     return *this;
   }
   job_handle& on_error(std::function<void(const job_error&, const job_context&)> f) {
-    state_->add_on_error(std::move(f));
+    state().add_on_error(std::move(f));
     return *this;
   }
 
  private:
+  detail::job_state<R>& state() const {
+    if (!state_) throw std::invalid_argument("parallelcode: this job_handle holds no job");
+    return *state_;
+  }
+
   std::shared_ptr<detail::job_state<R>> state_;
 };
 

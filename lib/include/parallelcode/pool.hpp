@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -56,7 +57,7 @@ class pool {
 
 template <class F, class T>
 auto pool::job(F fn, T&& data, const job_options& opts) {
-  using D = std::remove_cvref_t<T>;
+  using D = detail::data_t<T>;
   static_assert(detail::is_job_function_v<F>,
                 "parallelcode::job: the function must not capture anything: it runs in another "
                 "process, so pass its state through data. Use a function pointer or a lambda with [].");
@@ -69,7 +70,7 @@ auto pool::job(F fn, T&& data, const job_options& opts) {
   try {
     detail::encode(state->payload, static_cast<const D&>(data));
   } catch (const detail::codec_error& e) {
-    state->fail(std::make_exception_ptr(payload_error(e.what())));
+    state->fail(payload_error(std::string("parallelcode: the job's data: ") + e.what()));
     state->publish();
     return job_handle<R>(std::move(state));
   }

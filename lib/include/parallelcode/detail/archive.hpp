@@ -4,10 +4,15 @@
 // in between, and that check every size prefix against the bytes left before
 // anything is allocated for it.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <deque>
+#include <forward_list>
+#include <list>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include <cereal/cereal.hpp>
 
@@ -67,15 +72,72 @@ void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::SizeTag<T>& t) 
   ar(t.size);
 }
 
-// cereal resizes a container to its size prefix before reading the elements:
-// an element takes at least one byte (empty classes aside), so a prefix over the
-// bytes left is corrupt and must not reach that allocation.
+[[noreturn]] inline void corrupt_size(unsigned long long size, std::size_t left) {
+  throw cereal::Exception("corrupt size prefix: " + std::to_string(size) + " elements, " + std::to_string(left) +
+                          " bytes left");
+}
+
+// cereal sizes a string, a bit vector or a hash set from its prefix before reading
+// the elements, each of which takes at least a byte: a prefix over the bytes left
+// is corrupt and must not reach that allocation.
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::SizeTag<T>& t) {
   ar(t.size);
-  if (static_cast<unsigned long long>(t.size) > ar.remaining())
-    throw cereal::Exception("corrupt size prefix: " + std::to_string(t.size) + " elements, " +
-                            std::to_string(ar.remaining()) + " bytes left");
+  if (static_cast<unsigned long long>(t.size) > ar.remaining()) corrupt_size(t.size, ar.remaining());
+}
+
+// Sequences of elements cereal would resize() to the prefix, however large each
+// element is: grow them as elements actually decode instead, so memory follows the
+// bytes present. Arithmetic elements are checked exactly and read in one go.
+inline constexpr std::size_t max_empty_elements = std::size_t{1} << 20;  // they take no bytes at all
+
+template <class T>
+std::size_t load_sequence_size(input_archive& ar) {
+  cereal::size_type n;
+  ar(n);
+  const std::size_t left = ar.remaining();
+  const bool fits = std::is_empty_v<T> ? n <= std::max(left, max_empty_elements)
+                    : std::is_arithmetic_v<T> ? n <= left / sizeof(T)
+                                              : n <= left;
+  if (!fits) corrupt_size(n, left);
+  return static_cast<std::size_t>(n);
+}
+
+template <class Sequence>
+void load_growing(input_archive& ar, Sequence& seq) {
+  using T = typename Sequence::value_type;
+  const std::size_t n = load_sequence_size<T>(ar);
+  seq.clear();
+  if constexpr (std::is_arithmetic_v<T> && std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
+    seq.resize(n);
+    ar.load_bytes(seq.data(), n * sizeof(T));
+  } else {
+    for (std::size_t i = 0; i < n; ++i) ar(seq.emplace_back());
+  }
+}
+
+template <class T, class A>
+  requires(!std::is_same_v<T, bool>)
+void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<T, A>& v) {
+  load_growing(ar, v);
+}
+
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::deque<T, A>& d) {
+  load_growing(ar, d);
+}
+
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::list<T, A>& l) {
+  load_growing(ar, l);
+}
+
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::forward_list<T, A>& l) {
+  const std::size_t n = load_sequence_size<T>(ar);
+  l.clear();
+  auto last = l.before_begin();
+  for (std::size_t i = 0; i < n; ++i) ar(*(last = l.emplace_after(last)));
 }
 
 template <class T>

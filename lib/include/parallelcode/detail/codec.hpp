@@ -8,6 +8,9 @@
 
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/forward_list.hpp>
+#include <cereal/types/list.hpp>
 #include <cereal/types/map.hpp>
 #include <cereal/types/optional.hpp>
 #include <cereal/types/set.hpp>
@@ -36,6 +39,8 @@ void encode(byte_buffer& out, const T& value) {
     ar(value);
   } catch (const std::exception& e) {
     throw codec_error(std::string("cannot encode: ") + e.what());
+  } catch (...) {
+    throw codec_error("cannot encode: a serialize function threw a non-standard exception");
   }
 }
 
@@ -52,6 +57,8 @@ T decode(const std::byte* bytes, std::size_t n) {
     return value;
   } catch (const std::exception& e) {
     throw codec_error(std::string("cannot decode: ") + e.what());
+  } catch (...) {
+    throw codec_error("cannot decode: a serialize function threw a non-standard exception");
   }
 }
 

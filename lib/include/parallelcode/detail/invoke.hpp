@@ -4,6 +4,7 @@
 // which the worker (a fork of this very image) calls to decode, run and encode.
 
 #include <cstdint>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -26,6 +27,11 @@ inline constexpr bool is_job_function_v =
 
 template <class F, class D>
 using job_result_t = std::remove_cvref_t<std::invoke_result_t<F&, D&&>>;
+
+// What a job's data travels as: its own type, but text as std::string (a string
+// literal or a char pointer has nothing cereal could send).
+template <class T>
+using data_t = std::conditional_t<std::is_convertible_v<std::decay_t<T>, const char*>, std::string, std::remove_cvref_t<T>>;
 
 template <class F, class D>
 decltype(auto) call(std::uintptr_t fn, D&& data) {

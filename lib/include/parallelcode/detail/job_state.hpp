@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <type_traits>
@@ -42,8 +43,12 @@ class job_state_base {
 
   // Pool side: record an event; runs no user code.
   void assign(const worker_info& w);
-  void finish(const std::byte* result, std::size_t size);  // a result that does not decode fails the job
-  void fail(std::exception_ptr error);
+  bool finish(const std::byte* result, std::size_t size);  // false: the result did not decode, the job failed
+  template <class E>
+  void fail(E error) {
+    auto ref = std::make_shared<const E>(error);
+    fail(std::move(ref), std::make_exception_ptr(std::move(error)));
+  }
   // Pool side, with no lock held: runs each recorded event's callbacks once, start
   // before end. A callback that throws ends the process, as in a std::thread.
   void publish() noexcept;
@@ -51,6 +56,7 @@ class job_state_base {
   // Handle side.
   worker_info wait_assigned();  // throws the job's error if it ended unassigned
   void wait_ended();
+  void wait_published();  // ended, and its callbacks have run
   bool wait_ended_for(std::chrono::nanoseconds timeout);
   void rethrow_error();  // after wait_ended
   void add_on_start(start_fn f);
@@ -65,6 +71,7 @@ class job_state_base {
   virtual void run_done_callbacks(const job_context& ctx, bool run) = 0;
 
   job_context context_locked() const;
+  void fail(std::shared_ptr<const job_error> ref, std::exception_ptr error);
   // Under mutex_: true once the end was published and it is a success / a failure.
   bool succeeded_locked() const { return end_published_ && !error_; }
   bool end_published_locked() const { return end_published_; }
@@ -84,8 +91,8 @@ class job_state_base {
   worker_info worker_;
   clock::time_point started_at_;
   clock::time_point ended_at_;
-  std::exception_ptr error_;
-  const job_error* error_ref_ = nullptr;  // the object inside error_
+  std::exception_ptr error_;                // rethrown by result()
+  std::shared_ptr<const job_error> error_ref_;  // the same error, for on_error
   std::vector<start_fn> on_start_;
   std::vector<error_fn> on_error_;
 };
