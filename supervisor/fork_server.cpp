@@ -116,7 +116,8 @@ void reset_signals() {
           ::close(ep);
           ::close(sock);
           for (const child& c : children) ::close(c.pidfd);
-          run_worker({config.shm, req.channel, req.id, config.concurrency, config.max_payload, config.doorbell, self});
+          run_worker({config.shm, req.channel, req.id, config.concurrency, config.max_payload, config.doorbell, self,
+                      config.worker_init, config.max_worker_rss});
         }
         if (pid < 0) {
           send_report(sock, {fs_event::spawn_failed, req.id, req.channel, 0, 0, errno}, -1);

@@ -44,6 +44,8 @@ struct fork_server_config {
   unsigned concurrency;
   std::uint64_t max_payload;
   int doorbell;
+  void (*worker_init)(int);
+  std::size_t max_worker_rss;
 };
 
 // The host's end: owns the fork server process and the socket to it.
@@ -57,6 +59,7 @@ class fork_server {
   ~fork_server();  // stop()
 
   pid_t pid() const noexcept { return pid_; }
+  std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
   bool running() const noexcept { return static_cast<bool>(socket_); }
   int socket() const noexcept { return socket_.get(); }
 
@@ -73,6 +76,7 @@ class fork_server {
 
  private:
   pid_t pid_ = 0;
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   unique_fd pidfd_;
   unique_fd socket_;
 };

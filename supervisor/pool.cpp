@@ -1,13 +1,10 @@
-// The pool: the public API, and the pool's own thread, which forks the fork
-// server, reads results, respawns the dead and drains the queue.
+// The pool's public face: start, submit, kill, free, drain, and what it shows of
+// its workers. The pool's own thread lives in supervisor.cpp.
 
 #include <parallelcode/parallelcode.hpp>
 
 #include <pthread.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include "pidfd.hpp"
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <bit>
@@ -17,6 +14,7 @@
 #include <thread>
 #include <utility>
 
+#include "pidfd.hpp"
 #include "pool_impl.hpp"
 #include "wake.hpp"
 #include "worker_entry.hpp"
@@ -29,11 +27,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr auto spin_budget = 20us;
 constexpr auto start_deadline = 30s;
-constexpr auto respawn_retry = 100ms;
 constexpr auto idle_sleep = 1s;  // the pool's thread wakes at least this often
-constexpr auto fork_server_grace = 5s;
 
 void check(const options& o) {
   if (o.workers < 1 || o.workers > 4096) throw std::invalid_argument("parallelcode: workers must be 1 to 4096");
@@ -44,6 +39,8 @@ void check(const options& o) {
     throw std::invalid_argument("parallelcode: ring_bytes must be 4 KiB to 1 GiB");
   if (o.max_payload < 1 || o.max_payload > (std::uint64_t{1} << 40))
     throw std::invalid_argument("parallelcode: max_payload must be 1 byte to 1 TiB");
+  if (o.job_timeout < 0ms) throw std::invalid_argument("parallelcode: job_timeout must not be negative");
+  if (o.kill_grace < 0ms || o.kill_grace > 1h) throw std::invalid_argument("parallelcode: kill_grace must be 0 to 1 hour");
 }
 
 // Blocks every signal on this thread while alive: a thread (and a process forked
@@ -63,14 +60,14 @@ class signal_block {
   sigset_t old_;
 };
 
-// The room write_frame needs to make progress with the outbox's first frame.
-std::uint64_t frame_room_needed(const worker_slot& w) {
-  if (w.outbox_sent > 0) return 1;
-  const std::uint64_t total = frame_bytes(w.outbox.front()->payload.size());
-  return total <= w.jobs.capacity() ? total : sizeof(frame_header);
-}
-
 }  // namespace
+
+void pool_impl::outcome::fire() noexcept {
+  for (job_ptr& job : jobs) job->publish();
+  jobs.clear();
+  for (auto& notice : notices) notice();
+  notices.clear();
+}
 
 pool_impl::~pool_impl() {
   try {
@@ -90,25 +87,29 @@ void pool_impl::start(const options& requested) {
     throw std::system_error(std::make_error_code(std::errc::connection_already_in_progress),
                             "parallelcode: the pool is already started");
   opts_ = o;
-  shm_ = region(o.workers, o.ring_bytes);
+  // A slot may hold three processes at once: its current one, the replacement
+  // starting for it, and a recycled or timed-out one still leaving. Plus spares
+  // for processes that are slow to go.
+  const unsigned channels = 3 * o.workers + 2;
+  shm_ = region(channels, o.ring_bytes);
   doorbell_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!doorbell_) throw std::system_error(errno, std::system_category(), "parallelcode: eventfd");
   slots_.clear();
   order_.clear();
   for (unsigned i = 0; i < o.workers; ++i) {
-    auto w = std::make_unique<worker_slot>(frame_limit(o.max_payload));
-    w->id = static_cast<int>(i);
-    w->channel = i;
-    w->jobs = ring_writer(shm_.in(i));
-    w->results = ring_reader(shm_.out(i));
-    slots_.push_back(std::move(w));
+    slots_.emplace_back().id = static_cast<int>(i);
     order_.push_back(static_cast<int>(i));
   }
+  by_channel_.assign(channels, nullptr);
   queue_.clear();
+  timed_jobs_ = 0;
   stats_ = {};
   stop_ = false;
   start_failure_ = nullptr;
   broken_.clear();
+  last_death_.clear();
+  server_restart_at_.reset();
+  server_young_deaths_ = 0;
   fork_generation_.store(fork_generation(), std::memory_order_relaxed);
   phase_ = phase::starting;
   {
@@ -118,7 +119,9 @@ void pool_impl::start(const options& requested) {
 
   const bool ready = changed_.wait_for(lock, start_deadline, [&] {
     return phase_ != phase::starting || start_failure_ || !broken_.empty() ||
-           std::all_of(slots_.begin(), slots_.end(), [](const auto& w) { return w->state == worker_state::ready; });
+           std::all_of(slots_.begin(), slots_.end(), [](const worker_slot& s) {
+             return s.current && s.current->state == process::phase::ready;
+           });
   });
   if (phase_ != phase::starting)  // another thread called free() meanwhile
     throw std::system_error(std::make_error_code(std::errc::operation_canceled),
@@ -135,394 +138,56 @@ void pool_impl::start(const options& requested) {
   throw std::system_error(std::make_error_code(std::errc::timed_out), "parallelcode: cannot start: " + why);
 }
 
-void pool_impl::run() {
-  ::pthread_setname_np(::pthread_self(), "pc-supervisor");
-  std::optional<fork_server> server;
-  try {
-    server.emplace(fork_server_config{&shm_, opts_.concurrency, opts_.max_payload, doorbell_.get()});
-  } catch (...) {
-    std::lock_guard lock(mutex_);
-    start_failure_ = std::current_exception();
-    changed_.notify_all();
-    return;
-  }
-  {
-    std::lock_guard lock(mutex_);
-    stats_.fork_server = server->pid();
-    for (auto& w : slots_) spawn(*server, *w);
-  }
-  serve(*server);
-  server->stop(fork_server_grace);  // it kills and reaps every worker first
-  events ev;
-  {
-    std::lock_guard lock(mutex_);
-    end_all("parallelcode: the pool was freed", ev);
-    stats_.fork_server = 0;
-  }
-  publish(ev);
-}
-
-void pool_impl::serve(fork_server& server) {
-  unique_fd ep(::epoll_create1(EPOLL_CLOEXEC));
-  epoll_event e{};
-  e.events = EPOLLIN;
-  for (int fd : {doorbell_.get(), server.socket()}) {
-    e.data.fd = fd;
-    ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &e);
-  }
-  events ev;
-  for (;;) {
-    bool busy;
-    {
-      std::lock_guard lock(mutex_);
-      if (stop_) return;
-      busy = step(server, ev);
-    }
-    publish(ev);
-    if (busy || spin_until([&] { return results_pending(); }, spin_budget)) continue;
-
-    std::chrono::nanoseconds timeout;
-    {
-      std::lock_guard lock(mutex_);
-      // Say we sleep, then look once more: a worker that publishes after this sees it.
-      shm_.supervisor_sleeping().store(1, std::memory_order_seq_cst);
-      if (stop_ || has_work_locked()) {
-        shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
-        continue;
-      }
-      timeout = sleep_budget_locked();
-    }
-    const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-    const timespec ts{static_cast<time_t>(s.count()), static_cast<long>((timeout - s).count())};
-    epoll_event got[4];
-    if (::epoll_pwait2(ep.get(), got, 4, &ts, nullptr) < 0 && errno == ENOSYS)  // before Linux 5.11
-      ::epoll_wait(ep.get(), got, 4, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(timeout).count()));
-    shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
-    eventfd_t count;
-    ::eventfd_read(doorbell_.get(), &count);
-  }
-}
-
-bool pool_impl::step(fork_server& server, events& ev) {
-  bool busy = false;
-  while (server.running()) {
-    fs_report r{};
-    unique_fd pidfd;
-    const auto status = server.receive(r, pidfd);
-    if (status == fork_server::receive_status::nothing) break;
-    busy = true;
-    if (status == fork_server::receive_status::gone) {
-      fork_server_lost(server, ev);
-      break;
-    }
-    handle_report(server, r, std::move(pidfd), ev);
-  }
-  const auto now = clock::now();
-  for (auto& w : slots_) {
-    if (w->alive) busy |= read_results(*w, ev);
-    if (w->respawn_at && now >= *w->respawn_at) {
-      w->respawn_at.reset();
-      spawn(server, *w);
-      busy = true;
-    }
-    if (!w->outbox.empty()) busy |= flush(*w);
-  }
-  if (!queue_.empty() && (opts_.tick == 0us || now >= last_batch_ + opts_.tick)) busy |= dispatch(ev);
-  return busy;
-}
-
-bool pool_impl::handle_report(fork_server& server, const fs_report& r, unique_fd pidfd, events& ev) {
-  if (r.id < 0 || static_cast<std::size_t>(r.id) >= slots_.size()) return false;
-  worker_slot& w = *slots_[static_cast<std::size_t>(r.id)];
-  switch (r.event) {
-    case fs_event::spawned:
-      w.pid = r.pid;
-      w.pidfd = std::move(pidfd);
-      w.alive = true;
-      return true;
-    case fs_event::exited:
-      if (!w.alive || w.pid != r.pid) return false;
-      worker_died(server, w, r.code, r.status, ev);
-      return true;
-    case fs_event::spawn_failed:
-      w.respawn_at = clock::now() + respawn_retry;
-      return true;
-  }
-  return false;
-}
-
-bool pool_impl::read_results(worker_slot& w, events& ev) {
-  if (w.corrupt) return false;
-  bool any = false;
-  for (;;) {
-    bool whole = false;
-    try {
-      whole = w.reader.poll(w.results);
-    } catch (const protocol_error&) {
-      // A worker that writes garbage is broken: its jobs fail when it is reaped.
-      w.corrupt = true;
-      ::pidfd_send_signal(w.pidfd.get(), SIGKILL, nullptr, 0);
-      return true;
-    }
-    if (!whole) break;
-    handle_frame(w, w.reader, ev);
-    w.reader.next();
-    w.reader.trim();
-    any = true;
-  }
-  if (w.results.release()) {
-    wake_futex_sleeper(w.results.control().producer_waiting);  // a worker streaming a big result
-    any = true;
-  }
-  return any;
-}
-
-void pool_impl::handle_frame(worker_slot& w, const frame_reader& frame, events& ev) {
-  const frame_header& h = frame.header();
-  if (h.type == frame_type::ready) {
-    w.state = worker_state::ready;
-    changed_.notify_all();
-    return;
-  }
-  const auto it = std::find_if(w.in_flight.begin(), w.in_flight.end(), [&](const job_ptr& j) { return j->id == h.job; });
-  if (it == w.in_flight.end() || h.type == frame_type::job) return;
-  job_ptr job = std::move(*it);
-  w.in_flight.erase(it);
-  --w.running;
-  ++w.done;
-  move_to_back(w.id);
-
-  if (h.type == frame_type::result) {
-    if (job->finish(frame.payload(), frame.payload_size()))
-      ++stats_.completed;
-    else
-      ++stats_.failed;
-  } else if (h.type == frame_type::failed) {
-    std::pair<std::string, std::string> what{"an exception", ""};
-    try {
-      what = decode<std::pair<std::string, std::string>>(frame.payload(), frame.payload_size());
-    } catch (const codec_error&) {
-    }
-    job->fail(job_failed(std::move(what.first), std::move(what.second)));
-  } else {
-    std::string what = "parallelcode: the job's data or result could not be coded";
-    try {
-      what = "parallelcode: " + decode<std::string>(frame.payload(), frame.payload_size());
-    } catch (const codec_error&) {
-    }
-    job->fail(payload_error(what));
-  }
-  if (h.type != frame_type::result) ++stats_.failed;
-  ev.push_back(std::move(job));
-}
-
-void pool_impl::worker_died(fork_server& server, worker_slot& w, int code, int status, events& ev) {
-  read_results(w, ev);  // what it wrote before it died still counts
-  const int signal = (code == CLD_KILLED || code == CLD_DUMPED) ? status : 0;
-  const int exit_status = code == CLD_EXITED ? status : -1;
-  for (job_ptr& job : w.in_flight) {
-    job->fail(worker_lost(w.pid, signal, exit_status));
-    ev.push_back(std::move(job));
-    ++stats_.failed;
-  }
-  w.in_flight.clear();
-  w.outbox.clear();
-  w.outbox_sent = 0;
-  w.running = 0;
-  w.reader.next();
-  w.reader.trim();
-  // Nobody uses the rings now: empty them for the next process of this slot.
-  shm_.reset(w.channel);
-  w.jobs = ring_writer(shm_.in(w.channel));
-  w.results = ring_reader(shm_.out(w.channel));
-  w.alive = false;
-  w.corrupt = false;
-  w.pid = 0;
-  w.pidfd.reset();
-  w.state = worker_state::starting;
-  ++w.respawns;
-  ++stats_.respawns;
-  move_to_back(w.id);
-  if (!stop_) spawn(server, w);
-}
-
-void pool_impl::spawn(fork_server& server, worker_slot& w) {
-  if (!server.request({fs_command::spawn, w.id, w.channel})) w.respawn_at = clock::now() + respawn_retry;
-}
-
-void pool_impl::fork_server_lost(fork_server& server, events& ev) {
-  // Its workers die with it (parent-death signal); their statuses died with it too.
-  server.stop(0ms);
-  stats_.fork_server = 0;
-  broken_ = "parallelcode: the pool's fork server died";
-  for (auto& w : slots_) {
-    if (w->pidfd) ::pidfd_send_signal(w->pidfd.get(), SIGKILL, nullptr, 0);
-    for (job_ptr& job : w->in_flight) {
-      job->fail(worker_lost(w->pid, SIGKILL, -1));
-      ev.push_back(std::move(job));
-      ++stats_.failed;
-    }
-    w->in_flight.clear();
-    w->outbox.clear();
-    w->running = 0;
-    w->alive = false;
-    w->pid = 0;
-    w->pidfd.reset();
-    w->state = worker_state::starting;
-  }
-  end_all(broken_, ev);
-  changed_.notify_all();
-}
-
-bool pool_impl::dispatch(events& ev) {
-  bool any = false;
-  while (!queue_.empty()) {
-    const auto it = std::find_if(order_.begin(), order_.end(),
-                                 [&](int id) { return can_take(*slots_[static_cast<std::size_t>(id)]); });
-    if (it == order_.end()) break;
-    worker_slot& w = *slots_[static_cast<std::size_t>(*it)];
-    job_ptr job = std::move(queue_.front());
-    queue_.pop_front();
-    ++w.running;
-    job->assign(info(w));
-    w.in_flight.push_back(job);
-    w.outbox.push_back(job);
-    ev.push_back(std::move(job));
-    move_to_back(w.id);
-    any = true;
-  }
-  if (!any) return false;
-  for (auto& w : slots_)
-    if (!w->outbox.empty()) flush(*w);
-  ++stats_.dispatch_batches;
-  last_batch_ = clock::now();
-  return true;
-}
-
-bool pool_impl::flush(worker_slot& w) {
-  bool wrote = false;
-  while (!w.outbox.empty()) {
-    job_state_base& job = *w.outbox.front();
-    frame_header h = make_header(frame_type::job, job.id, job.payload.size());
-    h.invoke = reinterpret_cast<std::uint64_t>(job.invoke);
-    h.fn = job.fn;
-    const std::uint64_t sent = write_frame(w.jobs, h, job.payload.data(), w.outbox_sent);
-    wrote |= sent != w.outbox_sent;
-    w.outbox_sent = sent;
-    if (sent < frame_bytes(h.size)) break;
-    job.payload.release();
-    w.outbox.pop_front();
-    w.outbox_sent = 0;
-  }
-  // Frames still waiting for room: the worker rings us when it makes some. Say so
-  // before publishing, or the worker may drain the ring before it can see the flag.
-  if (!w.outbox.empty()) w.jobs.control().producer_waiting.store(1, std::memory_order_seq_cst);
-  if (wrote) {
-    w.jobs.publish();
-    wake_futex_sleeper(w.jobs.control().consumer_sleeping);
-  }
-  return wrote;
-}
-
-bool pool_impl::results_pending() const noexcept {
-  return std::any_of(slots_.begin(), slots_.end(),
-                     [](const auto& w) { return w->alive && !w->corrupt && !w->results.empty(); });
-}
-
-bool pool_impl::has_work_locked() const {
-  const auto now = clock::now();
-  for (const auto& w : slots_) {
-    if (w->alive && !w->corrupt && !w->results.empty()) return true;
-    if (!w->outbox.empty() && w->jobs.free_space() >= frame_room_needed(*w)) return true;
-    if (w->respawn_at && now >= *w->respawn_at) return true;
-  }
-  return tick_due_locked(now);
-}
-
-bool pool_impl::tick_due_locked(clock::time_point now) const {
-  if (queue_.empty() || opts_.tick == 0us || now < last_batch_ + opts_.tick) return false;
-  // With every worker full, a due tick is no work: a result wakes us first.
-  return std::any_of(order_.begin(), order_.end(), [&](int id) { return can_take(*slots_[static_cast<std::size_t>(id)]); });
-}
-
-bool pool_impl::can_take(const worker_slot& w) const {
-  return w.state == worker_state::ready && !w.corrupt && w.running < opts_.concurrency;
-}
-
-std::chrono::nanoseconds pool_impl::sleep_budget_locked() const {
-  const auto now = clock::now();
-  auto until = now + idle_sleep;
-  if (!queue_.empty() && opts_.tick > 0us &&
-      std::any_of(slots_.begin(), slots_.end(), [&](const auto& w) { return can_take(*w); }))
-    until = std::min(until, last_batch_ + opts_.tick);
-  for (const auto& w : slots_)
-    if (w->respawn_at) until = std::min(until, *w->respawn_at);
-  return std::max(until - now, clock::duration::zero());
-}
-
-void pool_impl::end_all(const std::string& why, events& ev) {
-  auto cancel = [&](job_ptr& job) {
-    job->fail(job_cancelled(why));
-    ev.push_back(std::move(job));
-    ++stats_.failed;
-  };
-  for (auto& w : slots_) {
-    std::for_each(w->in_flight.begin(), w->in_flight.end(), cancel);
-    w->in_flight.clear();
-    w->outbox.clear();
-    w->running = 0;
-  }
-  std::for_each(queue_.begin(), queue_.end(), cancel);
-  queue_.clear();
-}
-
 std::string pool_impl::refusal_locked() const {
   if (!broken_.empty()) return broken_;
+  if (phase_ == phase::draining) return "parallelcode: the pool is draining";
   if (phase_ != phase::running && phase_ != phase::starting) return "parallelcode: the pool is not running";
   return {};
 }
 
-void pool_impl::submit(job_ptr job) {
-  events ev;
+void pool_impl::submit(job_ptr job, const job_options& o) {
+  outcome out;
   if (inherited()) {
-    job->fail(
-        job_cancelled("parallelcode: this process is a fork of the pool's process: submit from the original"));
-    ev.push_back(std::move(job));
-    publish(ev);
+    job->fail(job_cancelled("parallelcode: this process is a fork of the pool's process: submit from the original"));
+    out.jobs.push_back(std::move(job));
+    out.fire();
     return;
   }
   {
     std::lock_guard lock(mutex_);
     if (std::string why = refusal_locked(); !why.empty()) {
       job->fail(job_cancelled(why));
-      ev.push_back(std::move(job));
+      out.jobs.push_back(std::move(job));
     } else if (job->payload.size() > opts_.max_payload) {
       job->fail(payload_error("parallelcode: the job's data is " + std::to_string(job->payload.size()) +
-                                                      " bytes encoded, over max_payload (" +
-                                                      std::to_string(opts_.max_payload) + ")"));
-      ev.push_back(std::move(job));
+                              " bytes encoded, over max_payload (" + std::to_string(opts_.max_payload) + ")"));
+      out.jobs.push_back(std::move(job));
       ++stats_.failed;
     } else {
       job->id = ++next_id_;
       job->queued_at = clock::now();
+      job->timeout = std::max(o.timeout.value_or(opts_.job_timeout), std::chrono::milliseconds::zero());
+      job->retries = o.retries;
       ++stats_.submitted;
       queue_.push_back(std::move(job));
-      if (opts_.tick == 0us)
-        dispatch(ev);
+      if (opts_.tick == std::chrono::microseconds::zero())
+        dispatch(out);
       else if (queue_.size() == 1)
         wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
     }
   }
-  publish(ev);
+  out.fire();
 }
 
 bool pool_impl::kill(pid_t pid) {
   if (pid <= 0 || inherited()) return false;
   std::lock_guard lock(mutex_);
   if (phase_ == phase::stopped) return false;
-  for (const auto& w : slots_)
-    if (w->alive && w->pid == pid) return ::pidfd_send_signal(w->pidfd.get(), SIGKILL, nullptr, 0) == 0;
-  return false;
+  process* found = nullptr;
+  for_each_process([&](worker_slot&, process& p) {
+    if (p.pid == pid && p.pidfd) found = &p;
+  });
+  return found && ::pidfd_send_signal(found->pidfd.get(), SIGKILL, nullptr, 0) == 0;
 }
 
 std::vector<worker_info> pool_impl::workers() const {
@@ -530,7 +195,7 @@ std::vector<worker_info> pool_impl::workers() const {
   std::lock_guard lock(mutex_);
   std::vector<worker_info> out;
   out.reserve(order_.size());
-  for (int id : order_) out.push_back(info(*slots_[static_cast<std::size_t>(id)]));
+  for (int id : order_) out.push_back(info(slots_[static_cast<std::size_t>(id)]));
   return out;
 }
 
@@ -554,7 +219,7 @@ void pool_impl::free() {
   }
   if (thread_ && std::this_thread::get_id() == thread_->get_id())
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
-                            "parallelcode: free() from a job callback would wait for itself");
+                            "parallelcode: free() from a callback on the pool's thread would wait for itself");
   phase_ = phase::stopping;
   stop_ = true;
   ::eventfd_write(doorbell_.get(), 1);
@@ -564,18 +229,71 @@ void pool_impl::free() {
   thread_.reset();
   slots_.clear();
   order_.clear();
+  by_channel_.clear();
+  epoll_.reset();
   shm_ = region();
   doorbell_.reset();
   phase_ = phase::stopped;
   changed_.notify_all();
 }
 
+bool pool_impl::drain(clock::duration timeout) {
+  if (inherited()) return false;
+  std::unique_lock lock(mutex_);
+  if (phase_ != phase::running) return phase_ == phase::stopped;
+  if (thread_ && std::this_thread::get_id() == thread_->get_id())
+    throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
+                            "parallelcode: drain() from a callback on the pool's thread would wait for itself");
+  phase_ = phase::draining;
+  auto idle = [&] {
+    bool busy = !queue_.empty();
+    for_each_process([&](const worker_slot&, const process& p) { busy |= !p.in_flight.empty(); });
+    return !busy;
+  };
+  const bool done = changed_.wait_for(lock, std::min<clock::duration>(timeout, 24h * 365), idle);
+  lock.unlock();
+  free();
+  return done;
+}
+
 bool pool_impl::inherited() const noexcept {
   return fork_generation() != fork_generation_.load(std::memory_order_relaxed);
 }
 
-worker_info pool_impl::info(const worker_slot& w) const {
-  return {w.id, w.pid, w.state, w.running, w.done, w.respawns};
+void pool_impl::on_worker_spawn(std::function<void(const worker_info&)> f) {
+  std::lock_guard lock(mutex_);
+  on_spawn_ = std::move(f);
+}
+
+void pool_impl::on_worker_exit(std::function<void(const worker_exit&)> f) {
+  std::lock_guard lock(mutex_);
+  on_exit_ = std::move(f);
+}
+
+void pool_impl::on_crash_loop(std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> f) {
+  std::lock_guard lock(mutex_);
+  on_crash_loop_ = std::move(f);
+}
+
+worker_info pool_impl::info(const worker_slot& slot) const {
+  worker_info w;
+  w.id = slot.id;
+  w.done = slot.done;
+  w.respawns = slot.respawns;
+  w.recycled = slot.recycled;
+  w.state = slot.backoff ? worker_state::backoff : worker_state::starting;
+  if (const process* p = slot.current.get()) {
+    w.pid = p->pid;
+    w.rss = p->rss;
+    if (p->state == process::phase::ready) {
+      w.state = worker_state::ready;
+      w.uptime = clock::now() - p->ready_at;
+    }
+  }
+  auto count = [&](const process* p) { w.running += p ? static_cast<unsigned>(p->in_flight.size()) : 0; };
+  count(slot.current.get());
+  for (const auto& p : slot.leaving) count(p.get());
+  return w;
 }
 
 void pool_impl::move_to_back(int id) {
@@ -583,9 +301,44 @@ void pool_impl::move_to_back(int id) {
   if (it != order_.end()) std::rotate(it, it + 1, order_.end());
 }
 
-void pool_impl::publish(events& ev) noexcept {
-  for (job_ptr& job : ev) job->publish();
-  ev.clear();
+bool pool_impl::results_pending() const noexcept {
+  return std::any_of(by_channel_.begin(), by_channel_.end(),
+                     [](const process* p) { return p && p->pid && !p->corrupt && !p->results.empty(); });
+}
+
+bool pool_impl::tick_due_locked(clock::time_point now) const {
+  if (queue_.empty() || opts_.tick == std::chrono::microseconds::zero() || now < last_batch_ + opts_.tick) return false;
+  // With every worker full, a due tick is no work: a result wakes us first.
+  return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); });
+}
+
+clock::time_point pool_impl::next_timer_locked() const {
+  auto at = clock::time_point::max();
+  for (const auto& slot : slots_)
+    if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
+  if (server_restart_at_) at = std::min(at, *server_restart_at_);
+  for_each_process([&](const worker_slot&, const process& p) {
+    if (p.kill_at) at = std::min(at, *p.kill_at);
+    if (timed_jobs_)
+      for (const auto& job : p.in_flight)
+        if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job->deadline);
+  });
+  if (opts_.max_worker_rss) at = std::min(at, next_rss_sample_);
+  return at;
+}
+
+bool pool_impl::has_work_locked(clock::time_point now) const {
+  for (const process* p : by_channel_)
+    if (p && (has_outbox_room(*p) || (p->pid && !p->corrupt && !p->results.empty()))) return true;
+  return next_timer_locked() <= now || tick_due_locked(now);
+}
+
+clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {
+  auto until = std::min(now + idle_sleep, next_timer_locked());
+  if (!queue_.empty() && opts_.tick > std::chrono::microseconds::zero() &&
+      std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }))
+    until = std::min(until, last_batch_ + opts_.tick);
+  return std::max(until - now, clock::duration::zero());
 }
 
 }  // namespace detail
@@ -593,6 +346,7 @@ void pool_impl::publish(events& ev) noexcept {
 unsigned default_workers() noexcept { return std::max(1u, std::thread::hardware_concurrency()); }
 
 pool::pool() : impl_(std::make_unique<detail::pool_impl>()) {}
+
 pool::~pool() {
   // A forked copy of a running pool may hold state torn mid-update at the fork: leave it.
   if (impl_->inherited()) (void)impl_.release();
@@ -606,11 +360,20 @@ void pool::start(const options& opts) {
   }
   impl_->start(opts);
 }
-void pool::submit(std::shared_ptr<detail::job_state_base> job, const job_options&) { impl_->submit(std::move(job)); }
+
+void pool::submit(std::shared_ptr<detail::job_state_base> job, const job_options& opts) {
+  impl_->submit(std::move(job), opts);
+}
 bool pool::kill(pid_t pid) { return impl_->kill(pid); }
 std::vector<worker_info> pool::workers() const { return impl_->workers(); }
 pool_stats pool::stats() const { return impl_->stats(); }
 void pool::free() { impl_->free(); }
+bool pool::drain(std::chrono::steady_clock::duration timeout) { return impl_->drain(timeout); }
+void pool::on_worker_spawn(std::function<void(const worker_info&)> f) { impl_->on_worker_spawn(std::move(f)); }
+void pool::on_worker_exit(std::function<void(const worker_exit&)> f) { impl_->on_worker_exit(std::move(f)); }
+void pool::on_crash_loop(std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> f) {
+  impl_->on_crash_loop(std::move(f));
+}
 
 pool& default_pool() {
   static pool instance;

@@ -5,9 +5,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,28 +28,54 @@ namespace parallelcode::detail {
 
 using job_ptr = std::shared_ptr<job_state_base>;
 
-// One worker slot: its id and rings stay, its process comes and goes.
-struct worker_slot {
-  explicit worker_slot(std::uint64_t frame_limit) : reader(frame_limit) {}
+// One worker process and the channel (its two rings) it talks through.
+struct process {
+  process(unsigned on, const region& shm, std::uint64_t frame_limit)
+      : channel(on), jobs(shm.in(on)), results(shm.out(on)), reader(frame_limit) {}
 
-  int id = 0;
-  unsigned channel = 0;
-  worker_state state = worker_state::starting;
-  bool alive = false;    // a process is up in it (spawned, not yet reaped)
-  bool corrupt = false;  // it wrote garbage: killed, waiting to be reaped
+  enum class phase {
+    forking,   // asked of the fork server
+    starting,  // forked, not yet ready
+    ready,     // takes jobs (if it is its slot's current process)
+  };
+
+  unsigned channel;
+  int slot = 0;                // the worker slot it serves
+  phase state = phase::forking;
   pid_t pid = 0;
   unique_fd pidfd;
-  unsigned running = 0;
-  std::uint64_t done = 0;
-  unsigned respawns = 0;
-  std::optional<clock::time_point> respawn_at;  // a failed fork is retried then
+  clock::time_point spawned_at = clock::now();
+  clock::time_point ready_at;
+  std::uint64_t done = 0;      // jobs it finished
+  std::uint64_t max_jobs = 0;  // when it is recycled; 0: never
+  std::size_t rss = 0;
+  bool corrupt = false;        // wrote garbage: it was killed
+  bool over_limit = false;     // max_jobs or max_worker_rss reached: it takes no job, a replacement is due
+  bool ending = false;         // the pool ends it: it takes no job
+  exit_reason reason = exit_reason::died;
+  std::optional<clock::time_point> kill_at;  // SIGTERM was sent: SIGKILL then
 
-  std::deque<job_ptr> in_flight;  // handed to this worker, oldest first
+  std::deque<job_ptr> in_flight;  // handed to it, oldest first
   std::deque<job_ptr> outbox;     // the tail of in_flight not yet wholly in the ring
   std::uint64_t outbox_sent = 0;  // bytes of outbox.front()'s frame written
   ring_writer jobs;
   ring_reader results;
   frame_reader reader;
+};
+
+// One worker slot of the pool: a stable id and place in pool order, served by
+// one process at a time, which the slot outlives.
+struct worker_slot {
+  int id = 0;
+  std::unique_ptr<process> current;               // takes jobs once ready
+  std::unique_ptr<process> next;                  // replaces current once ready and current is over its limit
+  std::vector<std::unique_ptr<process>> leaving;  // replaced or being killed: finishing, then gone
+  std::uint64_t done = 0;
+  unsigned respawns = 0;
+  unsigned recycled = 0;
+  unsigned young_deaths = 0;                      // in a row: dead before doing anything
+  std::optional<clock::time_point> respawn_at;    // a process for it waits until then
+  bool backoff = false;                           // respawn_at is a crash-loop delay
 };
 
 class pool_impl {
@@ -58,60 +86,118 @@ class pool_impl {
   ~pool_impl();
 
   void start(const options& opts);
-  void submit(job_ptr job);
+  void submit(job_ptr job, const job_options& opts);
   bool kill(pid_t pid);
   std::vector<worker_info> workers() const;
   pool_stats stats() const;
   void free();
+  bool drain(clock::duration timeout);
   // True in a process forked from the one that started the pool.
   bool inherited() const noexcept;
 
+  void on_worker_spawn(std::function<void(const worker_info&)> f);
+  void on_worker_exit(std::function<void(const worker_exit&)> f);
+  void on_crash_loop(std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> f);
+
  private:
-  enum class phase { stopped, starting, running, stopping };
-  using events = std::vector<job_ptr>;  // jobs with something to publish
+  enum class phase { stopped, starting, running, draining, stopping };
 
-  // The pool's thread.
+  // What one pass of the pool's thread leaves to do once it lets go of the lock.
+  struct outcome {
+    std::vector<job_ptr> jobs;                   // jobs with events to publish
+    std::vector<std::function<void()>> notices;  // worker events for the host
+    void fire() noexcept;
+  };
+
+  // The pool's thread (supervisor.cpp).
   void run();
-  void serve(fork_server& server);
-  bool step(fork_server& server, events& ev);
-  bool handle_report(fork_server& server, const fs_report& r, unique_fd pidfd, events& ev);
-  bool read_results(worker_slot& w, events& ev);
-  void handle_frame(worker_slot& w, const frame_reader& frame, events& ev);
-  void worker_died(fork_server& server, worker_slot& w, int code, int status, events& ev);
-  bool dispatch(events& ev);
-  bool flush(worker_slot& w);
-  void spawn(fork_server& server, worker_slot& w);
-  bool results_pending() const noexcept;
-  bool has_work_locked() const;
-  bool tick_due_locked(clock::time_point now) const;
-  bool can_take(const worker_slot& w) const;
-  std::chrono::nanoseconds sleep_budget_locked() const;
-  void fork_server_lost(fork_server& server, events& ev);
-  void end_all(const std::string& why, events& ev);
+  void serve();
+  bool step(outcome& out);
+  bool start_fork_server(outcome& out);
+  void fork_server_lost(outcome& out);
+  void handle_report(const fs_report& r, unique_fd pidfd, outcome& out);
+  bool read_results(worker_slot& slot, process& p, outcome& out);
+  void handle_frame(worker_slot& slot, process& p, const frame_reader& frame, outcome& out);
+  void job_ended(worker_slot& slot, process& p);
+  void process_exited(worker_slot& slot, process& p, int code, int status, outcome& out);
+  void became_ready(worker_slot& slot, process& p, outcome& out);
+  void promote(worker_slot& slot);
+  void spawn(worker_slot& slot);
+  void schedule_respawn(worker_slot& slot, outcome& out);
+  void end_process(worker_slot& slot, process& p, exit_reason why);
+  void retire_if_idle(process& p);
+  void check_limits(worker_slot& slot, process& p);
+  bool check_timeouts(clock::time_point now, outcome& out);
+  bool escalate_kills(clock::time_point now);
+  void sample_rss(clock::time_point now);
+  void lose_jobs(process& p, int signal, int exit_status, outcome& out);
+  void end_all(const std::string& why, outcome& out);
 
-  std::string refusal_locked() const;  // why a job is refused now; empty if it is not
-  worker_info info(const worker_slot& w) const;
+  // Dispatch (dispatch.cpp).
+  bool dispatch(outcome& out);
+  worker_slot* pick(const job_state_base& job);  // where the job goes now, if anywhere
+  bool flush(process& p);
+  bool can_take(const worker_slot& slot) const;
+  bool has_outbox_room(const process& p) const;
+
+  // What the pool's thread waits for, and helpers (pool.cpp).
+  bool results_pending() const noexcept;
+  bool has_work_locked(clock::time_point now) const;
+  bool tick_due_locked(clock::time_point now) const;
+  clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
+  clock::duration sleep_budget_locked(clock::time_point now) const;
+  std::string refusal_locked() const;
+  worker_info info(const worker_slot& slot) const;
   void move_to_back(int id);
-  static void publish(events& ev) noexcept;
+  // Every process of every slot: current, next and leaving.
+  template <class F>
+  void for_each_process(F f) {
+    each_process(slots_, f);
+  }
+  template <class F>
+  void for_each_process(F f) const {
+    each_process(slots_, f);
+  }
+  template <class Slots, class F>
+  static void each_process(Slots& slots, F& f) {
+    for (auto& slot : slots) {
+      if (slot.current) f(slot, *slot.current);
+      if (slot.next) f(slot, *slot.next);
+      for (auto& p : slot.leaving) f(slot, *p);
+    }
+  }
 
   mutable std::mutex mutex_;
-  std::condition_variable changed_;  // start() waits on it for ready workers
+  std::condition_variable changed_;  // start() waits for ready workers, drain() for idle ones
   phase phase_ = phase::stopped;
   bool stop_ = false;
   std::exception_ptr start_failure_;
-  std::string broken_;  // why the pool takes no more jobs, when it cannot go on
+  std::string broken_;      // why the pool takes no more jobs, when it cannot go on
+  std::string last_death_;  // how the last worker that died at start-up ended
   std::atomic<unsigned> fork_generation_{0};
 
   options opts_;
   region shm_;
   unique_fd doorbell_;  // eventfd: wakes the pool's thread from epoll
+  unique_fd epoll_;
+  std::optional<fork_server> server_;
+  std::optional<clock::time_point> server_restart_at_;
+  unsigned server_young_deaths_ = 0;
   std::unique_ptr<std::thread> thread_;
-  std::vector<std::unique_ptr<worker_slot>> slots_;  // by id
-  std::vector<int> order_;                            // ids, front first
+  std::deque<worker_slot> slots_;        // by id; a deque keeps them in place as it grows
+  std::vector<process*> by_channel_;     // the process on each channel, or none
+  std::vector<int> order_;               // slot ids, front first
   std::deque<job_ptr> queue_;
+  std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
   pool_stats stats_;
   std::uint64_t next_id_ = 0;
   clock::time_point last_batch_{};
+  clock::time_point next_rss_sample_{};
+  std::minstd_rand jitter_{std::random_device{}()};
+
+  std::function<void(const worker_info&)> on_spawn_;
+  std::function<void(const worker_exit&)> on_exit_;
+  std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> on_crash_loop_;
 };
 
 }  // namespace parallelcode::detail

@@ -2,11 +2,13 @@
 // concurrency K, K threads share the two rings, one reading and one writing at a time.
 
 #include <cxxabi.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -32,6 +34,7 @@ constexpr auto spin_budget = 20us;
 constexpr auto sleep_slice = 1s;  // a sleeping worker re-checks its parent this often
 constexpr int exit_protocol = 76;  // EX_PROTOCOL: the job ring held garbage
 constexpr int exit_no_threads = 71;
+constexpr int exit_init_failed = 70;  // EX_SOFTWARE: options::worker_init threw
 constexpr std::size_t keep_result_bytes = std::size_t{4} << 20;
 
 // Error reports stay small whatever max_payload is: the supervisor reads them up to frame_limit().
@@ -49,7 +52,9 @@ std::string demangle(const char* name) {
 class worker {
  public:
   explicit worker(const worker_start& s)
-      : start_(s), in_(s.shm->in(s.channel)), out_(s.shm->out(s.channel)) {}
+      : start_(s), in_(s.shm->in(s.channel)), out_(s.shm->out(s.channel)) {
+    if (s.max_rss) statm_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  }
 
   void say_ready() {
     std::lock_guard lock(out_mutex_);
@@ -93,6 +98,18 @@ class worker {
     }
   }
 
+  // Resident bytes now, for max_worker_rss; 0 when nobody asked.
+  std::uint64_t rss() const {
+    if (statm_ < 0) return 0;
+    char text[128];
+    const ssize_t n = ::pread(statm_, text, sizeof text - 1, 0);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    unsigned long size = 0, resident = 0;
+    if (std::sscanf(text, "%lu %lu", &size, &resident) != 2) return 0;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  }
+
   frame_header run(const frame_reader& reader, byte_buffer& out) {
     const frame_header& h = reader.header();
     if (h.type != frame_type::job) ::_exit(exit_protocol);
@@ -117,7 +134,9 @@ class worker {
       const std::type_info* t = abi::__cxa_current_exception_type();
       encode(out, std::make_pair(clip(t ? demangle(t->name()) : std::string("unknown exception")), std::string()));
     }
-    return make_header(type, h.job, out.size());
+    frame_header reply = make_header(type, h.job, out.size());
+    reply.rss = rss();
+    return reply;
   }
 
   void send(const frame_header& h, const std::byte* payload) {
@@ -158,6 +177,7 @@ class worker {
   }
 
   const worker_start start_;
+  int statm_ = -1;
   ring_reader in_;
   ring_writer out_;
   std::mutex in_mutex_;
@@ -173,6 +193,13 @@ void run_worker(const worker_start& start) {
   const std::string name = "pc-worker-" + std::to_string(start.id);
   ::prctl(PR_SET_NAME, name.c_str());
 
+  if (start.init) {
+    try {
+      start.init(start.id);
+    } catch (...) {
+      ::_exit(exit_init_failed);
+    }
+  }
   static worker w(start);  // static: the threads below outlive no frame of ours
   w.say_ready();
   try {

@@ -29,4 +29,10 @@ job_failed::job_failed(std::string type, std::string message)
 worker_lost::worker_lost(pid_t pid, int signal, int exit_status)
     : job_error(describe_death(pid, signal, exit_status)), pid_(pid), signal_(signal), exit_status_(exit_status) {}
 
+job_timeout::job_timeout(std::chrono::milliseconds timeout, pid_t pid)
+    : job_error("parallelcode: the job ran past its timeout of " + std::to_string(timeout.count()) +
+                " ms; its worker " + std::to_string(pid) + " was killed"),
+      timeout_(timeout),
+      pid_(pid) {}
+
 }  // namespace parallelcode

@@ -30,15 +30,16 @@ struct frame_header {
   std::uint64_t job;     // job id
   std::uint64_t invoke;  // job frames: address of the invoke trampoline
   std::uint64_t fn;      // job frames: the function pointer, or 0 for a lambda
+  std::uint64_t rss;     // result frames: the worker's resident bytes, or 0 if not measured
 };
-static_assert(sizeof(frame_header) == 40);
+static_assert(sizeof(frame_header) == 48);
 
 inline constexpr std::uint32_t frame_magic = 0x31464350;  // "PCF1"
 
 constexpr std::uint64_t frame_bytes(std::uint64_t payload) { return (sizeof(frame_header) + payload + 7) & ~std::uint64_t{7}; }
 
 inline frame_header make_header(frame_type type, std::uint64_t job, std::uint64_t size) {
-  return {frame_magic, type, 0, size, job, 0, 0};
+  return {frame_magic, type, 0, size, job, 0, 0, 0};
 }
 
 // The largest payload a reader accepts: results up to max_payload, and error

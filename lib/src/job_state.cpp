@@ -8,6 +8,7 @@ void job_state_base::assign(const worker_info& w) {
   assigned_ = true;
   worker_ = w;
   started_at_ = clock::now();
+  attempt_ = attempt;
   changed_.notify_all();
 }
 
@@ -43,6 +44,7 @@ job_context job_state_base::context_locked() const {
   job_context ctx;
   ctx.id = id;
   ctx.worker = worker_;
+  ctx.attempt = attempt_;
   if (assigned_) {
     ctx.queued = started_at_ - queued_at;
     if (ended_) ctx.running = ended_at_ - started_at_;
@@ -111,9 +113,9 @@ void job_state_base::wait_published() {
   changed_.wait(lock, [&] { return end_published_ && !publishing_; });
 }
 
-bool job_state_base::wait_ended_for(std::chrono::nanoseconds timeout) {
+bool job_state_base::wait_ended_for(std::chrono::nanoseconds limit) {
   std::unique_lock lock(mutex_);
-  return changed_.wait_for(lock, timeout, [&] { return ended_; });
+  return changed_.wait_for(lock, limit, [&] { return ended_; });
 }
 
 void job_state_base::rethrow_error() {

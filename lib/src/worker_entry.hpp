@@ -3,6 +3,7 @@
 // Where the fork server (supervisor side) hands a new child to the worker loop
 // (worker side): the two meet only here.
 
+#include <cstddef>
 #include <cstdint>
 #include <sys/types.h>
 
@@ -18,6 +19,8 @@ struct worker_start {
   std::uint64_t max_payload;
   int doorbell;            // eventfd the supervisor sleeps on
   pid_t fork_server;       // the parent; the worker leaves when it is gone
+  void (*init)(int id);    // options::worker_init
+  std::size_t max_rss;     // options::max_worker_rss: report RSS with each result
 };
 
 // Runs in the freshly forked worker; never returns.

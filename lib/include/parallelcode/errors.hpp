@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 #include <sys/types.h>
@@ -37,6 +38,18 @@ class worker_lost : public job_error {
   pid_t pid_;
   int signal_;
   int exit_status_;
+};
+
+// The job ran longer than its timeout; its worker was killed.
+class job_timeout : public job_error {
+ public:
+  job_timeout(std::chrono::milliseconds timeout, pid_t pid);
+  std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  pid_t pid() const noexcept { return pid_; }
+
+ private:
+  std::chrono::milliseconds timeout_;
+  pid_t pid_;
 };
 
 // The data or the result could not be encoded or decoded, or is over max_payload.

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 
 namespace parallelcode {
 
@@ -16,10 +17,22 @@ struct options {
   std::chrono::microseconds tick{0};               // 0: dispatch at once; >0: at most one batch per tick
   std::size_t ring_bytes = std::size_t{1} << 20;   // per ring, rounded up to a power of two
   std::size_t max_payload = std::size_t{1} << 32;  // largest encoded data or result, in bytes
+
+  // Fault tolerance. 0 turns each off.
+  std::chrono::milliseconds job_timeout{0};        // from a job's start; its worker is killed
+  unsigned max_jobs_per_worker = 0;                // then the worker is replaced (plus up to 10% jitter)
+  std::size_t max_worker_rss = 0;                  // bytes; over it the worker is replaced
+  std::chrono::milliseconds kill_grace{500};       // SIGTERM, then SIGKILL this much later
+
+  // Runs in every new worker before it takes jobs (not in the host). A worker
+  // whose init throws or crashes counts as crashed at start-up.
+  void (*worker_init)(int worker_id) = nullptr;
 };
 
 // Per-job settings.
 struct job_options {
+  std::optional<std::chrono::milliseconds> timeout{};  // overrides options::job_timeout; 0 = none
+  unsigned retries = 0;  // times the job is run again if its worker dies under it
 };
 
 }  // namespace parallelcode

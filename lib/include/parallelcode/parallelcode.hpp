@@ -32,5 +32,6 @@ auto job(F fn, T&& data, const job_options& opts = {}) {
 inline bool kill(pid_t pid) { return default_pool().kill(pid); }
 inline std::vector<worker_info> workers() { return default_pool().workers(); }
 inline void free() { default_pool().free(); }
+inline bool drain(std::chrono::steady_clock::duration timeout) { return default_pool().drain(timeout); }
 
 }  // namespace parallelcode

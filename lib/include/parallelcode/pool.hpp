@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -48,6 +50,17 @@ class pool {
   // Stops every process of the pool and releases its memory; queued and running
   // jobs fail with job_cancelled. The pool can be started again.
   void free();
+
+  // Takes no new job, lets the queued and running ones finish until the timeout,
+  // then free()s. True if every job had ended by then.
+  bool drain(std::chrono::steady_clock::duration timeout);
+
+  // Worker events, for logging and counting. They run on the pool's thread: keep
+  // them short, do not block, do not throw. Set them before start().
+  void on_worker_spawn(std::function<void(const worker_info&)> f);  // a new process is ready
+  void on_worker_exit(std::function<void(const worker_exit&)> f);   // a process ended
+  // A slot's processes keep dying at start-up: the next one waits `delay`.
+  void on_crash_loop(std::function<void(const worker_info&, unsigned deaths, std::chrono::milliseconds delay)> f);
 
  private:
   void submit(std::shared_ptr<detail::job_state_base> job, const job_options& opts);

@@ -34,14 +34,20 @@ class job_state_base {
   job_state_base& operator=(const job_state_base&) = delete;
   virtual ~job_state_base() = default;
 
-  // What the pool sends. Set before submit, then read only by the pool.
+  // What the pool sends and how it runs it. Set before submit, then used only
+  // by the pool, under its lock.
   std::uint64_t id = 0;
   invoke_fn invoke = nullptr;
   std::uintptr_t fn = 0;
   byte_buffer payload;
   clock::time_point queued_at;
+  std::chrono::milliseconds timeout{0};  // 0: none
+  clock::time_point deadline;            // of the current run, when timeout > 0
+  unsigned retries = 0;                  // runs left after a worker death
+  unsigned attempt = 0;                  // runs so far
+  int avoid = -1;                        // the worker slot it last died on
 
-  // Pool side: record an event; runs no user code.
+  // Pool side: record an event; runs no user code. A retried job is assigned again.
   void assign(const worker_info& w);
   bool finish(const std::byte* result, std::size_t size);  // false: the result did not decode, the job failed
   template <class E>
@@ -57,7 +63,7 @@ class job_state_base {
   worker_info wait_assigned();  // throws the job's error if it ended unassigned
   void wait_ended();
   void wait_published();  // ended, and its callbacks have run
-  bool wait_ended_for(std::chrono::nanoseconds timeout);
+  bool wait_ended_for(std::chrono::nanoseconds limit);
   void rethrow_error();  // after wait_ended
   void add_on_start(start_fn f);
   void add_on_error(error_fn f);
@@ -89,6 +95,7 @@ class job_state_base {
   bool publishing_ = false;
   bool publish_again_ = false;
   worker_info worker_;
+  unsigned attempt_ = 0;
   clock::time_point started_at_;
   clock::time_point ended_at_;
   std::exception_ptr error_;                // rethrown by result()

@@ -1,0 +1,592 @@
+// The pool's own thread: it forks the fork server, reads results, fails or
+// retries the jobs of dead workers, respawns them (backing off from crash loops),
+// enforces timeouts and recycling limits, and drains the queue on ticks.
+
+#include <parallelcode/parallelcode.hpp>
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "pidfd.hpp"
+#include "pool_impl.hpp"
+#include "wake.hpp"
+
+namespace parallelcode::detail {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto spin_budget = 20us;
+constexpr auto young = 1s;                 // dead this young, having done nothing: it crashed at start-up
+constexpr auto backoff_base = 10ms;
+constexpr auto backoff_cap = 1s;
+constexpr auto fork_server_grace = 5s;
+constexpr auto orphan_wait = 1s;           // for workers of a dead fork server to be gone
+constexpr auto rss_every = 500ms;
+constexpr auto no_channel_retry = 1ms;
+constexpr unsigned fork_server_attempts = 5;
+
+// The first death at start-up is respawned at once; each one in a row after it
+// waits twice as long as the one before, up to the cap.
+// Within a tenth of its job limit: its replacement may start.
+bool near_limit(const process& p) { return p.max_jobs && p.done + p.max_jobs / 10 >= p.max_jobs; }
+
+std::chrono::milliseconds backoff_delay(unsigned young_deaths) {
+  if (young_deaths < 2) return 0ms;
+  const unsigned doublings = std::min(young_deaths - 2, 16u);
+  return std::min<std::chrono::milliseconds>(backoff_base * (1u << doublings), backoff_cap);
+}
+
+std::size_t read_rss(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  std::FILE* f = std::fopen(path, "re");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+void add_to_epoll(int ep, int fd) {
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = fd;
+  ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+}
+
+std::string describe(int signal, int exit_status) {
+  if (signal) {
+    const char* abbrev = ::sigabbrev_np(signal);
+    return std::string("killed by SIG") + (abbrev ? abbrev : std::to_string(signal).c_str());
+  }
+  return "exited with status " + std::to_string(exit_status);
+}
+
+}  // namespace
+
+void pool_impl::run() {
+  ::pthread_setname_np(::pthread_self(), "pc-supervisor");
+  outcome out;
+  bool started;
+  {
+    std::lock_guard lock(mutex_);
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    add_to_epoll(epoll_.get(), doorbell_.get());
+    started = start_fork_server(out);
+  }
+  out.fire();
+  if (started) serve();
+
+  std::optional<fork_server> server;
+  {
+    std::lock_guard lock(mutex_);
+    server = std::move(server_);
+    server_.reset();
+  }
+  if (server) server->stop(fork_server_grace);  // it kills and reaps every worker first
+  {
+    std::lock_guard lock(mutex_);
+    end_all("parallelcode: the pool was freed", out);
+    for (auto& slot : slots_) {
+      slot.current.reset();
+      slot.next.reset();
+      slot.leaving.clear();
+    }
+    std::fill(by_channel_.begin(), by_channel_.end(), nullptr);
+    stats_.fork_server = 0;
+  }
+  out.fire();
+}
+
+void pool_impl::serve() {
+  outcome out;
+  for (;;) {
+    bool busy;
+    {
+      std::lock_guard lock(mutex_);
+      if (stop_) return;
+      busy = step(out);
+    }
+    out.fire();
+    if (busy || spin_until([&] { return results_pending(); }, spin_budget)) continue;
+
+    clock::duration timeout;
+    {
+      std::lock_guard lock(mutex_);
+      // Say we sleep, then look once more: a worker that publishes after this sees it.
+      shm_.supervisor_sleeping().store(1, std::memory_order_seq_cst);
+      const auto now = clock::now();
+      if (stop_ || has_work_locked(now)) {
+        shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
+        continue;
+      }
+      timeout = sleep_budget_locked(now);
+    }
+    const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+    const timespec ts{static_cast<time_t>(s.count()), static_cast<long>((timeout - s).count())};
+    epoll_event got[4];
+    if (::epoll_pwait2(epoll_.get(), got, 4, &ts, nullptr) < 0 && errno == ENOSYS)  // before Linux 5.11
+      ::epoll_wait(epoll_.get(), got, 4,
+                   static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(timeout).count()));
+    shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
+    eventfd_t count;
+    ::eventfd_read(doorbell_.get(), &count);
+  }
+}
+
+bool pool_impl::step(outcome& out) {
+  bool busy = false;
+  auto now = clock::now();
+  if (server_) {
+    while (server_ && server_->running()) {
+      fs_report r{};
+      unique_fd pidfd;
+      const auto status = server_->receive(r, pidfd);
+      if (status == fork_server::receive_status::nothing) break;
+      busy = true;
+      if (status == fork_server::receive_status::gone)
+        fork_server_lost(out);
+      else
+        handle_report(r, std::move(pidfd), out);
+    }
+  } else if (server_restart_at_ && now >= *server_restart_at_) {
+    server_restart_at_.reset();
+    start_fork_server(out);
+    busy = true;
+  }
+  for (process* p : by_channel_)
+    if (p && p->pid) busy |= read_results(slots_[static_cast<std::size_t>(p->slot)], *p, out);
+  now = clock::now();
+  for (auto& slot : slots_) {
+    if (slot.respawn_at && now >= *slot.respawn_at) {
+      slot.respawn_at.reset();
+      slot.backoff = false;
+      spawn(slot);
+      busy = true;
+    }
+  }
+  busy |= check_timeouts(now, out);
+  busy |= escalate_kills(now);
+  sample_rss(now);
+  for (process* p : by_channel_)
+    if (p && !p->outbox.empty()) busy |= flush(*p);
+  if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
+    busy |= dispatch(out);
+  if (phase_ == phase::draining && busy) changed_.notify_all();
+  return busy;
+}
+
+bool pool_impl::start_fork_server(outcome& out) {
+  try {
+    server_.emplace(fork_server_config{&shm_, opts_.concurrency, opts_.max_payload, doorbell_.get(),
+                                       opts_.worker_init, opts_.max_worker_rss});
+  } catch (const std::system_error& e) {
+    server_.reset();
+    if (phase_ == phase::starting) {
+      start_failure_ = std::current_exception();
+      changed_.notify_all();
+      return false;
+    }
+    if (++server_young_deaths_ >= fork_server_attempts) {
+      broken_ = std::string("parallelcode: cannot fork a new fork server: ") + e.what();
+      end_all(broken_, out);
+      changed_.notify_all();
+      return false;
+    }
+    server_restart_at_ = clock::now() + backoff_delay(server_young_deaths_ + 1);
+    return false;
+  }
+  add_to_epoll(epoll_.get(), server_->socket());
+  stats_.fork_server = server_->pid();
+  for (auto& slot : slots_)
+    if (!slot.respawn_at) spawn(slot);
+  return true;
+}
+
+void pool_impl::fork_server_lost(outcome& out) {
+  const auto lived = clock::now() - server_->started_at();
+  server_->stop(0ms);  // reaps it
+  server_.reset();
+  stats_.fork_server = 0;
+  ++stats_.fork_server_restarts;
+  // Its workers die with it (parent-death signal). Make sure, and wait until each
+  // is gone: its channel must not be written by it once a new process has it.
+  for_each_process([](worker_slot&, process& p) {
+    if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
+  });
+  const auto until = clock::now() + orphan_wait;
+  for_each_process([&](worker_slot&, process& p) {
+    if (!p.pidfd) return;
+    pollfd fd{p.pidfd.get(), POLLIN, 0};
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
+    ::poll(&fd, 1, static_cast<int>(std::max<long>(left, 0)));
+  });
+  for (auto& slot : slots_) {
+    std::vector<process*> all;
+    for (auto* p : {slot.current.get(), slot.next.get()})
+      if (p) all.push_back(p);
+    for (auto& p : slot.leaving) all.push_back(p.get());
+    for (process* p : all) {
+      if (p->pid) read_results(slot, *p, out);
+      lose_jobs(*p, SIGKILL, -1, out);
+      if (p->pid && on_exit_) {
+        const worker_exit e{info(slot), p->pid, SIGKILL, -1, exit_reason::stopped, clock::now() - p->spawned_at};
+        out.notices.push_back([f = on_exit_, e] { f(e); });
+      }
+      shm_.reset(p->channel);
+      by_channel_[p->channel] = nullptr;
+    }
+    if (slot.current) {
+      ++slot.respawns;
+      ++stats_.respawns;
+    }
+    slot.current.reset();
+    slot.next.reset();
+    slot.leaving.clear();
+    slot.respawn_at.reset();
+    slot.backoff = false;
+  }
+  server_young_deaths_ = lived < young ? server_young_deaths_ + 1 : 0;
+  const auto delay = backoff_delay(server_young_deaths_);
+  if (delay == 0ms)
+    start_fork_server(out);
+  else
+    server_restart_at_ = clock::now() + delay;
+}
+
+void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out) {
+  if (r.channel >= by_channel_.size() || !by_channel_[r.channel]) return;
+  process& p = *by_channel_[r.channel];
+  worker_slot& slot = slots_[static_cast<std::size_t>(p.slot)];
+  switch (r.event) {
+    case fs_event::spawned:
+      if (p.state != process::phase::forking) return;
+      p.pid = r.pid;
+      p.pidfd = std::move(pidfd);
+      p.state = process::phase::starting;
+      ++stats_.forks;
+      return;
+    case fs_event::exited:
+      if (p.pid == r.pid) process_exited(slot, p, r.code, r.status, out);
+      return;
+    case fs_event::spawn_failed:
+      // Counts as a death at start-up: a fork that keeps failing backs off too.
+      process_exited(slot, p, CLD_EXITED, 127, out);
+      return;
+  }
+}
+
+bool pool_impl::read_results(worker_slot& slot, process& p, outcome& out) {
+  if (p.corrupt) return false;
+  bool any = false;
+  for (;;) {
+    bool whole = false;
+    try {
+      whole = p.reader.poll(p.results);
+    } catch (const protocol_error&) {
+      // A worker that writes garbage is broken: its jobs fail when it is reaped.
+      p.corrupt = true;
+      ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
+      return true;
+    }
+    if (!whole) break;
+    handle_frame(slot, p, p.reader, out);
+    p.reader.next();
+    p.reader.trim();
+    any = true;
+  }
+  if (p.results.release()) {
+    wake_futex_sleeper(p.results.control().producer_waiting);  // a worker streaming a big result
+    any = true;
+  }
+  return any;
+}
+
+void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& frame, outcome& out) {
+  const frame_header& h = frame.header();
+  if (h.type == frame_type::ready) {
+    became_ready(slot, p, out);
+    return;
+  }
+  if (h.type == frame_type::job) return;
+  const auto it = std::find_if(p.in_flight.begin(), p.in_flight.end(), [&](const job_ptr& j) { return j->id == h.job; });
+  if (it == p.in_flight.end()) return;  // it timed out meanwhile
+  job_ptr job = std::move(*it);
+  p.in_flight.erase(it);
+  if (job->timeout > 0ms) --timed_jobs_;
+  ++p.done;
+  ++slot.done;
+  if (h.rss) p.rss = h.rss;
+
+  bool ok = false;
+  if (h.type == frame_type::result) {
+    ok = job->finish(frame.payload(), frame.payload_size());
+  } else if (h.type == frame_type::failed) {
+    std::pair<std::string, std::string> what{"an exception", ""};
+    try {
+      what = decode<std::pair<std::string, std::string>>(frame.payload(), frame.payload_size());
+    } catch (const codec_error&) {
+    }
+    job->fail(job_failed(std::move(what.first), std::move(what.second)));
+  } else {
+    std::string what = "parallelcode: the job's data or result could not be coded";
+    try {
+      what = "parallelcode: " + decode<std::string>(frame.payload(), frame.payload_size());
+    } catch (const codec_error&) {
+    }
+    job->fail(payload_error(what));
+  }
+  ++(ok ? stats_.completed : stats_.failed);
+  out.jobs.push_back(std::move(job));
+  job_ended(slot, p);
+}
+
+void pool_impl::job_ended(worker_slot& slot, process& p) {
+  slot.young_deaths = 0;  // a process that did a job is past its start-up
+  if (&p != slot.current.get()) {
+    retire_if_idle(p);
+    return;
+  }
+  move_to_back(slot.id);
+  check_limits(slot, p);
+}
+
+void pool_impl::became_ready(worker_slot& slot, process& p, outcome& out) {
+  p.state = process::phase::ready;
+  p.ready_at = clock::now();
+  if (&p == slot.next.get()) promote(slot);
+  changed_.notify_all();
+  if (on_spawn_) out.notices.push_back([f = on_spawn_, w = info(slot)] { f(w); });
+}
+
+void pool_impl::promote(worker_slot& slot) {
+  // A ready replacement takes over once the process it replaces is over its limit.
+  if (!slot.next || slot.next->state != process::phase::ready || !slot.current->over_limit) return;
+  std::unique_ptr<process> old = std::move(slot.current);
+  slot.current = std::move(slot.next);
+  old->ending = true;
+  old->reason = exit_reason::recycled;
+  ++slot.recycled;
+  ++stats_.recycled;
+  slot.leaving.push_back(std::move(old));
+  retire_if_idle(*slot.leaving.back());  // or when its last job ends
+}
+
+void pool_impl::check_limits(worker_slot& slot, process& p) {
+  if (p.over_limit || p.state != process::phase::ready) return;
+  // Fork the replacement a little before the job limit, so that it is ready when
+  // p stops taking jobs: the slot never waits for a process.
+  const std::uint64_t lead = p.max_jobs / 10;
+  if (p.max_jobs && p.done + lead >= p.max_jobs && !slot.next && !slot.respawn_at) spawn(slot);
+  p.over_limit = (p.max_jobs && p.done >= p.max_jobs) || (opts_.max_worker_rss && p.rss > opts_.max_worker_rss);
+  if (!p.over_limit) return;
+  if (!slot.next && !slot.respawn_at) spawn(slot);
+  promote(slot);
+}
+
+void pool_impl::spawn(worker_slot& slot) {
+  const bool replace = slot.current && !slot.next && (slot.current->over_limit || near_limit(*slot.current));
+  if (slot.current && !replace) return;  // nothing missing
+  if (!server_ || !server_->running() || stop_) return;  // a new fork server spawns every slot
+  const auto free_channel = std::find(by_channel_.begin(), by_channel_.end(), nullptr);
+  if (free_channel == by_channel_.end()) {  // every channel busy with leaving processes
+    slot.respawn_at = clock::now() + no_channel_retry;
+    return;
+  }
+  const auto channel = static_cast<unsigned>(free_channel - by_channel_.begin());
+  auto p = std::make_unique<process>(channel, shm_, frame_limit(opts_.max_payload));
+  p->slot = slot.id;
+  if (opts_.max_jobs_per_worker) {
+    const unsigned jitter = opts_.max_jobs_per_worker / 10;
+    p->max_jobs = opts_.max_jobs_per_worker + (jitter ? jitter_() % (jitter + 1) : 0);
+  }
+  if (!server_->request({fs_command::spawn, slot.id, channel})) return;  // gone: the next step sees it
+  by_channel_[channel] = p.get();
+  (slot.current ? slot.next : slot.current) = std::move(p);
+}
+
+void pool_impl::schedule_respawn(worker_slot& slot, outcome& out) {
+  const auto delay = backoff_delay(slot.young_deaths);
+  if (delay == 0ms) {
+    spawn(slot);
+    return;
+  }
+  slot.respawn_at = clock::now() + delay;
+  slot.backoff = true;
+  if (on_crash_loop_)
+    out.notices.push_back([f = on_crash_loop_, w = info(slot), n = slot.young_deaths, delay] { f(w, n, delay); });
+}
+
+void pool_impl::process_exited(worker_slot& slot, process& p, int code, int status, outcome& out) {
+  if (p.pid) read_results(slot, p, out);  // what it wrote before it died still counts
+  const int signal = (code == CLD_KILLED || code == CLD_DUMPED) ? status : 0;
+  const int exit_status = code == CLD_EXITED ? status : -1;
+  lose_jobs(p, signal, exit_status, out);
+
+  const auto now = clock::now();
+  const exit_reason reason = p.ending ? p.reason : exit_reason::died;
+  const bool serving = &p == slot.current.get() || &p == slot.next.get();
+  const bool died_young = now - p.spawned_at < young && p.done == 0;
+  const pid_t pid = p.pid;
+  const auto uptime = now - p.spawned_at;
+
+  // Take it out of its slot and free its channel for the next process.
+  std::unique_ptr<process> gone;
+  if (&p == slot.current.get()) {
+    gone = std::move(slot.current);
+    slot.current = std::move(slot.next);  // a replacement on its way takes over
+  } else if (&p == slot.next.get()) {
+    gone = std::move(slot.next);
+  } else {
+    const auto it = std::find_if(slot.leaving.begin(), slot.leaving.end(), [&](const auto& l) { return l.get() == &p; });
+    gone = std::move(*it);
+    slot.leaving.erase(it);
+  }
+  shm_.reset(gone->channel);
+  by_channel_[gone->channel] = nullptr;
+
+  if (serving && reason == exit_reason::died) {
+    slot.young_deaths = died_young ? slot.young_deaths + 1 : 0;
+    ++slot.respawns;
+    ++stats_.respawns;
+    last_death_ = describe(signal, exit_status);
+    if (phase_ == phase::starting && slot.young_deaths >= 3) {
+      start_failure_ = std::make_exception_ptr(std::system_error(
+          std::make_error_code(std::errc::no_child_process),
+          "parallelcode: cannot start: workers die at start-up (the last one " + last_death_ + ")"));
+      changed_.notify_all();
+    }
+    if (!stop_) schedule_respawn(slot, out);
+  } else if (!stop_ && !slot.respawn_at) {
+    spawn(slot);  // whatever the slot lacks now
+  }
+  if (on_exit_) {
+    const worker_exit e{info(slot), pid, signal, exit_status, reason, uptime};
+    out.notices.push_back([f = on_exit_, e] { f(e); });
+  }
+}
+
+void pool_impl::lose_jobs(process& p, int signal, int exit_status, outcome& out) {
+  // A retry is queued again at the back: run at once it would land in the turmoil
+  // of the respawn (a fork, a cold process, busy CPUs) and be likelier to die again.
+  for (job_ptr& job : p.in_flight) {
+    if (job->timeout > 0ms) --timed_jobs_;
+    if (job->retries > 0 && !stop_ && broken_.empty()) {
+      --job->retries;
+      job->avoid = p.slot;
+      ++stats_.retried;
+      queue_.push_back(std::move(job));
+    } else {
+      job->fail(worker_lost(p.pid, signal, exit_status));
+      ++stats_.failed;
+      out.jobs.push_back(std::move(job));
+    }
+  }
+  p.in_flight.clear();
+  p.outbox.clear();
+  p.outbox_sent = 0;
+}
+
+void pool_impl::end_process(worker_slot& slot, process& p, exit_reason why) {
+  if (p.ending) return;
+  p.ending = true;
+  p.reason = why;
+  if (&p == slot.current.get()) {
+    slot.leaving.push_back(std::move(slot.current));
+    slot.current = std::move(slot.next);
+  }
+  if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGTERM, nullptr, 0);
+  p.kill_at = clock::now() + opts_.kill_grace;
+}
+
+void pool_impl::retire_if_idle(process& p) {
+  if (!p.ending || !p.in_flight.empty() || p.kill_at) return;
+  if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGTERM, nullptr, 0);
+  p.kill_at = clock::now() + opts_.kill_grace;
+}
+
+bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
+  if (timed_jobs_ == 0) return false;
+  std::vector<std::pair<worker_slot*, process*>> overdue;
+  for_each_process([&](worker_slot& slot, process& p) {
+    bool late = false;
+    for (auto it = p.in_flight.begin(); it != p.in_flight.end();) {
+      job_ptr& job = *it;
+      if (job->timeout == 0ms || now < job->deadline) {
+        ++it;
+        continue;
+      }
+      --timed_jobs_;
+      job->fail(job_timeout(job->timeout, p.pid));
+      ++stats_.failed;
+      out.jobs.push_back(std::move(job));  // its frame may still sit in the outbox: harmless, the worker dies
+      it = p.in_flight.erase(it);
+      late = true;
+    }
+    if (late) overdue.emplace_back(&slot, &p);
+  });
+  // Its other jobs fail (or are retried) with worker_lost when it is gone.
+  for (auto [slot, p] : overdue) {
+    const bool serving = p == slot->current.get();
+    end_process(*slot, *p, exit_reason::timed_out);
+    if (serving) {
+      ++slot->respawns;
+      ++stats_.respawns;
+    }
+    if (!slot->respawn_at) spawn(*slot);
+  }
+  return !overdue.empty();
+}
+
+bool pool_impl::escalate_kills(clock::time_point now) {
+  bool any = false;
+  for_each_process([&](worker_slot&, process& p) {
+    if (!p.kill_at || now < *p.kill_at) return;
+    if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
+    p.kill_at = clock::time_point::max();  // sent; the exit report ends it
+    any = true;
+  });
+  return any;
+}
+
+void pool_impl::sample_rss(clock::time_point now) {
+  if (now < next_rss_sample_) return;
+  next_rss_sample_ = now + rss_every;
+  for_each_process([](worker_slot&, process& p) {
+    if (p.pid) p.rss = read_rss(p.pid);
+  });
+  for (auto& slot : slots_)
+    if (slot.current) check_limits(slot, *slot.current);
+}
+
+void pool_impl::end_all(const std::string& why, outcome& out) {
+  auto cancel = [&](job_ptr& job) {
+    job->fail(job_cancelled(why));
+    out.jobs.push_back(std::move(job));
+    ++stats_.failed;
+  };
+  for_each_process([&](worker_slot&, process& p) {
+    std::for_each(p.in_flight.begin(), p.in_flight.end(), cancel);
+    p.in_flight.clear();
+    p.outbox.clear();
+    p.outbox_sent = 0;
+  });
+  std::for_each(queue_.begin(), queue_.end(), cancel);
+  queue_.clear();
+  timed_jobs_ = 0;
+}
+
+}  // namespace parallelcode::detail

@@ -1,0 +1,473 @@
+// Fault tolerance: timeouts, retries, recycling, crash-loop backoff, the kill
+// storm, a dead fork server, drain. Every job ends exactly once.
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "helpers.hpp"
+
+using namespace std::chrono_literals;
+namespace pc = parallelcode;
+
+namespace {
+
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // wait-ok: the job's own work
+  return ms;
+}
+
+int blocks_forever(int) {
+  for (;;) ::pause();
+}
+
+int spins_forever(int) {
+  for (volatile bool go = true; go;) {
+  }
+  return 0;
+}
+
+// A job that blocks on its first run and returns on the next: the first run
+// removes the marker file it was given.
+int blocks_first_time(const std::string& marker) {
+  if (::unlink(marker.c_str()) == 0) blocks_forever(0);
+  return 7;
+}
+
+std::string temp_path(const char* name) {
+  return std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/parallelcode-" +
+         std::to_string(::getpid()) + "-" + name;
+}
+
+void touch(const std::string& path) { std::fclose(std::fopen(path.c_str(), "w")); }
+
+// worker_init for the crash-loop cases: aborts while this file exists.
+std::string crash_flag;
+void abort_if_flagged(int) {
+  if (::access(crash_flag.c_str(), F_OK) == 0) std::abort();
+}
+
+}  // namespace
+
+TEST_CASE("a job that runs past its timeout gets job_timeout; the pool is back to N workers and the next job runs") {
+  pc::pool pool;
+  pool.start({.workers = 2, .job_timeout = 200ms, .kill_grace = 100ms});
+  auto slow = pool.job(&sleep_ms, 10'000);
+  const pid_t pid = slow.worker().pid;
+  REQUIRE(slow.wait_for(5s));
+  try {
+    slow.result();
+    FAIL("result() should have thrown");
+  } catch (const pc::job_timeout& e) {
+    CHECK(e.timeout() == 200ms);
+    CHECK(e.pid() == pid);
+  }
+  CHECK(test::process_gone(pid, 2000ms));
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 2, {pid}); }));
+  CHECK(pool.job([](int x) { return x + 1; }, 1).result() == 2);
+  CHECK(pool.job(&sleep_ms, 10).result() == 10);
+}
+
+TEST_CASE("a per-job timeout overrides the pool's, and 0 turns it off") {
+  pc::pool pool;
+  pool.start({.workers = 2, .job_timeout = 100ms, .kill_grace = 50ms});
+  auto unlimited = pool.job(&sleep_ms, 300, {.timeout = 0ms});
+  auto shorter = pool.job(&sleep_ms, 10'000, {.timeout = 50ms});
+  CHECK(unlimited.result() == 300);
+  CHECK_THROWS_AS(shorter.result(), pc::job_timeout);
+}
+
+TEST_CASE("the other jobs of a timed-out worker fail with worker_lost") {
+  pc::pool pool;
+  pool.start({.workers = 1, .concurrency = 2, .kill_grace = 50ms});
+  auto bystander = pool.job(&blocks_forever, 0);
+  auto late = pool.job(&sleep_ms, 10'000, {.timeout = 100ms});
+  CHECK_THROWS_AS(late.result(), pc::job_timeout);
+  REQUIRE(bystander.wait_for(5s));
+  CHECK_THROWS_AS(bystander.result(), pc::worker_lost);
+}
+
+TEST_CASE("a SIGTERM the worker ignores is followed by SIGKILL after the grace") {
+  pc::pool pool;
+  pool.start({.workers = 1, .kill_grace = 100ms});
+  auto stubborn = pool.job([](int ms) {
+    ::signal(SIGTERM, SIG_IGN);
+    return sleep_ms(ms);
+  }, 10'000, {.timeout = 100ms});
+  const pid_t pid = stubborn.worker().pid;
+  CHECK_THROWS_AS(stubborn.result(), pc::job_timeout);
+  CHECK(test::process_gone(pid, 3000ms));
+}
+
+TEST_CASE("with retries = 2, a job whose first worker is killed completes on its second try") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  const std::string marker = temp_path("retry");
+  touch(marker);
+  std::atomic<unsigned> attempt{0};
+  auto j = pool.job(&blocks_first_time, marker, {.retries = 2});
+  j.on_done([&](const int&, const pc::job_context& c) { attempt = c.attempt; });
+  REQUIRE(test::eventually([&] { return ::access(marker.c_str(), F_OK) != 0; }));  // the first run is on it
+  const pid_t first = j.worker().pid;
+  const int first_id = j.worker().id;
+  REQUIRE(pool.kill(first));
+  REQUIRE(j.wait_for(5s));
+  CHECK(j.result() == 7);
+  REQUIRE(test::eventually([&] { return attempt.load() == 2; }));
+  // The retry went to the other worker, not to the slot it died on.
+  CHECK(j.worker().id != first_id);
+  CHECK(pool.stats().retried == 1);
+}
+
+TEST_CASE("a job is never retried after it threw or timed out") {
+  pc::pool pool;
+  pool.start({.workers = 2, .kill_grace = 50ms});
+  auto threw = pool.job([](int) -> int { throw std::runtime_error("no"); }, 0, {.retries = 3});
+  auto late = pool.job(&sleep_ms, 10'000, {.timeout = 100ms, .retries = 3});
+  CHECK_THROWS_AS(threw.result(), pc::job_failed);
+  CHECK_THROWS_AS(late.result(), pc::job_timeout);
+  CHECK(pool.stats().retried == 0);
+}
+
+TEST_CASE("retries run out: a job that kills every worker it runs on fails with worker_lost after 1 + retries runs") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  std::atomic<unsigned> attempts{0};
+  auto j = pool.job([](int) -> int { ::raise(SIGKILL); return 0; }, 0, {.retries = 2});
+  j.on_error([&](const pc::job_error&, const pc::job_context& c) { attempts = c.attempt; });
+  CHECK_THROWS_AS(j.result(), pc::worker_lost);
+  REQUIRE(test::eventually([&] { return attempts.load() == 3; }));
+  CHECK(pool.stats().retried == 2);
+}
+
+TEST_CASE("with max_jobs_per_worker = 100, 1,000 jobs run on several processes per slot and none fails") {
+  pc::pool pool;
+  std::mutex m;
+  std::vector<pc::worker_exit> exits;
+  pool.on_worker_exit([&](const pc::worker_exit& e) {
+    std::lock_guard lock(m);
+    exits.push_back(e);
+  });
+  pool.start({.workers = 2, .max_jobs_per_worker = 100});
+  // 100 us of work each: with microsecond jobs on 2 cores, one worker may serve
+  // hundreds in a row while the other waits for a CPU, and see too few to recycle.
+  std::vector<pc::job_handle<pid_t>> jobs;
+  for (int i = 0; i < 1000; ++i)
+    jobs.push_back(pool.job([](int) {
+      for (auto until = std::chrono::steady_clock::now() + 100us; std::chrono::steady_clock::now() < until;) {
+      }
+      return ::getpid();
+    }, i));
+  std::map<int, std::set<pid_t>> pids_per_slot;
+  for (auto& j : jobs) {
+    REQUIRE(j.wait_for(10s));
+    pids_per_slot[j.worker().id].insert(j.result());
+  }
+  for (const auto& [id, pids] : pids_per_slot) CHECK_MESSAGE(pids.size() > 1, "slot " << id);
+  const auto s = pool.stats();
+  CHECK(s.failed == 0);
+  CHECK(s.recycled >= 6);
+  CHECK(s.respawns == 0);
+  REQUIRE(test::eventually([&] {
+    std::lock_guard lock(m);
+    return exits.size() >= 6;
+  }));
+  std::lock_guard lock(m);
+  for (const auto& e : exits) {
+    CHECK(e.reason == pc::exit_reason::recycled);
+    CHECK(e.signal == SIGTERM);
+  }
+}
+
+TEST_CASE("a recycled worker's replacement is ready before it leaves: no job ever waits for a worker") {
+  pc::pool pool;
+  pool.start({.workers = 1, .max_jobs_per_worker = 20});
+  for (int i = 0; i < 200; ++i) {
+    auto j = pool.job([](int x) { return x; }, i);
+    CHECK(j.result() == i);
+    // The one slot is always ready for the next job, even across recycling.
+    CHECK(pool.workers()[0].state == pc::worker_state::ready);
+  }
+  CHECK(pool.stats().recycled >= 8);
+}
+
+TEST_CASE("a task that leaks memory is recycled by max_worker_rss, and no job fails") {
+  pc::pool pool;
+  pool.start({.workers = 2, .max_worker_rss = 96 << 20});
+  std::vector<pc::job_handle<int>> jobs;
+  for (int i = 0; i < 40; ++i)
+    jobs.push_back(pool.job([](int mib) {
+      // volatile: the compiler may drop an allocation nobody reads. Touched: resident, not just reserved.
+      volatile char* leak = new char[static_cast<std::size_t>(mib) << 20];
+      for (int k = 0; k < (mib << 20); k += 4096) leak[k] = 1;
+      return mib;
+    }, 16));
+  for (auto& j : jobs) {
+    REQUIRE(j.wait_for(20s));
+    CHECK(j.result() == 16);
+  }
+  const auto s = pool.stats();
+  CHECK(s.failed == 0);
+  CHECK(s.recycled >= 2);
+  for (const auto& w : pool.workers()) CHECK(w.rss < std::size_t{200} << 20);
+}
+
+TEST_CASE("a worker_init that aborts in every new worker triggers backoff: forks stay bounded, the pool reports it, and recovers") {
+  crash_flag = temp_path("crash");
+  ::unlink(crash_flag.c_str());
+  pc::pool pool;
+  std::atomic<unsigned> loops{0};
+  std::atomic<long long> longest_ms{0};
+  pool.on_crash_loop([&](const pc::worker_info&, unsigned, std::chrono::milliseconds delay) {
+    ++loops;
+    if (delay.count() > longest_ms) longest_ms = delay.count();
+  });
+  pool.start({.workers = 2, .worker_init = &abort_if_flagged});
+  REQUIRE(pool.job([](int x) { return x; }, 1).result() == 1);
+
+  touch(crash_flag);
+  const auto forks_before = pool.stats().forks;
+  for (const auto& w : pool.workers()) pool.kill(w.pid);
+  // Delays double from 10 ms: reaching 320 ms takes ~0.6 s, in which a pool
+  // without backoff would fork over a thousand times.
+  REQUIRE(test::eventually([&] { return longest_ms.load() >= 320; }, 10s));
+  const auto forks = pool.stats().forks - forks_before;
+  MESSAGE("forks during the crash loop: " << forks << ", crash-loop events: " << loops.load());
+  CHECK(forks <= 30);
+  CHECK(loops.load() >= 4);
+  const auto ws = pool.workers();
+  CHECK(std::any_of(ws.begin(), ws.end(), [](const auto& w) { return w.state == pc::worker_state::backoff; }));
+  // Jobs submitted meanwhile wait for a worker rather than fail.
+  auto waiting = pool.job([](int x) { return x * 3; }, 5);
+
+  ::unlink(crash_flag.c_str());
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 2); }, 10s));
+  REQUIRE(waiting.wait_for(5s));
+  CHECK(waiting.result() == 15);
+}
+
+TEST_CASE("a worker_init that always aborts makes start() fail at once, naming the signal") {
+  crash_flag = temp_path("crash-start");
+  touch(crash_flag);
+  pc::pool pool;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    pool.start({.workers = 2, .worker_init = &abort_if_flagged});
+    FAIL("start() should have thrown");
+  } catch (const std::system_error& e) {
+    CHECK(std::string(e.what()).find("SIGABRT") != std::string::npos);
+  }
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  ::unlink(crash_flag.c_str());
+  CHECK(test::children().empty());
+}
+
+TEST_CASE("a worker stuck in an endless loop, with no timeout, does not hold up the other jobs") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  auto stuck = pool.job(&spins_forever, 0);
+  const pid_t stuck_pid = stuck.worker().pid;
+  std::vector<pc::job_handle<pid_t>> jobs;
+  for (int i = 0; i < 50; ++i) jobs.push_back(pool.job([](int) { return ::getpid(); }, i));
+  for (auto& j : jobs) {
+    REQUIRE(j.wait_for(5s));
+    CHECK(j.result() != stuck_pid);
+  }
+  CHECK_FALSE(stuck.wait_for(0ms));
+}
+
+namespace {
+
+// The kill storm: jobs on 4 workers while another thread SIGKILLs a random worker
+// every 2 ms with ::kill, from outside the library. Returns {results, errors}.
+std::pair<int, int> kill_storm(int jobs, unsigned retries) {
+  pc::pool pool;
+  pool.start({.workers = 4});
+  std::vector<std::atomic<int>> ends(static_cast<std::size_t>(jobs));
+  std::atomic<int> results{0}, lost{0}, other{0}, wrong{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> kills{0};
+  std::thread killer([&] {
+    std::mt19937 rng(42);
+    while (!stop) {
+      std::this_thread::sleep_for(2ms);  // wait-ok: the storm's pace
+      const auto ws = pool.workers();
+      const pid_t pid = ws[rng() % ws.size()].pid;
+      if (pid > 0 && ::kill(pid, SIGKILL) == 0) ++kills;
+    }
+  });
+  std::vector<pc::job_handle<long long>> handles;
+  handles.reserve(static_cast<std::size_t>(jobs));
+  for (int i = 0; i < jobs; ++i) {
+    auto h = pool.job([](long long x) { return x * x; }, static_cast<long long>(i), {.retries = retries});
+    h.on_done([&, i](const long long& r, const pc::job_context&) {
+      ++ends[static_cast<std::size_t>(i)];
+      if (r != static_cast<long long>(i) * i) ++wrong;
+      ++results;
+    });
+    h.on_error([&, i](const pc::job_error& e, const pc::job_context& c) {
+      ++ends[static_cast<std::size_t>(i)];
+      if (dynamic_cast<const pc::worker_lost*>(&e)) {
+        if (++lost <= 3 && retries)  // only a failure prints this
+          MESSAGE("lost: " << std::string(e.what()) << " on attempt " << c.attempt << ", running " << c.running.count() / 1000 << " us");
+      } else if (++other == 1) {
+        MESSAGE("unexpected error: " << std::string(e.what()));
+      }
+    });
+    handles.push_back(std::move(h));
+  }
+  int hung = 0;
+  for (auto& h : handles) hung += !h.wait_for(60s);
+  stop = true;
+  killer.join();
+  CHECK(hung == 0);
+  // Every job ended exactly once: callbacks run on the pool's thread, so wait for the last.
+  REQUIRE(test::eventually([&] { return results + lost + other == jobs; }, 10s));
+  int not_once = 0;
+  for (auto& e : ends) not_once += e.load() != 1;
+  CHECK(not_once == 0);
+  CHECK(wrong == 0);
+  CHECK(other == 0);
+  MESSAGE(jobs << " jobs, " << kills.load() << " kills: " << results.load() << " results, " << lost.load()
+               << " worker_lost, " << pool.stats().respawns << " respawns");
+  CHECK(kills.load() > 20);
+  // The storm's last kill may not be reported yet: wait for 4 ready workers that are all alive.
+  REQUIRE(test::eventually([&] {
+    const auto ws = pool.workers();
+    return test::all_ready(pool, 4) &&
+           std::all_of(ws.begin(), ws.end(), [](const auto& w) { return test::process_alive(w.pid); });
+  }, 10s));
+  return {results.load(), lost.load()};
+}
+
+}  // namespace
+
+TEST_CASE("the kill storm: 100,000 jobs while workers are SIGKILLed every 2 ms; each ends exactly once") {
+  const auto [results, errors] = kill_storm(100'000, 0);
+  CHECK(results + errors == 100'000);
+}
+
+TEST_CASE("the kill storm with retries = 3: every job succeeds") {
+  const auto [results, errors] = kill_storm(100'000, 3);
+  CHECK(results == 100'000);
+  CHECK(errors == 0);
+}
+
+TEST_CASE("killing the fork server: the pool starts a new one and respawns its workers; queued jobs run") {
+  pc::pool pool;
+  std::atomic<int> exits{0};
+  pool.on_worker_exit([&](const pc::worker_exit&) { ++exits; });
+  pool.start({.workers = 2});
+  const pid_t old_server = pool.stats().fork_server;
+  const auto old_pids = test::pids(pool.workers());
+  auto a = pool.job(&blocks_forever, 0);
+  auto b = pool.job(&blocks_forever, 1);
+  auto queued = pool.job([](int x) { return x + 40; }, 2);
+  a.worker();
+  b.worker();
+  REQUIRE(::kill(old_server, SIGKILL) == 0);
+  REQUIRE(a.wait_for(5s));
+  REQUIRE(b.wait_for(5s));
+  CHECK_THROWS_AS(a.result(), pc::worker_lost);
+  CHECK_THROWS_AS(b.result(), pc::worker_lost);
+  REQUIRE(queued.wait_for(5s));
+  CHECK(queued.result() == 42);
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 2, old_pids); }));
+  const auto s = pool.stats();
+  CHECK(s.fork_server > 0);
+  CHECK(s.fork_server != old_server);
+  CHECK(s.fork_server_restarts == 1);
+  for (pid_t pid : old_pids) CHECK(test::process_gone(pid));
+  CHECK(test::eventually([&] { return exits.load() == 2; }));
+  CHECK(pool.job([](int x) { return x; }, 9).result() == 9);
+}
+
+TEST_CASE("worker events: on_worker_spawn and on_worker_exit report pids and how they ended") {
+  pc::pool pool;
+  std::mutex m;
+  std::vector<pc::worker_info> spawned;
+  std::vector<pc::worker_exit> exited;
+  pool.on_worker_spawn([&](const pc::worker_info& w) {
+    std::lock_guard lock(m);
+    spawned.push_back(w);
+  });
+  pool.on_worker_exit([&](const pc::worker_exit& e) {
+    std::lock_guard lock(m);
+    exited.push_back(e);
+  });
+  pool.start({.workers = 2});
+  REQUIRE(test::eventually([&] {  // the events run on the pool's thread, maybe just after start() returned
+    std::lock_guard lock(m);
+    return spawned.size() == 2;
+  }));
+  const pid_t victim = pool.workers()[0].pid;
+  const int victim_id = pool.workers()[0].id;
+  REQUIRE(pool.kill(victim));
+  REQUIRE(test::eventually([&] {
+    std::lock_guard lock(m);
+    return exited.size() == 1 && spawned.size() == 3;
+  }));
+  std::lock_guard lock(m);
+  CHECK(exited[0].pid == victim);
+  CHECK(exited[0].signal == SIGKILL);
+  CHECK(exited[0].exit_status == -1);
+  CHECK(exited[0].reason == pc::exit_reason::died);
+  CHECK(exited[0].worker.id == victim_id);
+  CHECK(spawned[2].id == victim_id);
+  CHECK(spawned[2].pid != victim);
+  CHECK(spawned[2].state == pc::worker_state::ready);
+}
+
+TEST_CASE("drain lets queued and running jobs finish, refuses new ones, then frees the pool") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  std::vector<pc::job_handle<int>> jobs;
+  for (int i = 0; i < 6; ++i) jobs.push_back(pool.job(&sleep_ms, 50));
+  std::thread drainer([&] { CHECK(pool.drain(10s)); });
+  // Probe until one is refused: those accepted before the drain began run like the rest.
+  std::vector<pc::job_handle<int>> accepted;
+  std::string refusal;
+  REQUIRE(test::eventually([&] {
+    auto probe = pool.job([](int x) { return x; }, 1);
+    if (!probe.wait_for(0s)) {
+      accepted.push_back(std::move(probe));
+      return false;
+    }
+    try {
+      probe.result();
+    } catch (const pc::job_cancelled& e) {
+      refusal = e.what();
+    }
+    return true;
+  }));
+  drainer.join();
+  CHECK(refusal.find("draining") != std::string::npos);
+  for (auto& j : jobs) CHECK(j.result() == 50);
+  for (auto& j : accepted) CHECK(j.result() == 1);
+  CHECK(pool.workers().empty());
+  CHECK(test::children().empty());
+}
+
+TEST_CASE("drain past its deadline cancels what is still running") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto forever = pool.job(&blocks_forever, 0);
+  forever.worker();
+  CHECK_FALSE(pool.drain(100ms));
+  REQUIRE(forever.wait_for(1s));
+  CHECK_THROWS_AS(forever.result(), pc::job_cancelled);
+  CHECK(test::children().empty());
+}
