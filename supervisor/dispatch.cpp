@@ -27,34 +27,25 @@ bool pool_impl::can_take(const worker_slot& slot) const {
 }
 
 worker_slot* pool_impl::pick(const job_state_base& job) {
+  // A retry prefers another worker than the slot it died on, if one is free.
   auto takes = [&](int id) { return can_take(slots_[static_cast<std::size_t>(id)]); };
-  auto first = std::find_if(order_.begin(), order_.end(), [&](int id) { return id != job.avoid && takes(id); });
-  if (first != order_.end()) return &slots_[static_cast<std::size_t>(*first)];
-  if (job.avoid < 0 || !takes(job.avoid)) return nullptr;
-  // A retry waits for another worker than the slot it died on (whose new process
-  // is the least warmed up of all), unless no other worker may ever take it.
-  const bool others = std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) {
-    return s.id != job.avoid && s.current && !s.current->ending;
-  });
-  return others ? nullptr : &slots_[static_cast<std::size_t>(job.avoid)];
+  auto it = std::find_if(order_.begin(), order_.end(), [&](int id) { return id != job.avoid && takes(id); });
+  if (it == order_.end()) it = std::find_if(order_.begin(), order_.end(), takes);
+  return it == order_.end() ? nullptr : &slots_[static_cast<std::size_t>(*it)];
 }
 
 bool pool_impl::dispatch(outcome& out) {
   bool any = false;
-  const auto now = clock::now();
-  auto some_worker_free = [&] { return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }); };
-  for (std::size_t i = 0; i < queue_.size() && some_worker_free();) {
-    worker_slot* slot = pick(*queue_[i]);
-    if (!slot) {
-      ++i;  // a retry waiting for another worker: the jobs behind it go on
-      continue;
-    }
-    job_ptr job = std::move(queue_[i]);
-    queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
+  while (!queue_.empty()) {
+    worker_slot* slot = pick(*queue_.front());
+    if (!slot) break;
+    job_ptr job = std::move(queue_.front());
+    queue_.pop_front();
     process& p = *slot->current;
     ++job->attempt;
+    p.handed_job = true;
     if (job->timeout > std::chrono::milliseconds::zero()) {
-      job->deadline = now + job->timeout;
+      job->deadline = clock::time_point::max();  // set once its frame is wholly in the ring (flush)
       ++timed_jobs_;
     }
     p.in_flight.push_back(job);
@@ -68,7 +59,7 @@ bool pool_impl::dispatch(outcome& out) {
   for (process* p : by_channel_)
     if (p && !p->outbox.empty()) flush(*p);
   ++stats_.dispatch_batches;
-  last_batch_ = now;
+  last_batch_ = clock::now();
   return true;
 }
 
@@ -84,6 +75,8 @@ bool pool_impl::flush(process& p) {
     wrote |= sent != p.outbox_sent;
     p.outbox_sent = sent;
     if (sent < frame_bytes(h.size)) break;
+    // The worker has it all: its time starts (a big payload's streaming is not its run).
+    if (job.timeout > std::chrono::milliseconds::zero()) job.deadline = clock::now() + job.timeout;
     if (job.retries == 0) job.payload.release();  // a retry sends it again
     p.outbox.pop_front();
     p.outbox_sent = 0;

@@ -173,16 +173,13 @@ fork_server::fork_server(const fork_server_config& config) {
 
 fork_server::~fork_server() { stop(std::chrono::seconds(5)); }
 
-bool fork_server::request(const fs_request& r) noexcept {
-  if (!socket_) return false;
+fork_server::send_status fork_server::request(const fs_request& r) noexcept {
+  if (!socket_) return send_status::gone;
   for (;;) {
-    if (::send(socket_.get(), &r, sizeof r, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof r)) return true;
+    if (::send(socket_.get(), &r, sizeof r, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(sizeof r))
+      return send_status::sent;
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) {  // the fork server is slow to read: wait for room
-      pollfd p{socket_.get(), POLLOUT, 0};
-      if (::poll(&p, 1, 1000) > 0) continue;
-    }
-    return false;
+    return errno == EAGAIN ? send_status::full : send_status::gone;
   }
 }
 
@@ -214,7 +211,8 @@ fork_server::receive_status fork_server::receive(fs_report& report, unique_fd& p
 void fork_server::stop(std::chrono::milliseconds grace) noexcept {
   if (!pidfd_) return;
   // Say stop, then close: a copy of our socket in some process forked from the
-  // host would keep the end of file from reaching it.
+  // host would keep the end of file from reaching it. (If the socket is full the
+  // fork server is alive and reading: the end of file reaches it.)
   request({fs_command::stop, 0, 0});
   socket_.reset();
   pollfd p{pidfd_.get(), POLLIN, 0};

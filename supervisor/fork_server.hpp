@@ -63,8 +63,9 @@ class fork_server {
   bool running() const noexcept { return static_cast<bool>(socket_); }
   int socket() const noexcept { return socket_.get(); }
 
-  // False when the fork server is gone.
-  bool request(const fs_request& r) noexcept;
+  enum class send_status { sent, full, gone };
+  // Never blocks: a full socket means the fork server is busy sending us reports.
+  send_status request(const fs_request& r) noexcept;
 
   enum class receive_status { report, nothing, gone };
   // Takes one report if there is one; a spawned report's pidfd lands in pidfd.

@@ -5,10 +5,12 @@
 
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
 #include <csignal>
+#include <cstdio>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -29,6 +31,17 @@ using namespace std::chrono_literals;
 
 constexpr auto start_deadline = 30s;
 constexpr auto idle_sleep = 1s;  // the pool's thread wakes at least this often
+
+std::size_t read_rss(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  std::FILE* f = std::fopen(path, "re");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
 
 void check(const options& o) {
   if (o.workers < 1 || o.workers > 4096) throw std::invalid_argument("parallelcode: workers must be 1 to 4096");
@@ -159,6 +172,7 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
       job->fail(job_cancelled(why));
       out.jobs.push_back(std::move(job));
     } else if (job->payload.size() > opts_.max_payload) {
+      ++stats_.submitted;
       job->fail(payload_error("parallelcode: the job's data is " + std::to_string(job->payload.size()) +
                               " bytes encoded, over max_payload (" + std::to_string(opts_.max_payload) + ")"));
       out.jobs.push_back(std::move(job));
@@ -195,7 +209,10 @@ std::vector<worker_info> pool_impl::workers() const {
   std::lock_guard lock(mutex_);
   std::vector<worker_info> out;
   out.reserve(order_.size());
-  for (int id : order_) out.push_back(info(slots_[static_cast<std::size_t>(id)]));
+  for (int id : order_) {
+    out.push_back(info(slots_[static_cast<std::size_t>(id)]));
+    if (out.back().pid) out.back().rss = read_rss(out.back().pid);  // fresh: this is no hot path
+  }
   return out;
 }
 
@@ -240,6 +257,7 @@ void pool_impl::free() {
 bool pool_impl::drain(clock::duration timeout) {
   if (inherited()) return false;
   std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return phase_ != phase::starting; });  // start() fails or succeeds within its deadline
   if (phase_ != phase::running) return phase_ == phase::stopped;
   if (thread_ && std::this_thread::get_id() == thread_->get_id())
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
@@ -277,22 +295,33 @@ void pool_impl::on_crash_loop(std::function<void(const worker_info&, unsigned, s
 
 worker_info pool_impl::info(const worker_slot& slot) const {
   worker_info w;
-  w.id = slot.id;
-  w.done = slot.done;
-  w.respawns = slot.respawns;
-  w.recycled = slot.recycled;
-  w.state = slot.backoff ? worker_state::backoff : worker_state::starting;
-  if (const process* p = slot.current.get()) {
-    w.pid = p->pid;
-    w.rss = p->rss;
-    if (p->state == process::phase::ready) {
-      w.state = worker_state::ready;
-      w.uptime = clock::now() - p->ready_at;
-    }
+  if (slot.current) {
+    w = info(slot, *slot.current);
+  } else {
+    w.id = slot.id;
+    w.done = slot.done;
+    w.respawns = slot.respawns;
+    w.recycled = slot.recycled;
+    w.state = slot.backoff ? worker_state::backoff : worker_state::starting;
   }
+  w.running = 0;
   auto count = [&](const process* p) { w.running += p ? static_cast<unsigned>(p->in_flight.size()) : 0; };
   count(slot.current.get());
   for (const auto& p : slot.leaving) count(p.get());
+  return w;
+}
+
+worker_info pool_impl::info(const worker_slot& slot, const process& p) const {
+  worker_info w;
+  w.id = slot.id;
+  w.pid = p.pid;
+  w.state = p.state == process::phase::ready ? worker_state::ready : worker_state::starting;
+  w.running = static_cast<unsigned>(p.in_flight.size());
+  w.done = slot.done;
+  w.respawns = slot.respawns;
+  w.recycled = slot.recycled;
+  w.rss = p.rss;
+  w.uptime = clock::now() - p.spawned_at;
   return w;
 }
 
@@ -317,13 +346,13 @@ clock::time_point pool_impl::next_timer_locked() const {
   for (const auto& slot : slots_)
     if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
   if (server_restart_at_) at = std::min(at, *server_restart_at_);
+  if (!requests_.empty()) at = std::min(at, clock::now() + 1ms);  // the fork server's socket was full: retry soon
   for_each_process([&](const worker_slot&, const process& p) {
     if (p.kill_at) at = std::min(at, *p.kill_at);
     if (timed_jobs_)
       for (const auto& job : p.in_flight)
         if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job->deadline);
   });
-  if (opts_.max_worker_rss) at = std::min(at, next_rss_sample_);
   return at;
 }
 

@@ -47,12 +47,14 @@ struct process {
   clock::time_point spawned_at = clock::now();
   clock::time_point ready_at;
   std::uint64_t done = 0;      // jobs it finished
+  bool handed_job = false;     // past its start-up: a death now is no crash loop
   std::uint64_t max_jobs = 0;  // when it is recycled; 0: never
-  std::size_t rss = 0;
+  std::size_t rss = 0;         // resident bytes, as last measured
+  std::size_t rss_at_ready = 0;
   bool corrupt = false;        // wrote garbage: it was killed
-  bool over_limit = false;     // max_jobs or max_worker_rss reached: it takes no job, a replacement is due
+  bool over_limit = false;     // max_jobs or max_worker_rss reached: replaced once its replacement is ready
   bool ending = false;         // the pool ends it: it takes no job
-  exit_reason reason = exit_reason::died;
+  exit_reason reason = exit_reason::died;  // why, if the pool ends it
   std::optional<clock::time_point> kill_at;  // SIGTERM was sent: SIGKILL then
 
   std::deque<job_ptr> in_flight;  // handed to it, oldest first
@@ -68,7 +70,7 @@ struct process {
 struct worker_slot {
   int id = 0;
   std::unique_ptr<process> current;               // takes jobs once ready
-  std::unique_ptr<process> next;                  // replaces current once ready and current is over its limit
+  std::unique_ptr<process> next;                  // replaces current once ready and current is over a limit
   std::vector<std::unique_ptr<process>> leaving;  // replaced or being killed: finishing, then gone
   std::uint64_t done = 0;
   unsigned respawns = 0;
@@ -122,6 +124,8 @@ class pool_impl {
   void process_exited(worker_slot& slot, process& p, int code, int status, outcome& out);
   void became_ready(worker_slot& slot, process& p, outcome& out);
   void promote(worker_slot& slot);
+  bool wants_next(const worker_slot& slot) const;
+  void flush_requests();
   void spawn(worker_slot& slot);
   void schedule_respawn(worker_slot& slot, outcome& out);
   void end_process(worker_slot& slot, process& p, exit_reason why);
@@ -129,7 +133,6 @@ class pool_impl {
   void check_limits(worker_slot& slot, process& p);
   bool check_timeouts(clock::time_point now, outcome& out);
   bool escalate_kills(clock::time_point now);
-  void sample_rss(clock::time_point now);
   void lose_jobs(process& p, int signal, int exit_status, outcome& out);
   void end_all(const std::string& why, outcome& out);
 
@@ -148,6 +151,7 @@ class pool_impl {
   clock::duration sleep_budget_locked(clock::time_point now) const;
   std::string refusal_locked() const;
   worker_info info(const worker_slot& slot) const;
+  worker_info info(const worker_slot& slot, const process& p) const;  // as if p served it
   void move_to_back(int id);
   // Every process of every slot: current, next and leaving.
   template <class F>
@@ -181,6 +185,7 @@ class pool_impl {
   unique_fd doorbell_;  // eventfd: wakes the pool's thread from epoll
   unique_fd epoll_;
   std::optional<fork_server> server_;
+  std::deque<fs_request> requests_;      // spawns the fork server's socket had no room for yet
   std::optional<clock::time_point> server_restart_at_;
   unsigned server_young_deaths_ = 0;
   std::unique_ptr<std::thread> thread_;
@@ -192,7 +197,6 @@ class pool_impl {
   pool_stats stats_;
   std::uint64_t next_id_ = 0;
   clock::time_point last_batch_{};
-  clock::time_point next_rss_sample_{};
   std::minstd_rand jitter_{std::random_device{}()};
 
   std::function<void(const worker_info&)> on_spawn_;

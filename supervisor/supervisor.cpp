@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -34,30 +35,19 @@ constexpr auto backoff_base = 10ms;
 constexpr auto backoff_cap = 1s;
 constexpr auto fork_server_grace = 5s;
 constexpr auto orphan_wait = 1s;           // for workers of a dead fork server to be gone
-constexpr auto rss_every = 500ms;
 constexpr auto no_channel_retry = 1ms;
 constexpr unsigned fork_server_attempts = 5;
 
 // The first death at start-up is respawned at once; each one in a row after it
 // waits twice as long as the one before, up to the cap.
-// Within a tenth of its job limit: its replacement may start.
-bool near_limit(const process& p) { return p.max_jobs && p.done + p.max_jobs / 10 >= p.max_jobs; }
+// Resident memory gained since it became ready: pages it shares with the host
+// from the fork are not its own doing.
+std::size_t grown(const process& p) { return p.rss > p.rss_at_ready ? p.rss - p.rss_at_ready : 0; }
 
 std::chrono::milliseconds backoff_delay(unsigned young_deaths) {
   if (young_deaths < 2) return 0ms;
   const unsigned doublings = std::min(young_deaths - 2, 16u);
   return std::min<std::chrono::milliseconds>(backoff_base * (1u << doublings), backoff_cap);
-}
-
-std::size_t read_rss(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
-  std::FILE* f = std::fopen(path, "re");
-  if (!f) return 0;
-  unsigned long size = 0, resident = 0;
-  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
-  std::fclose(f);
-  return got == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
 }
 
 void add_to_epoll(int ep, int fd) {
@@ -99,6 +89,13 @@ void pool_impl::run() {
   if (server) server->stop(fork_server_grace);  // it kills and reaps every worker first
   {
     std::lock_guard lock(mutex_);
+    if (on_exit_) {
+      for_each_process([&](worker_slot& slot, process& p) {
+        if (!p.pid) return;
+        const worker_exit e{info(slot, p), p.pid, SIGKILL, -1, exit_reason::stopped, clock::now() - p.spawned_at};
+        out.notices.push_back([f = on_exit_, e] { f(e); });
+      });
+    }
     end_all("parallelcode: the pool was freed", out);
     for (auto& slot : slots_) {
       slot.current.reset();
@@ -167,6 +164,7 @@ bool pool_impl::step(outcome& out) {
     start_fork_server(out);
     busy = true;
   }
+  flush_requests();
   for (process* p : by_channel_)
     if (p && p->pid) busy |= read_results(slots_[static_cast<std::size_t>(p->slot)], *p, out);
   now = clock::now();
@@ -180,7 +178,6 @@ bool pool_impl::step(outcome& out) {
   }
   busy |= check_timeouts(now, out);
   busy |= escalate_kills(now);
-  sample_rss(now);
   for (process* p : by_channel_)
     if (p && !p->outbox.empty()) busy |= flush(*p);
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
@@ -211,6 +208,7 @@ bool pool_impl::start_fork_server(outcome& out) {
   }
   add_to_epoll(epoll_.get(), server_->socket());
   stats_.fork_server = server_->pid();
+  requests_.clear();
   for (auto& slot : slots_)
     if (!slot.respawn_at) spawn(slot);
   return true;
@@ -234,30 +232,27 @@ void pool_impl::fork_server_lost(outcome& out) {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
     ::poll(&fd, 1, static_cast<int>(std::max<long>(left, 0)));
   });
+  requests_.clear();
   for (auto& slot : slots_) {
-    std::vector<process*> all;
-    for (auto* p : {slot.current.get(), slot.next.get()})
-      if (p) all.push_back(p);
-    for (auto& p : slot.leaving) all.push_back(p.get());
-    for (process* p : all) {
+    std::vector<std::unique_ptr<process>> all;
+    for (auto* owner : {&slot.current, &slot.next})
+      if (*owner) all.push_back(std::move(*owner));
+    for (auto& p : slot.leaving) all.push_back(std::move(p));
+    slot.leaving.clear();
+    if (std::any_of(all.begin(), all.end(), [](const auto& p) { return p->pid && !p->ending; })) {
+      ++slot.respawns;
+      ++stats_.respawns;
+    }
+    for (auto& p : all) {
       if (p->pid) read_results(slot, *p, out);
       lose_jobs(*p, SIGKILL, -1, out);
+      shm_.reset(p->channel);
+      by_channel_[p->channel] = nullptr;
       if (p->pid && on_exit_) {
         const worker_exit e{info(slot), p->pid, SIGKILL, -1, exit_reason::stopped, clock::now() - p->spawned_at};
         out.notices.push_back([f = on_exit_, e] { f(e); });
       }
-      shm_.reset(p->channel);
-      by_channel_[p->channel] = nullptr;
     }
-    if (slot.current) {
-      ++slot.respawns;
-      ++stats_.respawns;
-    }
-    slot.current.reset();
-    slot.next.reset();
-    slot.leaving.clear();
-    slot.respawn_at.reset();
-    slot.backoff = false;
   }
   server_young_deaths_ = lived < young ? server_young_deaths_ + 1 : 0;
   const auto delay = backoff_delay(server_young_deaths_);
@@ -282,10 +277,15 @@ void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out)
     case fs_event::exited:
       if (p.pid == r.pid) process_exited(slot, p, r.code, r.status, out);
       return;
-    case fs_event::spawn_failed:
-      // Counts as a death at start-up: a fork that keeps failing backs off too.
-      process_exited(slot, p, CLD_EXITED, 127, out);
+    case fs_event::spawn_failed: {
+      // Never forked: no exit to report, but a fork that keeps failing backs off like a crash loop.
+      last_death_ = std::string("could not be forked: ") + std::strerror(r.status);
+      auto never = std::move(&p == slot.current.get() ? slot.current : slot.next);
+      by_channel_[never->channel] = nullptr;
+      ++slot.young_deaths;
+      if (!slot.current) schedule_respawn(slot, out);
       return;
+    }
   }
 }
 
@@ -318,6 +318,7 @@ bool pool_impl::read_results(worker_slot& slot, process& p, outcome& out) {
 void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& frame, outcome& out) {
   const frame_header& h = frame.header();
   if (h.type == frame_type::ready) {
+    p.rss = p.rss_at_ready = h.rss;
     became_ready(slot, p, out);
     return;
   }
@@ -355,7 +356,6 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
 }
 
 void pool_impl::job_ended(worker_slot& slot, process& p) {
-  slot.young_deaths = 0;  // a process that did a job is past its start-up
   if (&p != slot.current.get()) {
     retire_if_idle(p);
     return;
@@ -367,14 +367,39 @@ void pool_impl::job_ended(worker_slot& slot, process& p) {
 void pool_impl::became_ready(worker_slot& slot, process& p, outcome& out) {
   p.state = process::phase::ready;
   p.ready_at = clock::now();
-  if (&p == slot.next.get()) promote(slot);
+  if (&p == slot.next.get())
+    promote(slot);
+  else if (&p == slot.current.get())
+    check_limits(slot, p);  // a replacement to keep ready
   changed_.notify_all();
-  if (on_spawn_) out.notices.push_back([f = on_spawn_, w = info(slot)] { f(w); });
+  if (on_spawn_) out.notices.push_back([f = on_spawn_, w = info(slot, p)] { f(w); });
+}
+
+// Recycling: when max_jobs_per_worker is set a replacement is kept ready all the
+// time; for max_worker_rss one starts at 90% of the limit. Over the limit, the
+// process keeps serving until its replacement is ready, then takes no new job and
+// leaves when its running ones are done: the slot never waits for a process.
+void pool_impl::check_limits(worker_slot& slot, process& p) {
+  if (&p != slot.current.get() || p.state != process::phase::ready || p.ending) return;
+  if ((p.max_jobs && p.done >= p.max_jobs) || (opts_.max_worker_rss && grown(p) > opts_.max_worker_rss))
+    p.over_limit = true;
+  if (wants_next(slot) && !slot.respawn_at) spawn(slot);
+  promote(slot);
+}
+
+bool pool_impl::wants_next(const worker_slot& slot) const {
+  const process* p = slot.current.get();
+  if (!p || slot.next || p->state != process::phase::ready || p->ending) return false;
+  const bool rss_near = opts_.max_worker_rss && grown(*p) >= opts_.max_worker_rss / 10 * 9;
+  return p->max_jobs || rss_near || p->over_limit;
 }
 
 void pool_impl::promote(worker_slot& slot) {
-  // A ready replacement takes over once the process it replaces is over its limit.
-  if (!slot.next || slot.next->state != process::phase::ready || !slot.current->over_limit) return;
+  // One process leaving at a time: a recycled one stuck in a job (no timeout) must
+  // not make the slot pile up processes; the current one serves past its limit meanwhile.
+  if (!slot.next || slot.next->state != process::phase::ready || !slot.current || !slot.current->over_limit ||
+      !slot.leaving.empty())
+    return;
   std::unique_ptr<process> old = std::move(slot.current);
   slot.current = std::move(slot.next);
   old->ending = true;
@@ -383,23 +408,11 @@ void pool_impl::promote(worker_slot& slot) {
   ++stats_.recycled;
   slot.leaving.push_back(std::move(old));
   retire_if_idle(*slot.leaving.back());  // or when its last job ends
-}
-
-void pool_impl::check_limits(worker_slot& slot, process& p) {
-  if (p.over_limit || p.state != process::phase::ready) return;
-  // Fork the replacement a little before the job limit, so that it is ready when
-  // p stops taking jobs: the slot never waits for a process.
-  const std::uint64_t lead = p.max_jobs / 10;
-  if (p.max_jobs && p.done + lead >= p.max_jobs && !slot.next && !slot.respawn_at) spawn(slot);
-  p.over_limit = (p.max_jobs && p.done >= p.max_jobs) || (opts_.max_worker_rss && p.rss > opts_.max_worker_rss);
-  if (!p.over_limit) return;
-  if (!slot.next && !slot.respawn_at) spawn(slot);
-  promote(slot);
+  check_limits(slot, *slot.current);
 }
 
 void pool_impl::spawn(worker_slot& slot) {
-  const bool replace = slot.current && !slot.next && (slot.current->over_limit || near_limit(*slot.current));
-  if (slot.current && !replace) return;  // nothing missing
+  if (slot.current && !wants_next(slot)) return;  // nothing missing
   if (!server_ || !server_->running() || stop_) return;  // a new fork server spawns every slot
   const auto free_channel = std::find(by_channel_.begin(), by_channel_.end(), nullptr);
   if (free_channel == by_channel_.end()) {  // every channel busy with leaving processes
@@ -413,9 +426,17 @@ void pool_impl::spawn(worker_slot& slot) {
     const unsigned jitter = opts_.max_jobs_per_worker / 10;
     p->max_jobs = opts_.max_jobs_per_worker + (jitter ? jitter_() % (jitter + 1) : 0);
   }
-  if (!server_->request({fs_command::spawn, slot.id, channel})) return;  // gone: the next step sees it
   by_channel_[channel] = p.get();
   (slot.current ? slot.next : slot.current) = std::move(p);
+  requests_.push_back({fs_command::spawn, slot.id, channel});
+  flush_requests();
+}
+
+void pool_impl::flush_requests() {
+  while (!requests_.empty() && server_) {
+    if (server_->request(requests_.front()) != fork_server::send_status::sent) return;  // full, or gone: seen next step
+    requests_.pop_front();
+  }
 }
 
 void pool_impl::schedule_respawn(worker_slot& slot, outcome& out) {
@@ -437,9 +458,10 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
   lose_jobs(p, signal, exit_status, out);
 
   const auto now = clock::now();
-  const exit_reason reason = p.ending ? p.reason : exit_reason::died;
+  // Ours only if we had signalled it; a leaving process killed from outside died.
+  const exit_reason reason = p.kill_at ? p.reason : exit_reason::died;
   const bool serving = &p == slot.current.get() || &p == slot.next.get();
-  const bool died_young = now - p.spawned_at < young && p.done == 0;
+  const bool died_young = now - p.spawned_at < young && !p.handed_job;
   const pid_t pid = p.pid;
   const auto uptime = now - p.spawned_at;
 
@@ -469,10 +491,9 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
           "parallelcode: cannot start: workers die at start-up (the last one " + last_death_ + ")"));
       changed_.notify_all();
     }
-    if (!stop_) schedule_respawn(slot, out);
-  } else if (!stop_ && !slot.respawn_at) {
-    spawn(slot);  // whatever the slot lacks now
+    if (!stop_ && !slot.current) schedule_respawn(slot, out);
   }
+  if (!stop_ && slot.current) check_limits(slot, *slot.current);  // a swap waiting for the leaver to go
   if (on_exit_) {
     const worker_exit e{info(slot), pid, signal, exit_status, reason, uptime};
     out.notices.push_back([f = on_exit_, e] { f(e); });
@@ -501,7 +522,7 @@ void pool_impl::lose_jobs(process& p, int signal, int exit_status, outcome& out)
 }
 
 void pool_impl::end_process(worker_slot& slot, process& p, exit_reason why) {
-  if (p.ending) return;
+  if (p.kill_at) return;  // already on its way out
   p.ending = true;
   p.reason = why;
   if (&p == slot.current.get()) {
@@ -546,7 +567,7 @@ bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
       ++slot->respawns;
       ++stats_.respawns;
     }
-    if (!slot->respawn_at) spawn(*slot);
+    if (!slot->current && !slot->respawn_at) spawn(*slot);
   }
   return !overdue.empty();
 }
@@ -560,16 +581,6 @@ bool pool_impl::escalate_kills(clock::time_point now) {
     any = true;
   });
   return any;
-}
-
-void pool_impl::sample_rss(clock::time_point now) {
-  if (now < next_rss_sample_) return;
-  next_rss_sample_ = now + rss_every;
-  for_each_process([](worker_slot&, process& p) {
-    if (p.pid) p.rss = read_rss(p.pid);
-  });
-  for (auto& slot : slots_)
-    if (slot.current) check_limits(slot, *slot.current);
 }
 
 void pool_impl::end_all(const std::string& why, outcome& out) {

@@ -154,9 +154,9 @@ TEST_CASE("retries run out: a job that kills every worker it runs on fails with 
 }
 
 TEST_CASE("with max_jobs_per_worker = 100, 1,000 jobs run on several processes per slot and none fails") {
-  pc::pool pool;
   std::mutex m;
   std::vector<pc::worker_exit> exits;
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_exit([&](const pc::worker_exit& e) {
     std::lock_guard lock(m);
     exits.push_back(e);
@@ -228,9 +228,9 @@ TEST_CASE("a task that leaks memory is recycled by max_worker_rss, and no job fa
 TEST_CASE("a worker_init that aborts in every new worker triggers backoff: forks stay bounded, the pool reports it, and recovers") {
   crash_flag = temp_path("crash");
   ::unlink(crash_flag.c_str());
-  pc::pool pool;
   std::atomic<unsigned> loops{0};
   std::atomic<long long> longest_ms{0};
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_crash_loop([&](const pc::worker_info&, unsigned, std::chrono::milliseconds delay) {
     ++loops;
     if (delay.count() > longest_ms) longest_ms = delay.count();
@@ -367,8 +367,8 @@ TEST_CASE("the kill storm with retries = 3: every job succeeds") {
 }
 
 TEST_CASE("killing the fork server: the pool starts a new one and respawns its workers; queued jobs run") {
-  pc::pool pool;
   std::atomic<int> exits{0};
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_exit([&](const pc::worker_exit&) { ++exits; });
   pool.start({.workers = 2});
   const pid_t old_server = pool.stats().fork_server;
@@ -396,10 +396,10 @@ TEST_CASE("killing the fork server: the pool starts a new one and respawns its w
 }
 
 TEST_CASE("worker events: on_worker_spawn and on_worker_exit report pids and how they ended") {
-  pc::pool pool;
   std::mutex m;
   std::vector<pc::worker_info> spawned;
   std::vector<pc::worker_exit> exited;
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_spawn([&](const pc::worker_info& w) {
     std::lock_guard lock(m);
     spawned.push_back(w);
@@ -470,4 +470,103 @@ TEST_CASE("drain past its deadline cancels what is still running") {
   REQUIRE(forever.wait_for(1s));
   CHECK_THROWS_AS(forever.result(), pc::job_cancelled);
   CHECK(test::children().empty());
+}
+
+TEST_CASE("a recycled worker still running a job that times out is killed all the same") {
+  pc::pool pool;
+  pool.start({.workers = 1, .concurrency = 2, .max_jobs_per_worker = 3, .kill_grace = 100ms});
+  auto hung = pool.job(&sleep_ms, 60'000, {.timeout = 500ms});
+  const pid_t old = hung.worker().pid;
+  // Three quick jobs put the worker over its limit while the hung one holds it.
+  for (int i = 0; i < 3; ++i) CHECK(pool.job([](int x) { return x; }, i).result() == i);
+  REQUIRE(test::eventually([&] { return pool.workers()[0].pid != old; }));  // replaced, still running `hung`
+  CHECK_THROWS_AS(hung.result(), pc::job_timeout);
+  CHECK(test::process_gone(old, 3000ms));
+  CHECK(pool.job([](int x) { return x + 1; }, 1).result() == 2);
+}
+
+TEST_CASE("a retry does not wait for a stuck worker: it runs on the slot it died on if that one is free") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  auto stuck = pool.job(&spins_forever, 0);  // holds one slot for good, no timeout
+  const std::string marker = temp_path("retry-stuck");
+  touch(marker);
+  auto retried = pool.job(&blocks_first_time, marker, {.retries = 1});
+  REQUIRE(test::eventually([&] { return ::access(marker.c_str(), F_OK) != 0; }));
+  REQUIRE(pool.kill(retried.worker().pid));
+  REQUIRE(retried.wait_for(5s));
+  CHECK(retried.result() == 7);
+  CHECK(pool.drain(100ms) == false);  // only `stuck` is left, cancelled
+  CHECK_THROWS_AS(stuck.result(), pc::job_cancelled);
+}
+
+TEST_CASE("jobs that crash their worker are not a crash loop: each replacement comes at once") {
+  std::atomic<int> loops{0};
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
+  pool.on_crash_loop([&](const pc::worker_info&, unsigned, std::chrono::milliseconds) { ++loops; });
+  pool.start({.workers = 1});
+  for (int i = 0; i < 12; ++i) {
+    auto crash = pool.job([](int) -> int { ::raise(SIGSEGV); return 0; }, i);
+    REQUIRE(crash.wait_for(5s));
+    CHECK_THROWS_AS(crash.result(), pc::worker_lost);
+    CHECK(pool.workers()[0].state != pc::worker_state::backoff);
+  }
+  CHECK(loops.load() == 0);
+  CHECK(pool.job([](int x) { return x; }, 5).result() == 5);
+}
+
+TEST_CASE("on_worker_spawn names the process that came up, replacements forked ahead included") {
+  std::mutex m;
+  std::set<pid_t> spawned;
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
+  pool.on_worker_spawn([&](const pc::worker_info& w) {
+    std::lock_guard lock(m);
+    spawned.insert(w.pid);
+  });
+  pool.start({.workers = 1, .max_jobs_per_worker = 20});
+  std::set<pid_t> ran;
+  for (int i = 0; i < 100; ++i) ran.insert(pool.job([](int) { return ::getpid(); }, i).result());
+  REQUIRE(ran.size() >= 4);
+  std::lock_guard lock(m);
+  for (pid_t pid : ran) CHECK_MESSAGE(spawned.count(pid) == 1, "no spawn event for " << pid);
+}
+
+TEST_CASE("free() reports every worker's exit with the reason stopped") {
+  std::mutex m;
+  std::vector<pc::worker_exit> exits;
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
+  pool.on_worker_exit([&](const pc::worker_exit& e) {
+    std::lock_guard lock(m);
+    exits.push_back(e);
+  });
+  pool.start({.workers = 3});
+  const auto before = test::pids(pool.workers());
+  pool.free();
+  std::lock_guard lock(m);
+  REQUIRE(exits.size() == 3);
+  for (const auto& e : exits) {
+    CHECK(e.reason == pc::exit_reason::stopped);
+    CHECK(std::find(before.begin(), before.end(), e.pid) != before.end());
+  }
+}
+
+TEST_CASE("max_worker_rss counts what a worker gains, not the memory it shares with the host") {
+  // 160 MiB of the host's, resident in every worker from the fork on.
+  std::vector<char> warm(160 << 20, 1);
+  pc::pool pool;
+  pool.start({.workers = 2, .max_worker_rss = 64 << 20});
+  for (int i = 0; i < 20; ++i) CHECK(pool.job([](int x) { return x; }, i).result() == i);
+  CHECK(pool.workers()[0].rss > std::size_t{100} << 20);
+  CHECK(pool.stats().recycled == 0);
+  CHECK(pool.stats().forks == 2);
+  CHECK(warm[12345] == 1);
+}
+
+TEST_CASE("a pool of 600 workers starts: spawn requests never block the pool's thread") {
+  pc::pool pool;
+  pool.start({.workers = 600, .ring_bytes = 4096});
+  CHECK(test::all_ready(pool, 600));
+  std::vector<pc::job_handle<int>> jobs;
+  for (int i = 0; i < 1200; ++i) jobs.push_back(pool.job([](int x) { return x; }, i));
+  for (int i = 0; i < 1200; ++i) CHECK(jobs[static_cast<std::size_t>(i)].result() == i);
 }

@@ -58,7 +58,9 @@ class worker {
 
   void say_ready() {
     std::lock_guard lock(out_mutex_);
-    send(make_header(frame_type::ready, 0, 0), nullptr);
+    frame_header ready = make_header(frame_type::ready, 0, 0);
+    ready.rss = rss();  // what it starts with: max_worker_rss counts what it gains after
+    send(ready, nullptr);
   }
 
   [[noreturn]] void serve() {
