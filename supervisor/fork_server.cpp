@@ -16,6 +16,7 @@
 #include <system_error>
 #include <vector>
 
+#include "process_title.hpp"
 #include "tracked.hpp"
 #include "worker_entry.hpp"
 
@@ -80,7 +81,7 @@ void reset_signals() {
   // Die with the pool's thread; it may have gone before the line above took effect.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != host) ::_exit(0);
-  ::prctl(PR_SET_NAME, "pc-forkserver");
+  set_process_title("pc-forkserver", "parallelcode: fork server");
   // Our own process group: a terminal's ^C goes to the host, which decides.
   ::setpgid(0, 0);
   reset_signals();

@@ -54,6 +54,8 @@ void check(const options& o) {
     throw std::invalid_argument("parallelcode: max_payload must be 1 byte to 1 TiB");
   if (o.job_timeout < 0ms) throw std::invalid_argument("parallelcode: job_timeout must not be negative");
   if (o.kill_grace < 0ms || o.kill_grace > 1h) throw std::invalid_argument("parallelcode: kill_grace must be 0 to 1 hour");
+  if (o.max_workers != 0 && (o.max_workers < o.workers || o.max_workers > 4096))
+    throw std::invalid_argument("parallelcode: max_workers must be 0 (workers) or workers to 4096");
 }
 
 // Blocks every signal on this thread while alive: a thread (and a process forked
@@ -93,6 +95,7 @@ void pool_impl::start(const options& requested) {
   options o = requested;
   check(o);
   o.ring_bytes = std::bit_ceil(o.ring_bytes);
+  if (o.max_workers == 0) o.max_workers = o.workers;
   watch_forks();
 
   std::unique_lock lock(mutex_);
@@ -103,7 +106,7 @@ void pool_impl::start(const options& requested) {
   // A slot may hold three processes at once: its current one, the replacement
   // starting for it, and a recycled or timed-out one still leaving. Plus spares
   // for processes that are slow to go.
-  const unsigned channels = 3 * o.workers + 2;
+  const unsigned channels = 3 * o.max_workers + 2;
   shm_ = region(channels, o.ring_bytes);
   doorbell_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!doorbell_) throw std::system_error(errno, std::system_category(), "parallelcode: eventfd");
@@ -115,6 +118,8 @@ void pool_impl::start(const options& requested) {
   }
   by_channel_.assign(channels, nullptr);
   queue_.clear();
+  to_replace_.clear();
+  replacing_ = -1;
   timed_jobs_ = 0;
   stats_ = {};
   stop_ = false;
@@ -274,6 +279,47 @@ bool pool_impl::drain(clock::duration timeout) {
   return done;
 }
 
+void pool_impl::resize(unsigned n) {
+  if (inherited()) return;
+  std::lock_guard lock(mutex_);
+  if (phase_ != phase::running) throw std::invalid_argument("parallelcode: resize() needs a running pool");
+  if (n < 1 || n > opts_.max_workers)
+    throw std::invalid_argument("parallelcode: a pool started with max_workers = " + std::to_string(opts_.max_workers) +
+                                " cannot have " + std::to_string(n) + " workers");
+  for (unsigned id = 0; id < n; ++id) {  // grow, or take back slots still leaving
+    if (id == slots_.size()) slots_.emplace_back().id = static_cast<int>(id);
+    worker_slot& slot = slots_[id];
+    if (std::find(order_.begin(), order_.end(), slot.id) != order_.end()) continue;
+    slot.retiring = false;
+    order_.push_back(slot.id);
+    spawn(slot);
+  }
+  for (std::size_t id = n; id < slots_.size(); ++id) {  // shrink: the highest ids go
+    worker_slot& slot = slots_[id];
+    if (slot.retiring) continue;
+    slot.retiring = true;
+    slot.respawn_at.reset();
+    order_.erase(std::remove(order_.begin(), order_.end(), slot.id), order_.end());
+    if (slot.next) end_process(slot, *slot.next, exit_reason::stopped);
+    if (slot.current) {
+      slot.current->ending = true;
+      slot.current->reason = exit_reason::stopped;
+      slot.leaving.push_back(std::move(slot.current));
+      retire_if_idle(*slot.leaving.back());
+    }
+  }
+  forget_retired_slots();
+  ::eventfd_write(doorbell_.get(), 1);
+}
+
+void pool_impl::replace_workers() {
+  if (inherited()) return;
+  std::lock_guard lock(mutex_);
+  if (phase_ != phase::running) throw std::invalid_argument("parallelcode: replace_workers() needs a running pool");
+  to_replace_.assign(order_.begin(), order_.end());
+  if (replacing_ < 0) replace_next();
+}
+
 bool pool_impl::inherited() const noexcept {
   return fork_generation() != fork_generation_.load(std::memory_order_relaxed);
 }
@@ -397,6 +443,8 @@ bool pool::kill(pid_t pid) { return impl_->kill(pid); }
 std::vector<worker_info> pool::workers() const { return impl_->workers(); }
 pool_stats pool::stats() const { return impl_->stats(); }
 void pool::free() { impl_->free(); }
+void pool::resize(unsigned n) { impl_->resize(n); }
+void pool::replace_workers() { impl_->replace_workers(); }
 bool pool::drain(std::chrono::steady_clock::duration timeout) { return impl_->drain(timeout); }
 void pool::on_worker_spawn(std::function<void(const worker_info&)> f) { impl_->on_worker_spawn(std::move(f)); }
 void pool::on_worker_exit(std::function<void(const worker_exit&)> f) { impl_->on_worker_exit(std::move(f)); }

@@ -76,6 +76,7 @@ struct worker_slot {
   unsigned respawns = 0;
   unsigned recycled = 0;
   unsigned young_deaths = 0;                      // in a row: dead before doing anything
+  bool retiring = false;                          // resize() removed it: no job, no respawn, then gone
   std::optional<clock::time_point> respawn_at;    // a process for it waits until then
   bool backoff = false;                           // respawn_at is a crash-loop delay
 };
@@ -94,6 +95,8 @@ class pool_impl {
   pool_stats stats() const;
   void free();
   bool drain(clock::duration timeout);
+  void resize(unsigned n);
+  void replace_workers();
   // True in a process forked from the one that started the pool.
   bool inherited() const noexcept;
 
@@ -124,6 +127,8 @@ class pool_impl {
   void process_exited(worker_slot& slot, process& p, int code, int status, outcome& out);
   void became_ready(worker_slot& slot, process& p, outcome& out);
   void promote(worker_slot& slot);
+  void replace_next();           // the next slot of a replace_workers() pass
+  void forget_retired_slots();   // drops removed slots once their processes are gone
   bool wants_next(const worker_slot& slot) const;
   void flush_requests();
   void spawn(worker_slot& slot);
@@ -193,6 +198,8 @@ class pool_impl {
   std::vector<process*> by_channel_;     // the process on each channel, or none
   std::vector<int> order_;               // slot ids, front first
   std::deque<job_ptr> queue_;
+  std::deque<int> to_replace_;           // slots a replace_workers() pass has yet to do
+  int replacing_ = -1;                   // the slot it is doing now
   std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
   pool_stats stats_;
   std::uint64_t next_id_ = 0;

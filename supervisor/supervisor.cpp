@@ -380,7 +380,7 @@ void pool_impl::became_ready(worker_slot& slot, process& p, outcome& out) {
 // process keeps serving until its replacement is ready, then takes no new job and
 // leaves when its running ones are done: the slot never waits for a process.
 void pool_impl::check_limits(worker_slot& slot, process& p) {
-  if (&p != slot.current.get() || p.state != process::phase::ready || p.ending) return;
+  if (&p != slot.current.get() || p.state != process::phase::ready || p.ending || slot.retiring) return;
   if ((p.max_jobs && p.done >= p.max_jobs) || (opts_.max_worker_rss && grown(p) > opts_.max_worker_rss))
     p.over_limit = true;
   if (wants_next(slot) && !slot.respawn_at) spawn(slot);
@@ -409,10 +409,32 @@ void pool_impl::promote(worker_slot& slot) {
   slot.leaving.push_back(std::move(old));
   retire_if_idle(*slot.leaving.back());  // or when its last job ends
   check_limits(slot, *slot.current);
+  if (slot.id == replacing_) replace_next();
+}
+
+void pool_impl::replace_next() {
+  replacing_ = -1;
+  while (!to_replace_.empty()) {
+    worker_slot& slot = slots_[static_cast<std::size_t>(to_replace_.front())];
+    to_replace_.pop_front();
+    if (slot.retiring || !slot.current || slot.current->state != process::phase::ready) continue;  // new anyway
+    replacing_ = slot.id;
+    slot.current->over_limit = true;  // replaced like a recycled one: its successor first
+    check_limits(slot, *slot.current);
+    return;
+  }
+}
+
+void pool_impl::forget_retired_slots() {
+  while (!slots_.empty()) {
+    const worker_slot& last = slots_.back();
+    if (!last.retiring || last.current || last.next || !last.leaving.empty()) return;
+    slots_.pop_back();
+  }
 }
 
 void pool_impl::spawn(worker_slot& slot) {
-  if (slot.current && !wants_next(slot)) return;  // nothing missing
+  if (slot.retiring || (slot.current && !wants_next(slot))) return;  // nothing missing
   if (!server_ || !server_->running() || stop_) return;  // a new fork server spawns every slot
   const auto free_channel = std::find(by_channel_.begin(), by_channel_.end(), nullptr);
   if (free_channel == by_channel_.end()) {  // every channel busy with leaving processes
@@ -491,13 +513,15 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
           "parallelcode: cannot start: workers die at start-up (the last one " + last_death_ + ")"));
       changed_.notify_all();
     }
-    if (!stop_ && !slot.current) schedule_respawn(slot, out);
+    if (!stop_ && !slot.current && !slot.retiring) schedule_respawn(slot, out);
   }
   if (!stop_ && slot.current) check_limits(slot, *slot.current);  // a swap waiting for the leaver to go
+  if (slot.id == replacing_ && !slot.next) replace_next();        // it died instead: its successor is new anyway
   if (on_exit_) {
     const worker_exit e{info(slot), pid, signal, exit_status, reason, uptime};
     out.notices.push_back([f = on_exit_, e] { f(e); });
   }
+  forget_retired_slots();
 }
 
 void pool_impl::lose_jobs(process& p, int signal, int exit_status, outcome& out) {

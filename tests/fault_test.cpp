@@ -570,3 +570,51 @@ TEST_CASE("a pool of 600 workers starts: spawn requests never block the pool's t
   for (int i = 0; i < 1200; ++i) jobs.push_back(pool.job([](int x) { return x; }, i));
   for (int i = 0; i < 1200; ++i) CHECK(jobs[static_cast<std::size_t>(i)].result() == i);
 }
+
+TEST_CASE("resize grows and shrinks the pool; removed workers finish their jobs first") {
+  pc::pool pool;
+  pool.start({.workers = 2, .max_workers = 4});
+  pool.resize(4);
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 4); }));
+  auto slow = pool.job(&sleep_ms, 300);
+  slow.worker();
+  pool.resize(1);
+  CHECK(pool.workers().size() == 1);
+  CHECK(slow.result() == 300);  // its worker may be gone from the list: it finished the job all the same
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 1); }));
+  const pid_t fork_server = pool.stats().fork_server;
+  REQUIRE(test::eventually([&] { return test::children_of(fork_server).size() == 1; }));  // the others are gone
+  CHECK(pool.job([](int x) { return x; }, 3).result() == 3);
+  CHECK_THROWS_AS(pool.resize(0), std::invalid_argument);
+  CHECK_THROWS_AS(pool.resize(5), std::invalid_argument);
+  pool.resize(3);
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 3); }));
+}
+
+TEST_CASE("replace_workers gives every slot a new process, one at a time, and no job waits or fails") {
+  pc::pool pool;
+  pool.start({.workers = 3});
+  const auto before = test::pids(pool.workers());
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0}, done{0};
+  std::thread load([&] {
+    while (!stop) {
+      auto j = pool.job([](int x) { return x; }, 1);
+      if (!j.wait_for(5s)) ++failed;
+      try {
+        j.result();
+        ++done;
+      } catch (...) {
+        ++failed;
+      }
+    }
+  });
+  pool.replace_workers();
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 3, before); }, 10s));
+  stop = true;
+  load.join();
+  CHECK(failed == 0);
+  CHECK(done > 0);
+  CHECK(pool.stats().recycled == 3);
+  CHECK(pool.stats().respawns == 0);
+}

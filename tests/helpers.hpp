@@ -53,13 +53,13 @@ inline bool process_alive(pid_t pid) {
   return !exited;
 }
 
-// This process's children, from every thread's /proc children list.
-inline std::set<pid_t> children() {
+// A process's children (this one's by default), from each of its threads' /proc lists.
+inline std::set<pid_t> children_of(const std::string& proc) {
   std::set<pid_t> out;
-  if (DIR* d = ::opendir("/proc/self/task")) {
+  if (DIR* d = ::opendir((proc + "/task").c_str())) {
     while (dirent* e = ::readdir(d)) {
       if (e->d_name[0] == '.') continue;
-      std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/children");
+      std::ifstream f(proc + "/task/" + e->d_name + "/children");
       pid_t pid;
       while (f >> pid) out.insert(pid);
     }
@@ -67,6 +67,8 @@ inline std::set<pid_t> children() {
   }
   return out;
 }
+inline std::set<pid_t> children() { return children_of("/proc/self"); }
+inline std::set<pid_t> children_of(pid_t pid) { return children_of("/proc/" + std::to_string(pid)); }
 
 // Shared anonymous mappings of this process (how a pool's region shows up).
 inline int shared_anonymous_mappings() {

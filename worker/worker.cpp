@@ -21,6 +21,7 @@
 #include <parallelcode/detail/invoke.hpp>
 
 #include "frame.hpp"
+#include "process_title.hpp"
 #include "wake.hpp"
 #include "worker_entry.hpp"
 
@@ -192,8 +193,8 @@ void run_worker(const worker_start& start) {
   // Die with the fork server; it may have died before the line above took effect.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != start.fork_server) ::_exit(0);
-  const std::string name = "pc-worker-" + std::to_string(start.id);
-  ::prctl(PR_SET_NAME, name.c_str());
+  set_process_title(("pc-worker-" + std::to_string(start.id)).c_str(),
+                    ("parallelcode: worker " + std::to_string(start.id)).c_str());
 
   if (start.init) {
     try {

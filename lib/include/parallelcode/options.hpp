@@ -17,6 +17,7 @@ struct options {
   std::chrono::microseconds tick{0};               // 0: dispatch at once; >0: at most one batch per tick
   std::size_t ring_bytes = std::size_t{1} << 20;   // per ring, rounded up to a power of two
   std::size_t max_payload = std::size_t{1} << 32;  // largest encoded data or result, in bytes
+  unsigned max_workers = 0;                        // most workers resize() may reach; 0: workers
 
   // Fault tolerance. 0 turns each off.
   std::chrono::milliseconds job_timeout{0};        // from a job's start; its worker is killed

@@ -16,8 +16,14 @@
 #include <parallelcode/job_handle.hpp>
 #include <parallelcode/options.hpp>
 #include <parallelcode/pool.hpp>
+#include <parallelcode/task.hpp>
 
 namespace parallelcode {
+
+// Lets the pools name their processes in ps ("parallelcode: worker 3"): call it
+// first thing in main(), with main's arguments. It moves the environment to the
+// heap and gives the memory that held argv and environ to the titles.
+void name_processes(int argc, char** argv);
 
 // The process-wide pool behind the free functions below.
 pool& default_pool();

@@ -15,6 +15,7 @@
 #include <parallelcode/info.hpp>
 #include <parallelcode/job_handle.hpp>
 #include <parallelcode/options.hpp>
+#include <parallelcode/task.hpp>
 
 namespace parallelcode {
 
@@ -40,6 +41,11 @@ class pool {
   template <class F, class T>
   auto job(F fn, T&& data, const job_options& opts = {});
 
+  // Queues the task registered under name (task.hpp). Throws std::invalid_argument
+  // for an unknown name, or when data or R are not the task's types.
+  template <class R, class T>
+  job_handle<R> task(std::string_view name, T&& data, const job_options& opts = {});
+
   // SIGKILLs the worker with this pid if it is one of this pool's; false otherwise.
   bool kill(pid_t pid);
 
@@ -55,6 +61,13 @@ class pool {
   // then free()s. True if every job had ended by then.
   bool drain(std::chrono::steady_clock::duration timeout);
 
+  // Grows or shrinks the pool to n workers (1 to options::max_workers). Removed
+  // workers finish their running jobs first; queued jobs stay queued.
+  void resize(unsigned n);
+  // Replaces every worker by a new process, one slot at a time, each replacement
+  // ready before the worker it replaces stops taking jobs.
+  void replace_workers();
+
   // Worker events, for logging and counting. They run on the pool's thread: keep
   // them short, do not block, do not throw. Set them before start().
   void on_worker_spawn(std::function<void(const worker_info&)> f);  // a new process is ready
@@ -63,6 +76,8 @@ class pool {
   void on_crash_loop(std::function<void(const worker_info&, unsigned deaths, std::chrono::milliseconds delay)> f);
 
  private:
+  template <class R, class D>
+  job_handle<R> enqueue(detail::invoke_fn invoke, std::uintptr_t fn, const D& data, const job_options& opts);
   void submit(std::shared_ptr<detail::job_state_base> job, const job_options& opts);
 
   std::unique_ptr<detail::pool_impl> impl_;
@@ -75,13 +90,24 @@ auto pool::job(F fn, T&& data, const job_options& opts) {
                 "parallelcode::job: the function must not capture anything: it runs in another "
                 "process, so pass its state through data. Use a function pointer or a lambda with [].");
   static_assert(std::is_invocable_v<F&, D&&>, "parallelcode::job: the function cannot be called with this data");
-  using R = detail::job_result_t<F, D>;
+  return enqueue<detail::job_result_t<F, D>>(&detail::invoke<F, D>, detail::function_address(fn),
+                                             static_cast<const D&>(data), opts);
+}
 
+template <class R, class T>
+job_handle<R> pool::task(std::string_view name, T&& data, const job_options& opts) {
+  using D = detail::data_t<T>;
+  const detail::task_entry& entry = detail::checked_task(name, typeid(D), typeid(R));
+  return enqueue<R>(entry.invoke, entry.fn, static_cast<const D&>(data), opts);
+}
+
+template <class R, class D>
+job_handle<R> pool::enqueue(detail::invoke_fn invoke, std::uintptr_t fn, const D& data, const job_options& opts) {
   auto state = std::make_shared<detail::job_state<R>>();
-  state->invoke = &detail::invoke<F, D>;
-  state->fn = detail::function_address(fn);
+  state->invoke = invoke;
+  state->fn = fn;
   try {
-    detail::encode(state->payload, static_cast<const D&>(data));
+    detail::encode(state->payload, data);
   } catch (const detail::codec_error& e) {
     state->fail(payload_error(std::string("parallelcode: the job's data: ") + e.what()));
     state->publish();
