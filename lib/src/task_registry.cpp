@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -35,10 +36,18 @@ registry& tasks_registry() {
   return r;
 }
 
+// A C++ type's name as people write it: std::string, not std::__cxx11::basic_string<...>.
 std::string type_name(const std::type_info& t) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(t.name(), nullptr, nullptr, &status), std::free);
-  return status == 0 && s ? std::string(s.get()) : std::string(t.name());
+  std::string name = status == 0 && s ? std::string(s.get()) : std::string(t.name());
+  for (const auto& [long_form, short_form] :
+       {std::pair<std::string, std::string>{"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
+                                            "std::string"},
+        {"(anonymous namespace)::", ""}}) {
+    for (std::size_t at; (at = name.find(long_form)) != std::string::npos;) name.replace(at, long_form.size(), short_form);
+  }
+  return name;
 }
 
 }  // namespace

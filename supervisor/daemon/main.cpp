@@ -1,0 +1,218 @@
+// parallelcode-supervisor: a pool of named tasks served on a Unix socket.
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <parallelcode/parallelcode.hpp>
+
+#include "protocol.hpp"
+#include "server.hpp"
+#include "units.hpp"
+
+namespace {
+
+namespace pc = parallelcode;
+using pc::control::log;
+using pc::detail::unique_fd;
+
+struct settings {
+  unsigned workers = pc::default_workers();
+  unsigned max_workers = 0;
+  unsigned concurrency = 1;
+  std::string tick = "0";
+  std::string socket = pc::control::default_socket_path();
+  std::vector<std::string> plugins;
+  std::string pidfile;
+  std::string job_timeout = "0";
+  unsigned max_jobs_per_worker = 0;
+  std::string max_worker_rss = "0";
+  std::string kill_grace = "500ms";
+  std::string drain_timeout = "30s";
+  std::string ring_bytes = "1M";
+  std::string max_payload = "4G";
+  std::string max_frame = "16M";
+  unsigned max_clients = 256;
+};
+
+[[noreturn]] void die(const std::string& why) {
+  log("%s", why.c_str());
+  std::exit(1);
+}
+
+// Tells systemd (Type=notify) how we are, if it is listening.
+void notify(const char* state) {
+  const char* where = std::getenv("NOTIFY_SOCKET");
+  if (!where || !*where) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::size_t n = std::strlen(where);
+  if (n >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, where, n);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // an abstract socket
+  unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const std::string message = std::string(state) + "\nMAINPID=" + std::to_string(::getpid());
+  ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+           static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+}
+
+// The control socket: mode 0600, and ours alone. A lock beside it keeps a second
+// daemon off the same path; holding it, a socket file found there is stale.
+unique_fd listen_on(const std::string& path, unique_fd& lock) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) die("--socket " + path + ": longer than a Unix socket path may be");
+  lock.reset(::open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600));
+  if (!lock) die("cannot open " + path + ".lock: " + std::strerror(errno));
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+    die("another parallelcode-supervisor is serving " + path + ": refusing to start a second one");
+  ::unlink(path.c_str());
+  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  const mode_t old_umask = ::umask(0177);  // born 0600: never a moment with wider access
+  const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::umask(old_umask);
+  if (bound != 0) die("cannot bind " + path + ": " + std::strerror(errno));
+  if (::listen(fd.get(), 128) != 0) die("cannot listen on " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+void load_plugins(const std::vector<std::string>& paths) {
+  for (const auto& path : paths) {
+    // Before any fork: every worker has the plugin's tasks.
+    if (!::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) die("--plugin " + path + ": " + ::dlerror());
+    log("loaded plugin %s", path.c_str());
+  }
+  const auto conflicts = pc::task_conflicts();
+  if (!conflicts.empty()) {
+    std::string names;
+    for (const auto& n : conflicts) names += (names.empty() ? "" : ", ") + n;
+    die("tasks registered twice: " + names);
+  }
+}
+
+void log_worker_events(pc::pool& pool) {
+  pool.on_worker_spawn([](const pc::worker_info& w) {
+    log("worker %d started: pid %d", w.id, static_cast<int>(w.pid));
+  });
+  pool.on_worker_exit([](const pc::worker_exit& e) {
+    std::string how = e.signal ? std::string("killed by SIG") + (::sigabbrev_np(e.signal) ? ::sigabbrev_np(e.signal) : "?")
+                               : "exited with status " + std::to_string(e.exit_status);
+    const char* why = e.reason == pc::exit_reason::died        ? "respawning"
+                      : e.reason == pc::exit_reason::timed_out ? "a job ran past its timeout"
+                      : e.reason == pc::exit_reason::recycled  ? "recycled"
+                                                               : "stopped";
+    log("worker %d (pid %d) %s after %.1f s: %s", e.worker.id, static_cast<int>(e.pid), how.c_str(),
+        std::chrono::duration<double>(e.uptime).count(), why);
+  });
+  pool.on_crash_loop([](const pc::worker_info& w, unsigned deaths, std::chrono::milliseconds delay) {
+    log("worker %d keeps dying at start-up (%u in a row): next try in %lld ms", w.id, deaths,
+        static_cast<long long>(delay.count()));
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings s;
+  CLI::App app{"parallelcode-supervisor: runs a pool of worker processes that serve named tasks\n"
+               "(built in: hello, echo, sleep, fnv; more from --plugin) to clients of a Unix socket.\n"
+               "Signals: TERM drains then exits, INT and QUIT stop at once, HUP replaces every worker\n"
+               "one by one, TTIN and TTOU add and remove a worker. Durations take a unit (250ms, 2s);\n"
+               "sizes may end in K, M or G."};
+  app.add_option("--workers", s.workers, "Worker processes")->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--max-workers", s.max_workers, "Most workers TTIN or 'parallelcode scale' may reach (default: 4 x --workers)")
+      ->check(CLI::Range(0, 4096));
+  app.add_option("--concurrency", s.concurrency, "Jobs one worker runs at once")->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--tick", s.tick, "0: dispatch jobs at once; else at most one batch per tick")->capture_default_str();
+  app.add_option("--socket", s.socket, "Control socket path")->capture_default_str();
+  app.add_option("--plugin", s.plugins, "Shared library of PARALLELCODE_TASKs to load (repeatable)");
+  app.add_option("--pidfile", s.pidfile, "Write the daemon's pid here");
+  app.add_option("--job-timeout", s.job_timeout, "Longest a job may run before its worker is killed (0: none)")->capture_default_str();
+  app.add_option("--max-jobs-per-worker", s.max_jobs_per_worker, "Replace a worker after this many jobs (0: never)")->capture_default_str();
+  app.add_option("--max-worker-rss", s.max_worker_rss, "Replace a worker that grows by more than this (0: never)")->capture_default_str();
+  app.add_option("--kill-grace", s.kill_grace, "Between SIGTERM and SIGKILL for a worker the pool ends")->capture_default_str();
+  app.add_option("--drain-timeout", s.drain_timeout, "On TERM, how long running jobs may take to finish")->capture_default_str();
+  app.add_option("--ring-bytes", s.ring_bytes, "Each worker's two shared-memory rings")->capture_default_str();
+  app.add_option("--max-payload", s.max_payload, "Largest encoded job data or result")->capture_default_str();
+  app.add_option("--max-frame", s.max_frame, "Largest request a client may send")->capture_default_str();
+  app.add_option("--max-clients", s.max_clients, "Clients connected at once")->capture_default_str()->check(CLI::Range(1, 65536));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is no error; bad usage exits 2
+  }
+  pc::name_processes(argc, argv);  // after CLI11 copied what it needs
+
+  pc::options opts;
+  pc::control::server_settings serving{};
+  try {
+    opts.workers = s.workers;
+    opts.max_workers = s.max_workers ? s.max_workers : std::min(4096u, 4 * s.workers);
+    opts.concurrency = s.concurrency;
+    opts.tick = pc::control::parse_duration(s.tick);
+    opts.ring_bytes = pc::control::parse_size(s.ring_bytes);
+    opts.max_payload = pc::control::parse_size(s.max_payload);
+    opts.job_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.job_timeout));
+    opts.max_jobs_per_worker = s.max_jobs_per_worker;
+    opts.max_worker_rss = pc::control::parse_size(s.max_worker_rss);
+    opts.kill_grace = std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.kill_grace));
+    serving.drain_timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.drain_timeout));
+    serving.max_frame = pc::control::parse_size(s.max_frame);
+    serving.max_clients = s.max_clients;
+    if (serving.max_frame < 64 || serving.max_frame > 0xffffffffu) throw std::invalid_argument("--max-frame must be 64 bytes to 4G");
+  } catch (const std::invalid_argument& e) {
+    die(e.what());
+  }
+
+  load_plugins(s.plugins);
+
+  // The signals the daemon owns arrive through a signalfd; blocked before any
+  // thread starts, so none of them lands anywhere else.
+  sigset_t owned;
+  sigemptyset(&owned);
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD}) sigaddset(&owned, sig);
+  ::sigprocmask(SIG_BLOCK, &owned, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  unique_fd signals(::signalfd(-1, &owned, SFD_NONBLOCK | SFD_CLOEXEC));
+
+  unique_fd lock;
+  unique_fd listener = listen_on(s.socket, lock);
+
+  pc::pool pool;
+  log_worker_events(pool);
+  try {
+    pool.start(opts);
+  } catch (const std::exception& e) {
+    ::unlink(s.socket.c_str());
+    die(std::string("cannot start the pool: ") + e.what());
+  }
+  if (!s.pidfile.empty()) std::ofstream(s.pidfile) << ::getpid() << "\n";
+  log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
+      s.socket.c_str());
+  notify("READY=1");
+
+  pc::control::server server(pool, std::move(listener), std::move(signals), serving);
+  const int status = server.run();
+  notify("STOPPING=1");
+  ::unlink(s.socket.c_str());
+  if (!s.pidfile.empty()) ::unlink(s.pidfile.c_str());
+  log("stopped");
+  return status;
+}

@@ -1,0 +1,105 @@
+#include "protocol.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace parallelcode::control {
+
+namespace {
+
+// Counts nesting while RapidJSON's iterative reader walks the text.
+struct depth_check : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, depth_check> {
+  unsigned depth = 0;
+  bool too_deep = false;
+  bool Default() { return true; }
+  bool StartObject() { return enter(); }
+  bool EndObject(rapidjson::SizeType) { return leave(); }
+  bool StartArray() { return enter(); }
+  bool EndArray(rapidjson::SizeType) { return leave(); }
+  bool enter() {
+    too_deep = ++depth > max_json_depth;
+    return !too_deep;
+  }
+  bool leave() {
+    --depth;
+    return true;
+  }
+};
+
+constexpr unsigned parse_flags = rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag;
+
+}  // namespace
+
+std::string default_socket_path() {
+  if (const char* dir = std::getenv("XDG_RUNTIME_DIR"); dir && *dir) return std::string(dir) + "/parallelcode.sock";
+  return "/tmp/parallelcode-" + std::to_string(::getuid()) + ".sock";
+}
+
+void append_frame(std::string& out, std::string_view body) {
+  const auto n = static_cast<std::uint32_t>(body.size());
+  const char header[4] = {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+                          static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
+  out.append(header, 4);
+  out.append(body);
+}
+
+std::uint32_t frame_length(const char* header) noexcept {
+  const auto* b = reinterpret_cast<const unsigned char*>(header);
+  return std::uint32_t{b[0]} | std::uint32_t{b[1]} << 8 | std::uint32_t{b[2]} << 16 | std::uint32_t{b[3]} << 24;
+}
+
+std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc) {
+  try {
+    depth_check check;
+    rapidjson::Reader reader;
+    rapidjson::MemoryStream in(text.data(), text.size());
+    const rapidjson::ParseResult walked = reader.Parse<parse_flags>(in, check);
+    if (check.too_deep) return "JSON nested more than " + std::to_string(max_json_depth) + " levels deep";
+    if (!walked)
+      return std::string("not JSON: ") + rapidjson::GetParseError_En(walked.Code()) + " at byte " +
+             std::to_string(walked.Offset());
+    rapidjson::MemoryStream again(text.data(), text.size());
+    doc.ParseStream<parse_flags>(again);
+    if (doc.HasParseError()) return std::string("not JSON: ") + rapidjson::GetParseError_En(doc.GetParseError());
+    // Nothing but blanks may follow the value.
+    for (std::size_t i = again.Tell(); i < text.size(); ++i)
+      if (!std::strchr(" \t\r\n", text[i])) return std::string("not JSON: text after the value");
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return std::string("not JSON: ") + e.what();
+  }
+}
+
+std::string to_text(const rapidjson::Value& v) {
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
+  v.Accept(writer);
+  return std::string(out.GetString(), out.GetSize());
+}
+
+std::string quote(std::string_view s) {
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
+  writer.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return std::string(out.GetString(), out.GetSize());
+}
+
+std::string error_response(std::optional<std::int64_t> id, std::string_view type, std::string_view message,
+                           std::string_view extra) {
+  std::string out = "{";
+  if (id) out += "\"id\":" + std::to_string(*id) + ",";
+  out += "\"ok\":false,\"error\":{\"type\":" + quote(type) + ",\"message\":" + quote(message);
+  out += extra;
+  out += "}}";
+  return out;
+}
+
+}  // namespace parallelcode::control

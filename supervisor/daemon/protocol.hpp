@@ -1,0 +1,49 @@
+#pragma once
+
+// The control socket's protocol, shared by the daemon and the CLI.
+//
+// A frame is a 4-byte little-endian length n (1 <= n <= the receiver's limit),
+// then n bytes of one JSON object. Requests carry "op" and an optional numeric
+// "id" that the response repeats; responses carry "ok" and either the answer or
+// "error": {"type": ..., "message": ..., ...}. Submissions may be pipelined and
+// answered out of order.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <cereal/archives/json.hpp>  // first: it makes RapidJSON's assertions throw
+#include <rapidjson/document.h>
+
+namespace parallelcode::control {
+
+inline constexpr std::size_t default_max_frame = std::size_t{16} << 20;
+inline constexpr unsigned max_json_depth = 64;
+
+// $XDG_RUNTIME_DIR/parallelcode.sock, else /tmp/parallelcode-$UID.sock.
+std::string default_socket_path();
+
+// Appends one frame holding body.
+void append_frame(std::string& out, std::string_view body);
+
+// A frame's length from its first 4 bytes.
+std::uint32_t frame_length(const char* header) noexcept;
+
+// Parses one JSON text of at most max_json_depth levels of nesting, without
+// recursion (RapidJSON's recursive parser, writer and destructor would overflow
+// the stack on a hostile [[[[...). Returns the error, or nothing.
+std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc);
+
+// Compact JSON text of a value.
+std::string to_text(const rapidjson::Value& v);
+// A JSON string literal for s.
+std::string quote(std::string_view s);
+
+// {"id":id,"ok":false,"error":{"type":type,"message":message<extra>}}; extra is
+// either empty or starts with a comma.
+std::string error_response(std::optional<std::int64_t> id, std::string_view type, std::string_view message,
+                           std::string_view extra = {});
+
+}  // namespace parallelcode::control

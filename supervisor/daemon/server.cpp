@@ -1,0 +1,444 @@
+#include "server.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
+
+#include "protocol.hpp"
+
+namespace parallelcode::control {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t max_outstanding_per_client = 4096;
+constexpr std::size_t max_unsent_bytes = std::size_t{16} << 20;  // a client that does not read stops being read
+constexpr auto final_flush = 1s;                                 // for the last responses, when stopping
+
+constexpr std::uint64_t listener_key = 0;
+constexpr std::uint64_t signals_key = ~std::uint64_t{0};
+constexpr std::uint64_t completions_key = ~std::uint64_t{0} - 1;
+
+std::mutex log_mutex;
+
+std::optional<std::int64_t> request_id(const rapidjson::Value& request) {
+  if (request.HasMember("id") && request["id"].IsInt64()) return request["id"].GetInt64();
+  return std::nullopt;
+}
+
+std::string id_field(std::optional<std::int64_t> rid) { return rid ? "\"id\":" + std::to_string(*rid) + "," : ""; }
+
+std::string signal_name(int signal) {
+  const char* abbrev = ::sigabbrev_np(signal);
+  return abbrev ? std::string("SIG") + abbrev : std::to_string(signal);
+}
+
+// How a job ended badly, as the error object of a response.
+std::string job_error_response(std::optional<std::int64_t> rid, const job_error& e) {
+  if (const auto* lost = dynamic_cast<const worker_lost*>(&e))
+    return error_response(rid, "worker_lost", e.what(),
+                          ",\"pid\":" + std::to_string(lost->pid()) + ",\"signal\":" + std::to_string(lost->signal()) +
+                              (lost->signal() ? ",\"signal_name\":" + quote(signal_name(lost->signal())) : "") +
+                              ",\"exit_status\":" + std::to_string(lost->exit_status()));
+  if (const auto* failed = dynamic_cast<const job_failed*>(&e))
+    return error_response(rid, "job_failed", failed->message(), ",\"exception\":" + quote(failed->type()));
+  if (const auto* late = dynamic_cast<const job_timeout*>(&e))
+    return error_response(rid, "job_timeout", e.what(),
+                          ",\"timeout_ms\":" + std::to_string(late->timeout().count()) +
+                              ",\"pid\":" + std::to_string(late->pid()));
+  if (dynamic_cast<const payload_error*>(&e)) return error_response(rid, "payload_error", e.what());
+  return error_response(rid, "job_cancelled", e.what());
+}
+
+const char* state_name(worker_state s) {
+  switch (s) {
+    case worker_state::ready:
+      return "ready";
+    case worker_state::backoff:
+      return "backoff";
+    case worker_state::starting:
+      break;
+  }
+  return "starting";
+}
+
+}  // namespace
+
+void log(const char* format, ...) {
+  char text[1024];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(text, sizeof text, format, args);
+  va_end(args);
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  ::gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  std::lock_guard lock(log_mutex);
+  std::fprintf(stderr, "%s parallelcode-supervisor[%d]: %s\n", stamp, static_cast<int>(::getpid()), text);
+}
+
+server::server(pool& workers, detail::unique_fd listener, detail::unique_fd signals, const server_settings& settings)
+    : pool_(workers),
+      listener_(std::move(listener)),
+      signals_(std::move(signals)),
+      completions_ready_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      settings_(settings) {
+  for (auto [fd, key] : {std::pair{listener_.get(), listener_key}, std::pair{signals_.get(), signals_key},
+                         std::pair{completions_ready_.get(), completions_key}}) {
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = key;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e);
+  }
+}
+
+int server::run() {
+  for (;;) {
+    int timeout_ms = -1;
+    if (stopping_) {
+      if (outstanding_ == 0 || (drain_until_ && std::chrono::steady_clock::now() >= *drain_until_)) break;
+      if (drain_until_) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*drain_until_ - std::chrono::steady_clock::now());
+        timeout_ms = static_cast<int>(std::max<long long>(left.count(), 0));
+      }
+    }
+    epoll_event events[64];
+    const int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      log("epoll_wait: %s", std::strerror(errno));
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t key = events[i].data.u64;
+      if (key == listener_key) {
+        accept_clients();
+      } else if (key == signals_key) {
+        handle_signals();
+      } else if (key == completions_key) {
+        deliver_completions();
+      } else if (clients_.count(key)) {
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_client(key);
+        if (clients_.count(key) && (events[i].events & EPOLLOUT)) write_client(key);
+      }
+    }
+  }
+  // Whatever still runs is cancelled; its clients hear so, then we leave.
+  pool_.free();
+  deliver_completions();
+  const auto until = std::chrono::steady_clock::now() + final_flush;
+  while (std::chrono::steady_clock::now() < until) {
+    bool unsent = false;
+    for (auto& [id, c] : clients_) {
+      if (c.out.empty()) continue;
+      const ssize_t sent = ::send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (sent > 0) c.out.erase(0, static_cast<std::size_t>(sent));
+      unsent |= !c.out.empty() && (sent > 0 || errno == EAGAIN);
+    }
+    if (!unsent) break;
+    epoll_event ignored[8];
+    ::epoll_wait(epoll_.get(), ignored, 8, 10);
+  }
+  return 0;
+}
+
+void server::accept_clients() {
+  for (;;) {
+    detail::unique_fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) return;
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || (peer.uid != ::geteuid() && peer.uid != 0)) {
+      log("refused a client of uid %d: only uid %d and root may use this socket", static_cast<int>(peer.uid),
+          static_cast<int>(::geteuid()));
+      continue;
+    }
+    if (clients_.size() >= settings_.max_clients) {
+      std::string out;
+      append_frame(out, error_response(std::nullopt, "busy", "too many clients"));
+      ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      continue;
+    }
+    const std::uint64_t id = next_client_++;
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = id;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd.get(), &e);
+    clients_[id].fd = std::move(fd);
+  }
+}
+
+void server::read_client(std::uint64_t id) {
+  client& c = clients_[id];
+  char chunk[read_chunk];
+  for (;;) {
+    const ssize_t got = ::recv(c.fd.get(), chunk, sizeof chunk, MSG_DONTWAIT);
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+      drop(id);  // gone: its jobs run on, their answers have nobody to go to
+      return;
+    }
+    if (got < 0) break;
+    c.in.append(chunk, static_cast<std::size_t>(got));
+    // Frames as they complete; a bad length ends the connection before anything is buffered for it.
+    while (!c.closing && c.in.size() >= 4) {
+      const std::uint32_t n = frame_length(c.in.data());
+      if (n == 0 || n > settings_.max_frame) {
+        fail_and_close(c, "bad_frame",
+                       "frame length " + std::to_string(n) + " is outside 1.." + std::to_string(settings_.max_frame));
+        break;
+      }
+      if (c.in.size() < 4 + std::size_t{n}) break;
+      const std::string body = c.in.substr(4, n);
+      c.in.erase(0, 4 + std::size_t{n});
+      handle_frame(id, c, body);
+    }
+    if (c.closing || c.outstanding >= max_outstanding_per_client || c.out.size() > max_unsent_bytes) break;
+  }
+  update_interest(id, c);
+  if (!c.out.empty()) write_client(id);
+}
+
+void server::write_client(std::uint64_t id) {
+  client& c = clients_[id];
+  while (!c.out.empty()) {
+    const ssize_t sent = ::send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      drop(id);
+      return;
+    }
+    c.out.erase(0, static_cast<std::size_t>(sent));
+  }
+  if (c.out.empty() && c.closing) {
+    drop(id);
+    return;
+  }
+  update_interest(id, c);
+}
+
+void server::update_interest(std::uint64_t id, client& c) {
+  const bool read = !c.closing && c.outstanding < max_outstanding_per_client && c.out.size() <= max_unsent_bytes;
+  epoll_event e{};
+  e.events = (read ? EPOLLIN : 0u) | (c.out.empty() ? 0u : EPOLLOUT);
+  e.data.u64 = id;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &e);
+  c.watching_input = read;
+}
+
+void server::drop(std::uint64_t id) { clients_.erase(id); }
+
+void server::respond(client& c, std::string_view body) { append_frame(c.out, body); }
+
+void server::fail_and_close(client& c, std::string_view type, std::string_view message) {
+  respond(c, error_response(std::nullopt, type, message));
+  c.closing = true;
+  c.in.clear();
+}
+
+void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
+  rapidjson::Document request;
+  if (auto error = parse(body, request)) {
+    fail_and_close(c, "bad_frame", *error);
+    return;
+  }
+  if (!request.IsObject() || !request.HasMember("op") || !request["op"].IsString()) {
+    fail_and_close(c, "bad_frame", "a request is a JSON object with a string \"op\"");
+    return;
+  }
+  const auto rid = request_id(request);
+  const std::string op = request["op"].GetString();
+  auto number = [&](const char* key) -> std::optional<std::int64_t> {
+    if (!request.HasMember(key) || !request[key].IsInt64()) return std::nullopt;
+    return request[key].GetInt64();
+  };
+
+  if (op == "submit") {
+    submit(id, c, request, rid);
+  } else if (op == "status") {
+    respond(c, status(rid));
+  } else if (op == "tasks") {
+    std::string list;
+    for (const auto& t : tasks())
+      list += (list.empty() ? "" : ",") + std::string("{\"name\":") + quote(t.name) + ",\"argument\":" + quote(t.argument) +
+              ",\"result\":" + quote(t.result) + "}";
+    respond(c, "{" + id_field(rid) + "\"ok\":true,\"tasks\":[" + list + "]}");
+  } else if (op == "kill") {
+    const auto pid = number("pid");
+    if (!pid || *pid <= 0 || *pid > 0x7fffffff) {
+      respond(c, error_response(rid, "bad_request", "kill needs a positive \"pid\""));
+    } else if (pool_.kill(static_cast<pid_t>(*pid))) {
+      log("killed worker pid %lld on request", static_cast<long long>(*pid));
+      respond(c, "{" + id_field(rid) + "\"ok\":true}");
+    } else {
+      respond(c, error_response(rid, "not_a_worker", "pid " + std::to_string(*pid) + " is not a worker of this daemon"));
+    }
+  } else if (op == "scale") {
+    const auto n = number("workers");
+    try {
+      if (!n || *n < 1 || *n > 4096) throw std::invalid_argument("scale needs \"workers\" of at least 1");
+      pool_.resize(static_cast<unsigned>(*n));
+      log("scaled to %lld workers on request", static_cast<long long>(*n));
+      respond(c, "{" + id_field(rid) + "\"ok\":true}");
+    } catch (const std::invalid_argument& e) {
+      respond(c, error_response(rid, "bad_request", e.what()));
+    }
+  } else if (op == "stop") {
+    const bool now = request.HasMember("now") && request["now"].IsBool() && request["now"].GetBool();
+    respond(c, "{" + id_field(rid) + "\"ok\":true}");
+    log("stop requested%s", now ? " (now)" : "");
+    begin_stop(!now);
+  } else {
+    respond(c, error_response(rid, "bad_request", "unknown op '" + op + "'"));
+  }
+}
+
+void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid) {
+  if (stopping_) {
+    respond(c, error_response(rid, "stopping", "the daemon is stopping and takes no new job"));
+    return;
+  }
+  if (!request.HasMember("task") || !request["task"].IsString()) {
+    respond(c, error_response(rid, "bad_request", "submit needs a string \"task\""));
+    return;
+  }
+  const std::string task = request["task"].GetString();
+  if (!has_task(task)) {
+    respond(c, error_response(rid, "unknown_task", "no task is named '" + task + "': see 'parallelcode tasks'"));
+    return;
+  }
+  job_options opts;
+  if (request.HasMember("timeout_ms")) {
+    if (!request["timeout_ms"].IsInt64() || request["timeout_ms"].GetInt64() < 0) {
+      respond(c, error_response(rid, "bad_request", "\"timeout_ms\" must be a number of milliseconds"));
+      return;
+    }
+    opts.timeout = std::chrono::milliseconds(request["timeout_ms"].GetInt64());
+  }
+  if (request.HasMember("retries")) {
+    if (!request["retries"].IsUint() || request["retries"].GetUint() > 100) {
+      respond(c, error_response(rid, "bad_request", "\"retries\" must be 0 to 100"));
+      return;
+    }
+    opts.retries = request["retries"].GetUint();
+  }
+  const std::string args = request.HasMember("args") ? to_text(request["args"]) : "null";
+
+  auto deliver = [this, id](std::string response) {
+    {
+      std::lock_guard lock(completions_mutex_);
+      completions_.push_back({id, std::move(response)});
+    }
+    ::eventfd_write(completions_ready_.get(), 1);
+  };
+  auto job = pool_.job(&run_json, json_call{task, args}, opts);
+  ++c.outstanding;
+  ++outstanding_;
+  job.on_done([deliver, rid](const std::string& result, const job_context&) {
+    rapidjson::Document check;  // a task returning parallelcode::json answers what it likes: keep the protocol whole
+    if (auto bad = parse(result, check))
+      deliver(error_response(rid, "payload_error", "the task answered something that is not JSON: " + *bad));
+    else
+      deliver("{" + id_field(rid) + "\"ok\":true,\"result\":" + result + "}");
+  });
+  job.on_error([deliver, rid](const job_error& e, const job_context&) { deliver(job_error_response(rid, e)); });
+}
+
+std::string server::status(std::optional<std::int64_t> rid) const {
+  const pool_stats s = pool_.stats();
+  std::string workers;
+  for (const auto& w : pool_.workers()) {
+    workers += (workers.empty() ? "" : ",") + std::string("{\"id\":") + std::to_string(w.id) +
+               ",\"pid\":" + std::to_string(w.pid) + ",\"state\":\"" + state_name(w.state) +
+               "\",\"running\":" + std::to_string(w.running) + ",\"done\":" + std::to_string(w.done) +
+               ",\"respawns\":" + std::to_string(w.respawns) + ",\"recycled\":" + std::to_string(w.recycled) +
+               ",\"uptime_ms\":" +
+               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(w.uptime).count()) +
+               ",\"rss\":" + std::to_string(w.rss) + "}";
+  }
+  return "{" + id_field(rid) + "\"ok\":true,\"supervisor\":" + std::to_string(::getpid()) +
+         ",\"fork_server\":" + std::to_string(s.fork_server) + ",\"stopping\":" + (stopping_ ? "true" : "false") +
+         ",\"queued\":" + std::to_string(s.queued) + ",\"submitted\":" + std::to_string(s.submitted) +
+         ",\"completed\":" + std::to_string(s.completed) + ",\"failed\":" + std::to_string(s.failed) +
+         ",\"respawns\":" + std::to_string(s.respawns) + ",\"workers\":[" + workers + "]}";
+}
+
+void server::deliver_completions() {
+  eventfd_t ignored;
+  ::eventfd_read(completions_ready_.get(), &ignored);
+  std::vector<completion> done;
+  {
+    std::lock_guard lock(completions_mutex_);
+    done.swap(completions_);
+  }
+  for (auto& d : done) {
+    --outstanding_;
+    const auto it = clients_.find(d.client);
+    if (it == clients_.end()) continue;  // it left: nobody to tell
+    client& c = it->second;
+    --c.outstanding;
+    respond(c, d.response);
+    write_client(d.client);
+  }
+}
+
+void server::handle_signals() {
+  signalfd_siginfo info{};
+  while (::read(signals_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    const int sig = static_cast<int>(info.ssi_signo);
+    const auto n = static_cast<unsigned>(pool_.workers().size());
+    switch (sig) {
+      case SIGTERM:
+        log("SIGTERM: draining, %lld ms at most", static_cast<long long>(settings_.drain_timeout.count()));
+        begin_stop(true);
+        break;
+      case SIGINT:
+      case SIGQUIT:
+        log("%s: stopping now", signal_name(sig).c_str());
+        begin_stop(false);
+        break;
+      case SIGHUP:
+        log("SIGHUP: replacing every worker, one at a time");
+        if (!stopping_) pool_.replace_workers();
+        break;
+      case SIGTTIN:
+      case SIGTTOU: {
+        const unsigned want = sig == SIGTTIN ? n + 1 : n - 1;
+        try {
+          if (stopping_ || want < 1) throw std::invalid_argument("never fewer than 1 worker");
+          pool_.resize(want);
+          log("%s: %u worker%s", signal_name(sig).c_str(), want, want == 1 ? "" : "s");
+        } catch (const std::invalid_argument& e) {
+          log("%s: staying at %u worker%s: %s", signal_name(sig).c_str(), n, n == 1 ? "" : "s", e.what());
+        }
+        break;
+      }
+      default:  // SIGCHLD: the pool reaps its own children; nothing else is ours
+        break;
+    }
+  }
+}
+
+void server::begin_stop(bool graceful) {
+  if (!graceful) {
+    stopping_ = true;
+    drain_until_ = std::chrono::steady_clock::now();  // now: run() frees the pool and leaves
+    return;
+  }
+  if (stopping_) return;
+  stopping_ = true;
+  drain_until_ = std::chrono::steady_clock::now() + settings_.drain_timeout;
+}
+
+}  // namespace parallelcode::control

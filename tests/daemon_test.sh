@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# The daemon and the CLI from a shell, as an operator uses them. Each case starts
+# its own daemon on a temporary socket and checks, when it stops, that nothing
+# of it is left running.
+#   daemon_test.sh BUILD_DIR [CASE...]
+set -uo pipefail
+build=$1
+shift
+D=$build/supervisor/daemon/parallelcode-supervisor
+C=$build/supervisor/cli/parallelcode
+PLUGIN=$build/examples/libparallelcode-example-plugin.so
+tmp=$(mktemp -d)
+passed=0
+failed=0
+daemon_pid=""
+
+cleanup() {
+  [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $case_name: $*"
+  [ -f "$tmp/log" ] && sed 's/^/    log: /' "$tmp/log" | tail -20
+  return 1
+}
+
+# Polls a command until it succeeds, for up to $1 seconds.
+eventually() {
+  local limit=$1
+  shift
+  local until=$((SECONDS + limit + 1))
+  until "$@"; do
+    [ $SECONDS -ge $until ] && return 1
+    sleep 0.02
+  done
+}
+
+pc() { "$C" --socket "$tmp/sock" "$@"; }
+
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# The pids of the daemon's fork server and workers, as status shows them.
+pool_pids() { pc status --json | json '" ".join(str(p) for p in [d["fork_server"]] + [w["pid"] for w in d["workers"]])'; }
+
+start_daemon() {
+  rm -f "$tmp/log"
+  "$D" --socket "$tmp/sock" "$@" 2>"$tmp/log" &
+  daemon_pid=$!
+  eventually 10 pc status >/dev/null 2>&1 || { fail "the daemon did not come up"; return 1; }
+  known_pids="$daemon_pid $(pool_pids)"
+}
+
+alive() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" | cut -c1)" != "Z" ]; }
+
+# Stops the daemon with a signal (TERM unless given) and checks its exit status
+# and that no process of it survives.
+stop_daemon() {
+  local sig=${1:-TERM}
+  local seen
+  seen="$known_pids $(pool_pids 2>/dev/null)"
+  kill -"$sig" "$daemon_pid"
+  eventually 10 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "the daemon did not stop on SIG$sig"; return 1; }
+  wait "$daemon_pid"
+  local status=$?
+  daemon_pid=""
+  [ $status -eq 0 ] || { fail "the daemon exited with $status"; return 1; }
+  for p in $seen; do
+    eventually 2 bash -c "! kill -0 $p 2>/dev/null || [ \"\$(ps -o stat= -p $p | cut -c1)\" = Z ]" ||
+      { fail "pid $p outlived the daemon"; return 1; }
+  done
+  [ ! -e "$tmp/sock" ] || { fail "the socket file was left behind"; return 1; }
+}
+
+# --- the cases ---------------------------------------------------------------
+
+case_submit_hello() {
+  start_daemon --workers 2 || return 1
+  [ "$(pc submit hello '{"text":"world"}')" = '"Hello world!"' ] || { fail "submit hello"; return 1; }
+  [ "$(pc submit hello '{"text":"world"}' --raw)" = 'Hello world!' ] || { fail "submit --raw"; return 1; }
+  [ "$(pc submit fnv '{"iters":1000}' --raw)" = '9ebd4ca7a79e5ddd' ] || { fail "fnv 1000"; return 1; }
+  [ "$(pc submit echo '{"a":[1,2,{"b":null}]}')" = '{"a":[1,2,{"b":null}]}' ] || { fail "echo"; return 1; }
+  stop_daemon
+}
+
+case_map_1000_lines_in_order() {
+  start_daemon --workers 3 || return 1
+  python3 -c 'import json
+for i in range(1000): print(json.dumps({"n": i, "s": "x" * (i % 7)}))' > "$tmp/in.jsonl"
+  pc map echo < "$tmp/in.jsonl" > "$tmp/out.jsonl" 2>/dev/null || { fail "map exited $?"; return 1; }
+  python3 - "$tmp/in.jsonl" "$tmp/out.jsonl" <<'PY' || { fail "map output differs from its input"; return 1; }
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+sys.exit(0 if a == b and len(b) == 1000 else 1)
+PY
+  # A line that is not JSON gets an error line in its place; the others still run.
+  printf '{"text":"a"}\nnot json\n{"text":"b"}\n' | pc map hello --raw > "$tmp/mixed" 2>/dev/null
+  [ $? -eq 1 ] || { fail "map with a bad line should exit 1"; return 1; }
+  [ "$(sed -n 1p "$tmp/mixed")" = "Hello a!" ] && [ "$(sed -n 3p "$tmp/mixed")" = "Hello b!" ] &&
+    grep -q '"bad_request"' <(sed -n 2p "$tmp/mixed") || { fail "map with a bad line: $(cat "$tmp/mixed")"; return 1; }
+  stop_daemon
+}
+
+case_kill_9_from_the_shell_respawns_within_a_second() {
+  start_daemon --workers 2 || return 1
+  local victim
+  victim=$(pc status --json | json 'd["workers"][0]["pid"]')
+  kill -9 "$victim"
+  new_pid() { [ "$(pc status --json | json '[w for w in d["workers"] if w["id"] == 0 and w["state"] == "ready"][0]["pid"]' 2>/dev/null)" -ne "$victim" ] 2>/dev/null; }
+  eventually 1 new_pid || { fail "worker 0 did not get a new pid within a second"; return 1; }
+  [ "$(pc submit hello '{"text":"again"}' --raw)" = 'Hello again!' ] || { fail "submit after the kill"; return 1; }
+  grep -q "killed by SIGKILL" "$tmp/log" || { fail "the log does not show the death"; return 1; }
+  stop_daemon
+}
+
+case_a_job_on_a_killed_worker_fails_naming_the_signal() {
+  start_daemon --workers 1 || return 1
+  pc submit sleep '{"ms":30000}' > "$tmp/out" 2> "$tmp/err" &
+  local client=$!
+  busy() { [ "$(pc status --json | json 'd["workers"][0]["running"]')" = 1 ]; }
+  eventually 5 busy || { fail "the job never started"; return 1; }
+  kill -9 "$(pc status --json | json 'd["workers"][0]["pid"]')"
+  wait $client
+  local status=$?
+  [ $status -eq 1 ] || { fail "submit exited $status"; return 1; }
+  grep -q "SIGKILL" "$tmp/err" || { fail "stderr does not name the signal: $(cat "$tmp/err")"; return 1; }
+  stop_daemon
+}
+
+case_kill_refuses_a_pid_that_is_no_worker() {
+  start_daemon --workers 1 || return 1
+  pc kill 1 2> "$tmp/err"
+  [ $? -eq 2 ] || { fail "kill 1 should exit 2"; return 1; }
+  grep -q "not a worker" "$tmp/err" || { fail "no clear message: $(cat "$tmp/err")"; return 1; }
+  pc kill "$daemon_pid" 2>/dev/null
+  [ $? -eq 2 ] || { fail "kill of the daemon's own pid should exit 2"; return 1; }
+  local victim
+  victim=$(pc status --json | json 'd["workers"][0]["pid"]')
+  pc kill "$victim" || { fail "kill of a worker"; return 1; }
+  eventually 2 bash -c "! kill -0 $victim 2>/dev/null" || { fail "the worker survived"; return 1; }
+  stop_daemon
+}
+
+case_garbage_on_the_socket_harms_nothing() {
+  start_daemon --workers 2 --max-frame 1M || return 1
+  python3 - "$tmp/sock" <<'PY' || { fail "the garbage client saw something wrong"; return 1; }
+import socket, struct, sys, json, time
+path = sys.argv[1]
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(5); return s
+def answer(s):
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk: return None
+        head += chunk
+    n = struct.unpack("<I", head)[0]; body = b""
+    while len(body) < n:
+        chunk = s.recv(n - len(body))
+        if not chunk: return None
+        body += chunk
+    return json.loads(body)
+def closed(s):
+    try: return s.recv(1) == b""
+    except OSError: return True
+def frame(b): return struct.pack("<I", len(b)) + b
+quiet = conn()                                               # a client that says nothing, ever
+s = conn(); s.sendall(struct.pack("<I", 1 << 30) + b"xx")     # oversize
+a = answer(s); assert a["error"]["type"] == "bad_frame", a; assert closed(s)
+s = conn(); s.sendall(struct.pack("<I", 0))                    # empty
+assert answer(s)["error"]["type"] == "bad_frame"; assert closed(s)
+s = conn(); s.sendall(frame(b"\xff\xfe not json"))             # not JSON
+assert answer(s)["error"]["type"] == "bad_frame"; assert closed(s)
+s = conn(); s.sendall(frame(b"[" * 200000))                   # nested past any stack
+assert answer(s)["error"]["type"] == "bad_frame"; assert closed(s)
+s = conn(); s.sendall(frame(b'{"op":"submit","task":"nope"}'))  # unknown task: an error, the connection lives
+assert answer(s)["error"]["type"] == "unknown_task"
+s.sendall(frame(b'{"op":"frobnicate"}')); assert answer(s)["error"]["type"] == "bad_request"
+s.sendall(frame(b'{"op":"submit","task":"hello","args":{"txt":1}}'))
+assert answer(s)["error"]["type"] == "payload_error"
+s.sendall(frame(b'{"op":"submit","task":"hello","args":{"text":"ok"},"id":7}'))
+a = answer(s); assert a["ok"] and a["id"] == 7 and a["result"] == "Hello ok!", a
+s = conn(); s.sendall(struct.pack("<I", 100) + b'{"op":')     # half a frame, then gone
+s.close()
+s = conn(); s.sendall(frame(b'{"op":"submit","task":"sleep","args":{"ms":300}}'))
+s.close()                                                     # gone while its job runs
+for i in range(200):                                          # a flood of connections
+    c = conn(); c.sendall(b"\x00\x01"); c.close()
+quiet.close()
+PY
+  [ "$(pc submit hello '{"text":"world"}' --raw)" = 'Hello world!' ] || { fail "the daemon no longer serves"; return 1; }
+  [ "$(pc status --json | json 'len([w for w in d["workers"] if w["state"] == "ready"])')" = 2 ] ||
+    { fail "workers were harmed"; return 1; }
+  stop_daemon
+}
+
+case_term_drains_and_exits_0() {
+  start_daemon --workers 1 || return 1
+  pc submit sleep '{"ms":700}' > "$tmp/out" 2>&1 &
+  local client=$!
+  busy() { [ "$(pc status --json | json 'd["workers"][0]["running"]')" = 1 ]; }
+  eventually 5 busy || { fail "the job never started"; return 1; }
+  stop_daemon TERM || return 1
+  wait $client || { fail "the job was not allowed to finish: $(cat "$tmp/out")"; return 1; }
+  [ "$(cat "$tmp/out")" = 700 ] || { fail "the job's answer: $(cat "$tmp/out")"; return 1; }
+  grep -q "SIGTERM: draining" "$tmp/log" || { fail "no drain in the log"; return 1; }
+}
+
+case_int_stops_at_once() {
+  start_daemon --workers 1 || return 1
+  pc submit sleep '{"ms":30000}' > "$tmp/out" 2> "$tmp/err" &
+  local client=$!
+  busy() { [ "$(pc status --json | json 'd["workers"][0]["running"]')" = 1 ]; }
+  eventually 5 busy || { fail "the job never started"; return 1; }
+  stop_daemon INT || return 1
+  wait $client
+  [ $? -eq 1 ] && grep -q "freed\|cancel" "$tmp/err" || { fail "the running job was not cancelled: $(cat "$tmp/err")"; return 1; }
+}
+
+case_ttin_and_ttou_change_the_worker_count() {
+  start_daemon --workers 2 --max-workers 3 || return 1
+  count() { [ "$(pc status --json | json 'len([w for w in d["workers"] if w["state"] == "ready"])')" = "$1" ] &&
+            [ "$(pc status --json | json 'len(d["workers"])')" = "$1" ]; }
+  kill -TTIN "$daemon_pid"; eventually 3 count 3 || { fail "TTIN did not make 3 workers"; return 1; }
+  kill -TTIN "$daemon_pid"; eventually 1 grep -q "staying at 3" "$tmp/log" || { fail "TTIN past --max-workers"; return 1; }
+  kill -TTOU "$daemon_pid"; eventually 3 count 2 || { fail "TTOU did not make 2 workers"; return 1; }
+  kill -TTOU "$daemon_pid"; eventually 3 count 1 || { fail "TTOU did not make 1 worker"; return 1; }
+  kill -TTOU "$daemon_pid"; eventually 1 grep -q "never fewer than 1" "$tmp/log" || { fail "TTOU below 1"; return 1; }
+  count 1 || { fail "TTOU went below 1"; return 1; }
+  pc scale 3 && eventually 3 count 3 || { fail "scale 3"; return 1; }
+  pc scale 0 2>/dev/null; [ $? -eq 2 ] || { fail "scale 0 should be refused"; return 1; }
+  stop_daemon
+}
+
+case_hup_replaces_every_worker_keeping_capacity() {
+  start_daemon --workers 3 || return 1
+  local before
+  before=$(pc status --json | json '" ".join(str(w["pid"]) for w in d["workers"])')
+  kill -HUP "$daemon_pid"
+  all_new() {
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); old=set(sys.argv[2].split())
+ws=d["workers"]; sys.exit(0 if len(ws)==3 and all(w["state"]=="ready" and str(w["pid"]) not in old for w in ws) else 1)' \
+      "$(pc status --json)" "$before"
+  }
+  eventually 5 all_new || { fail "HUP did not replace every worker"; return 1; }
+  [ "$(pc submit hello '{"text":"x"}' --raw)" = 'Hello x!' ] || { fail "submit after HUP"; return 1; }
+  stop_daemon
+}
+
+case_ps_names_the_processes() {
+  start_daemon --workers 2 || return 1
+  ps -eo args | grep -q "^parallelcode: worker 0" || { fail "ps shows no 'parallelcode: worker 0'"; return 1; }
+  ps -eo args | grep -q "^parallelcode: worker 1" || { fail "ps shows no 'parallelcode: worker 1'"; return 1; }
+  ps -eo args | grep -q "^parallelcode: fork server" || { fail "ps shows no 'parallelcode: fork server'"; return 1; }
+  stop_daemon
+}
+
+case_a_second_daemon_on_the_same_socket_refuses_to_start() {
+  start_daemon --workers 1 || return 1
+  "$D" --socket "$tmp/sock" --workers 1 2> "$tmp/err2"
+  [ $? -ne 0 ] || { fail "the second daemon started"; return 1; }
+  grep -q "another parallelcode-supervisor" "$tmp/err2" || { fail "no clear message: $(cat "$tmp/err2")"; return 1; }
+  [ "$(pc submit hello '{"text":"first"}' --raw)" = 'Hello first!' ] || { fail "the first daemon was harmed"; return 1; }
+  stop_daemon
+}
+
+case_the_socket_is_mode_0600_and_tasks_come_from_plugins() {
+  start_daemon --workers 1 --plugin "$PLUGIN" --pidfile "$tmp/pid" || return 1
+  [ "$(stat -c %a "$tmp/sock")" = 600 ] || { fail "socket mode $(stat -c %a "$tmp/sock")"; return 1; }
+  [ "$(cat "$tmp/pid")" = "$daemon_pid" ] || { fail "pidfile"; return 1; }
+  [ "$(pc submit reverse '{"text":"stressed"}' --raw)" = desserts ] || { fail "the plugin's reverse"; return 1; }
+  [ "$(pc submit sum '{"values":[1,2,3.5]}')" = 6.5 ] || { fail "the plugin's sum"; return 1; }
+  pc tasks | grep -q "^reverse" || { fail "tasks does not list reverse"; return 1; }
+  pc submit nope '{}' 2>/dev/null; [ $? -eq 2 ] || { fail "an unknown task should exit 2"; return 1; }
+  stop_daemon || return 1
+  [ ! -e "$tmp/pid" ] || { fail "pidfile left behind"; return 1; }
+}
+
+case_stop_now_and_systemd_notify() {
+  python3 - "$tmp/notify" > "$tmp/notified" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(10)
+print(s.recv(4096).decode().splitlines()[0], flush=True)
+PY
+  local listener=$!
+  eventually 5 test -S "$tmp/notify" || { fail "no notify socket"; return 1; }
+  NOTIFY_SOCKET=$tmp/notify start_daemon --workers 1 || return 1
+  wait $listener
+  [ "$(cat "$tmp/notified")" = "READY=1" ] || { fail "systemd heard '$(cat "$tmp/notified")'"; return 1; }
+  pc stop --now || { fail "stop --now"; return 1; }
+  eventually 5 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "stop --now did not stop it"; return 1; }
+  wait "$daemon_pid"; local status=$?; daemon_pid=""
+  [ $status -eq 0 ] || { fail "exit status $status after stop --now"; return 1; }
+  for p in $known_pids; do alive "$p" && { fail "pid $p outlived the daemon"; return 1; }; done
+  return 0
+}
+
+case_help_documents_the_options() {
+  "$D" --help > "$tmp/help" || { fail "--help failed"; return 1; }
+  for opt in --workers --concurrency --tick --socket --plugin --pidfile --job-timeout --max-jobs-per-worker \
+             --max-worker-rss --drain-timeout; do
+    grep -q -- "$opt" "$tmp/help" || { fail "--help does not mention $opt"; return 1; }
+  done
+  "$C" --help | grep -q "submit" || { fail "the CLI's --help"; return 1; }
+  pc status 2>/dev/null; [ $? -eq 3 ] || { fail "no daemon should exit 3"; return 1; }
+}
+
+cases=("$@")
+[ ${#cases[@]} -gt 0 ] || mapfile -t cases < <(declare -F | awk '{print $3}' | grep '^case_')
+for case_name in "${cases[@]}"; do
+  if "$case_name"; then
+    echo "ok: $case_name"
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+    daemon_pid=""
+  fi
+  rm -f "$tmp/sock" "$tmp/sock.lock"
+done
+echo "[shell] test cases: $((passed + failed)) | $passed passed | $failed failed"
+[ $failed -eq 0 ]
