@@ -37,8 +37,14 @@ worker_slot* pool_impl::pick(const job_state_base& job) {
 bool pool_impl::dispatch(outcome& out) {
   bool any = false;
   while (!queue_.empty()) {
+    if (queue_.front()->claim.load() == job_state_base::cancelled) {
+      queue_.pop_front();  // cancel() ended it already
+      continue;
+    }
     worker_slot* slot = pick(*queue_.front());
     if (!slot) break;
+    int expected = job_state_base::queued;
+    if (!queue_.front()->claim.compare_exchange_strong(expected, job_state_base::taken)) continue;  // just cancelled
     job_ptr job = std::move(queue_.front());
     queue_.pop_front();
     process& p = *slot->current;

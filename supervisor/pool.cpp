@@ -30,6 +30,7 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr auto start_deadline = 30s;
+constexpr auto longest_timeout = std::chrono::hours(24 * 365);
 constexpr auto idle_sleep = 1s;  // the pool's thread wakes at least this often
 
 std::size_t read_rss(pid_t pid) {
@@ -52,7 +53,8 @@ void check(const options& o) {
     throw std::invalid_argument("parallelcode: ring_bytes must be 4 KiB to 1 GiB");
   if (o.max_payload < 1 || o.max_payload > (std::uint64_t{1} << 40))
     throw std::invalid_argument("parallelcode: max_payload must be 1 byte to 1 TiB");
-  if (o.job_timeout < 0ms) throw std::invalid_argument("parallelcode: job_timeout must not be negative");
+  if (o.job_timeout < 0ms || o.job_timeout > longest_timeout)
+    throw std::invalid_argument("parallelcode: job_timeout must be 0 to 1 year");
   if (o.kill_grace < 0ms || o.kill_grace > 1h) throw std::invalid_argument("parallelcode: kill_grace must be 0 to 1 hour");
   if (o.max_workers != 0 && (o.max_workers < o.workers || o.max_workers > 4096))
     throw std::invalid_argument("parallelcode: max_workers must be 0 (workers) or workers to 4096");
@@ -185,13 +187,16 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
     } else {
       job->id = ++next_id_;
       job->queued_at = clock::now();
-      job->timeout = std::max(o.timeout.value_or(opts_.job_timeout), std::chrono::milliseconds::zero());
+      // A year is as good as none, and keeps now() + timeout far from overflowing.
+      job->timeout = std::clamp(o.timeout.value_or(opts_.job_timeout), std::chrono::milliseconds::zero(),
+                                std::chrono::milliseconds(longest_timeout));
       job->retries = o.retries;
       ++stats_.submitted;
+      const bool timed = job->timeout > std::chrono::milliseconds::zero();
       queue_.push_back(std::move(job));
-      if (opts_.tick == std::chrono::microseconds::zero())
-        dispatch(out);
-      else if (queue_.size() == 1)
+      if (opts_.tick == std::chrono::microseconds::zero()) dispatch(out);
+      // The pool's thread may sleep past the new deadline, or past the next tick.
+      if (timed || (opts_.tick > std::chrono::microseconds::zero() && queue_.size() == 1))
         wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
     }
   }
@@ -339,6 +344,11 @@ void pool_impl::on_crash_loop(std::function<void(const worker_info&, unsigned, s
   on_crash_loop_ = std::move(f);
 }
 
+void pool_impl::on_fork_server_lost(std::function<void(pid_t)> f) {
+  std::lock_guard lock(mutex_);
+  on_fork_server_lost_ = std::move(f);
+}
+
 worker_info pool_impl::info(const worker_slot& slot) const {
   worker_info w;
   if (slot.current) {
@@ -448,6 +458,7 @@ void pool::replace_workers() { impl_->replace_workers(); }
 bool pool::drain(std::chrono::steady_clock::duration timeout) { return impl_->drain(timeout); }
 void pool::on_worker_spawn(std::function<void(const worker_info&)> f) { impl_->on_worker_spawn(std::move(f)); }
 void pool::on_worker_exit(std::function<void(const worker_exit&)> f) { impl_->on_worker_exit(std::move(f)); }
+void pool::on_fork_server_lost(std::function<void(pid_t)> f) { impl_->on_fork_server_lost(std::move(f)); }
 void pool::on_crash_loop(std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> f) {
   impl_->on_crash_loop(std::move(f));
 }

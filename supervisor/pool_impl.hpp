@@ -103,6 +103,7 @@ class pool_impl {
   void on_worker_spawn(std::function<void(const worker_info&)> f);
   void on_worker_exit(std::function<void(const worker_exit&)> f);
   void on_crash_loop(std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> f);
+  void on_fork_server_lost(std::function<void(pid_t)> f);
 
  private:
   enum class phase { stopped, starting, running, draining, stopping };
@@ -198,6 +199,7 @@ class pool_impl {
   std::vector<process*> by_channel_;     // the process on each channel, or none
   std::vector<int> order_;               // slot ids, front first
   std::deque<job_ptr> queue_;
+  std::uint64_t cancellations_seen_ = 0;
   std::deque<int> to_replace_;           // slots a replace_workers() pass has yet to do
   int replacing_ = -1;                   // the slot it is doing now
   std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
@@ -209,6 +211,7 @@ class pool_impl {
   std::function<void(const worker_info&)> on_spawn_;
   std::function<void(const worker_exit&)> on_exit_;
   std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> on_crash_loop_;
+  std::function<void(pid_t)> on_fork_server_lost_;
 };
 
 }  // namespace parallelcode::detail

@@ -180,6 +180,11 @@ bool pool_impl::step(outcome& out) {
   busy |= escalate_kills(now);
   for (process* p : by_channel_)
     if (p && !p->outbox.empty()) busy |= flush(*p);
+  if (const auto seen = cancellations(); seen != cancellations_seen_) {
+    cancellations_seen_ = seen;  // drop cancelled jobs now: they may hold big payloads
+    stats_.failed += static_cast<std::uint64_t>(std::erase_if(
+        queue_, [](const job_ptr& j) { return j->claim.load() == job_state_base::cancelled; }));
+  }
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
     busy |= dispatch(out);
   if (phase_ == phase::draining && busy) changed_.notify_all();
@@ -216,6 +221,7 @@ bool pool_impl::start_fork_server(outcome& out) {
 
 void pool_impl::fork_server_lost(outcome& out) {
   const auto lived = clock::now() - server_->started_at();
+  if (on_fork_server_lost_) out.notices.push_back([f = on_fork_server_lost_, pid = server_->pid()] { f(pid); });
   server_->stop(0ms);  // reaps it
   server_.reset();
   stats_.fork_server = 0;
@@ -249,7 +255,8 @@ void pool_impl::fork_server_lost(outcome& out) {
       shm_.reset(p->channel);
       by_channel_[p->channel] = nullptr;
       if (p->pid && on_exit_) {
-        const worker_exit e{info(slot), p->pid, SIGKILL, -1, exit_reason::stopped, clock::now() - p->spawned_at};
+        // Killed by their parent's death signal: died, and respawned with the new fork server.
+        const worker_exit e{info(slot), p->pid, SIGKILL, -1, exit_reason::died, clock::now() - p->spawned_at};
         out.notices.push_back([f = on_exit_, e] { f(e); });
       }
     }
@@ -532,6 +539,7 @@ void pool_impl::lose_jobs(process& p, int signal, int exit_status, outcome& out)
     if (job->retries > 0 && !stop_ && broken_.empty()) {
       --job->retries;
       job->avoid = p.slot;
+      job->claim.store(job_state_base::queued);  // queued again: cancellable again
       ++stats_.retried;
       queue_.push_back(std::move(job));
     } else {

@@ -205,7 +205,7 @@ case_term_drains_and_exits_0() {
   stop_daemon TERM || return 1
   wait $client || { fail "the job was not allowed to finish: $(cat "$tmp/out")"; return 1; }
   [ "$(cat "$tmp/out")" = 700 ] || { fail "the job's answer: $(cat "$tmp/out")"; return 1; }
-  grep -q "SIGTERM: draining" "$tmp/log" || { fail "no drain in the log"; return 1; }
+  grep -q "SIGTERM: taking no new job" "$tmp/log" || { fail "no drain in the log"; return 1; }
 }
 
 case_int_stops_at_once() {
@@ -305,6 +305,110 @@ case_help_documents_the_options() {
   done
   "$C" --help | grep -q "submit" || { fail "the CLI's --help"; return 1; }
   pc status 2>/dev/null; [ $? -eq 3 ] || { fail "no daemon should exit 3"; return 1; }
+}
+
+case_a_client_that_leaves_takes_its_queued_jobs_with_it() {
+  start_daemon --workers 1 || return 1
+  python3 - "$tmp/sock" <<'PY' || { fail "could not submit"; return 1; }
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+body = b'{"op":"submit","task":"sleep","args":{"ms":600000}}'
+s.sendall((struct.pack("<I", len(body)) + body) * 500)
+PY
+  # Its one running job runs on; the 499 queued behind it go.
+  drained() { [ "$(pc status --json | json 'd["queued"]')" = 0 ]; }
+  eventually 3 drained || { fail "the queued jobs of a client that left stayed: $(pc status --json)"; return 1; }
+  pc kill "$(pc status --json | json 'd["workers"][0]["pid"]')" >/dev/null
+  [ "$(pc submit hello '{"text":"next"}' --raw)" = 'Hello next!' ] || { fail "the daemon no longer serves"; return 1; }
+  stop_daemon
+}
+
+case_a_flooding_client_does_not_starve_the_others() {
+  start_daemon --workers 1 || return 1
+  python3 - "$tmp/sock" <<'PY' &
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+body = b'{"op":"kill","pid":0,"pad":"' + b"x" * 1000000 + b'"}'
+frame = struct.pack("<I", len(body)) + body
+end = time.time() + 4
+while time.time() < end: s.sendall(frame)
+PY
+  local flooder=$!
+  sleep 0.5
+  local t0=$SECONDS
+  timeout 2 "$C" --socket "$tmp/sock" status >/dev/null || { kill $flooder; fail "status waited behind the flood"; return 1; }
+  wait $flooder
+  stop_daemon
+}
+
+case_idle_clients_make_room_and_limits_answer_busy() {
+  start_daemon --workers 1 --max-clients 4 --max-jobs 3 || return 1
+  python3 - "$tmp/sock" <<'PY' &
+import socket, sys, time
+held = []
+for i in range(4):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
+time.sleep(3)
+PY
+  local idlers=$!
+  sleep 0.3
+  pc status >/dev/null || { kill $idlers; fail "idle clients locked status out"; return 1; }
+  local sleepers=()
+  for i in 1 2 3; do pc submit sleep '{"ms":1500}' >/dev/null 2>&1 & sleepers+=($!); done
+  three() { [ "$(pc status --json | json 'd["submitted"]')" = 3 ]; }
+  eventually 2 three || { fail "the three jobs did not arrive"; return 1; }
+  pc submit hello '{"text":"x"}' 2> "$tmp/err"
+  [ $? -eq 2 ] && grep -q "try again later" "$tmp/err" || { fail "a fourth job should be answered busy: $(cat "$tmp/err")"; return 1; }
+  wait "${sleepers[@]}" $idlers
+  stop_daemon
+}
+
+case_timeouts_under_a_second_and_absurd_ones() {
+  start_daemon --workers 1 || return 1
+  local t0=$SECONDS
+  pc submit sleep '{"ms":5000}' --timeout 150ms 2> "$tmp/err"
+  [ $? -eq 1 ] && grep -q "timeout of 150 ms" "$tmp/err" || { fail "--timeout 150ms: $(cat "$tmp/err")"; return 1; }
+  [ $((SECONDS - t0)) -le 2 ] || { fail "the timeout fired late"; return 1; }
+  python3 - "$tmp/sock" <<'PY' || { fail "an absurd timeout_ms was not refused"; return 1; }
+import socket, struct, sys, json
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+body = b'{"op":"submit","task":"hello","args":{"text":"x"},"timeout_ms":9223372036854775807}'
+s.sendall(struct.pack("<I", len(body)) + body)
+n = struct.unpack("<I", s.recv(4))[0]; a = json.loads(s.recv(n))
+sys.exit(0 if a["error"]["type"] == "bad_request" else 1)
+PY
+  pc submit hello '{"txt":1}' 2>/dev/null; [ $? -eq 2 ] || { fail "arguments that do not fit should exit 2"; return 1; }
+  stop_daemon
+}
+
+case_the_daemon_refuses_paths_it_must_not_touch() {
+  echo precious > "$tmp/precious"
+  "$D" --socket "$tmp/precious" --workers 1 2> "$tmp/err"
+  [ $? -ne 0 ] && [ "$(cat "$tmp/precious")" = precious ] || { fail "--socket on a regular file"; return 1; }
+  grep -q "not a socket" "$tmp/err" || { fail "no clear message: $(cat "$tmp/err")"; return 1; }
+  "$D" --socket "$tmp/sock" --workers 1 --pidfile /nonexistent/dir/pid 2> "$tmp/err"
+  [ $? -ne 0 ] && grep -q "pidfile" "$tmp/err" || { fail "an unwritable --pidfile was accepted"; return 1; }
+  [ ! -e "$tmp/sock" ] || { fail "the socket was left behind"; return 1; }
+  "$D" --socket "$tmp/sock" --job-timeout 999999999999m 2>/dev/null; [ $? -ne 0 ] || { fail "an absurd --job-timeout"; return 1; }
+}
+
+case_the_cli_refuses_a_socket_served_by_another_user() {
+  [ "$(id -u)" -eq 0 ] || { echo "skip: only root can serve a socket as another user"; return 0; }
+  local open
+  open=$(mktemp -d)  # outside our own 0700 directory: uid 65534 must reach it
+  chmod 0777 "$open"
+  # /usr/bin/python3: uid 65534 may not run a per-user python that PATH finds first
+  setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
+import socket, sys, os
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(1)
+c, _ = s.accept(); c.recv(100)' "$open/sock" &
+  local impostor=$!
+  eventually 5 test -S "$open/sock" || { fail "no impostor socket"; return 1; }
+  "$C" --socket "$open/sock" submit hello '{"text":"secret"}' 2> "$tmp/err"
+  local status=$?
+  kill $impostor 2>/dev/null; wait $impostor 2>/dev/null
+  rm -rf "$open"
+  [ $status -eq 3 ] && grep -q "neither you nor root" "$tmp/err" || { fail "the CLI talked to uid 65534: $(cat "$tmp/err")"; return 1; }
 }
 
 cases=("$@")

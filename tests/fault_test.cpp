@@ -618,3 +618,40 @@ TEST_CASE("replace_workers gives every slot a new process, one at a time, and no
   CHECK(pool.stats().recycled == 3);
   CHECK(pool.stats().respawns == 0);
 }
+
+TEST_CASE("a timeout under a second fires on time, with the default tick") {
+  pc::pool pool;
+  pool.start({.workers = 1, .kill_grace = 50ms});
+  // Let the pool's thread fall into its long idle sleep first.
+  CHECK(pool.job([](int x) { return x; }, 1).result() == 1);
+  std::this_thread::sleep_for(50ms);  // wait-ok: the pool's thread must be asleep for this to test anything
+  const auto t0 = std::chrono::steady_clock::now();
+  auto late = pool.job(&sleep_ms, 5'000, {.timeout = 150ms});
+  REQUIRE(late.wait_for(800ms));
+  CHECK_THROWS_AS(late.result(), pc::job_timeout);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 150ms);
+}
+
+TEST_CASE("cancel takes back a queued job, and cannot take one a worker has") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto running = pool.job(&sleep_ms, 2000);  // holds the one worker while we cancel
+  running.worker();
+  std::vector<pc::job_handle<int>> queued;
+  for (int i = 0; i < 100; ++i) queued.push_back(pool.job([](int x) { return x; }, i));
+  CHECK_FALSE(running.cancel());
+  for (int i = 0; i < 100; i += 2) CHECK(queued[static_cast<std::size_t>(i)].cancel());
+  CHECK_FALSE(queued[0].cancel());  // once
+  // Swept out of the queue on the pool thread's next pass (at the latest after its 1 s idle sleep).
+  REQUIRE(test::eventually([&] { return pool.stats().queued == 50; }, 1500ms));
+  CHECK(running.result() == 2000);
+  for (int i = 0; i < 100; ++i) {
+    auto& j = queued[static_cast<std::size_t>(i)];
+    REQUIRE(j.wait_for(5s));
+    if (i % 2 == 0)
+      CHECK_THROWS_AS(j.result(), pc::job_cancelled);
+    else
+      CHECK(j.result() == i);
+  }
+  CHECK(pool.workers()[0].done == 51);
+}

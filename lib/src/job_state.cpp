@@ -118,6 +118,21 @@ bool job_state_base::wait_ended_for(std::chrono::nanoseconds limit) {
   return changed_.wait_for(lock, limit, [&] { return ended_; });
 }
 
+namespace {
+std::atomic<std::uint64_t> cancel_count{0};
+}
+
+std::uint64_t cancellations() noexcept { return cancel_count.load(std::memory_order_relaxed); }
+
+bool job_state_base::cancel() {
+  int expected = queued;
+  if (!claim.compare_exchange_strong(expected, cancelled)) return false;
+  fail(job_cancelled("parallelcode: the job was cancelled before it started"));
+  publish();
+  cancel_count.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 void job_state_base::rethrow_error() {
   std::lock_guard lock(mutex_);
   if (error_) std::rethrow_exception(error_);

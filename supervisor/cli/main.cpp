@@ -5,13 +5,13 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -48,6 +48,11 @@ class connection {
     if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
       throw no_daemon("cannot connect to " + path + " (" + std::strerror(errno) +
                       "): is parallelcode-supervisor running there?");
+    // Whoever serves this socket hears our jobs' arguments: only we or root may.
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || (peer.uid != ::getuid() && peer.uid != 0))
+      throw no_daemon(path + " is served by uid " + std::to_string(peer.uid) + ", neither you nor root: refusing to use it");
   }
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -59,18 +64,23 @@ class connection {
   // Sends what is queued and reads what has come, waiting until either moves.
   // Returns the complete response bodies received.
   std::vector<std::string> exchange() {
-    pollfd p{fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0};
+    const bool send_more = !out_.empty() && !write_closed_;
+    pollfd p{fd_, static_cast<short>(POLLIN | (send_more ? POLLOUT : 0)), 0};
     if (::poll(&p, 1, -1) < 0 && errno != EINTR) throw no_daemon(std::string("poll: ") + std::strerror(errno));
-    if (p.revents & POLLOUT) {
+    if (send_more && (p.revents & (POLLOUT | POLLERR))) {
       const ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0 && errno != EAGAIN) throw no_daemon("the daemon went away");
+      // It stopped reading us: what it said before may still wait to be read.
+      if (n < 0 && errno != EAGAIN && errno != EINTR) write_closed_ = true;
       if (n > 0) out_.erase(0, static_cast<std::size_t>(n));
     }
     std::vector<std::string> bodies;
     if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
       char chunk[65536];
       const ssize_t n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT);
-      if (n == 0 || (n < 0 && errno != EAGAIN)) throw no_daemon("the daemon closed the connection");
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (in_.size() >= 4) throw no_daemon("the daemon closed the connection in the middle of an answer");
+        throw no_daemon("the daemon closed the connection");
+      }
       if (n > 0) in_.append(chunk, static_cast<std::size_t>(n));
       while (in_.size() >= 4 && in_.size() >= 4 + std::size_t{ctl::frame_length(in_.data())}) {
         const std::size_t len = ctl::frame_length(in_.data());
@@ -93,6 +103,7 @@ class connection {
 
  private:
   int fd_ = -1;
+  bool write_closed_ = false;
   std::string out_;
   std::string in_;
 };
@@ -120,7 +131,7 @@ std::string error_field(const rapidjson::Value& response, const char* key) {
 bool refused(const rapidjson::Value& response) {
   const std::string type = error_field(response, "type");
   return type == "bad_request" || type == "unknown_task" || type == "not_a_worker" || type == "stopping" ||
-         type == "bad_frame" || type == "busy";
+         type == "bad_frame" || type == "busy" || type == "forbidden" || type == "payload_error";
 }
 
 int report_error(const rapidjson::Value& response) {
@@ -136,9 +147,9 @@ std::string submit_request(const std::string& task, const std::string& args, std
                            const std::string& timeout, unsigned retries) {
   std::string body = "{\"op\":\"submit\",\"task\":" + ctl::quote(task) + ",\"args\":" + args;
   if (id) body += ",\"id\":" + std::to_string(*id);
-  if (!timeout.empty())
+  if (!timeout.empty())  // rounded up: 100us must not become 0, which means no timeout
     body += ",\"timeout_ms\":" +
-            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(ctl::parse_duration(timeout)).count());
+            std::to_string(std::chrono::ceil<std::chrono::milliseconds>(ctl::parse_duration(timeout)).count());
   if (retries) body += ",\"retries\":" + std::to_string(retries);
   return body + "}";
 }
@@ -157,48 +168,64 @@ int submit(connection& conn, const std::string& task, const std::string& args, c
   return 0;
 }
 
-void draw_progress(std::size_t done, std::size_t total, bool finished) {
-  const int width = 30;
-  const int filled = total ? static_cast<int>(width * done / total) : width;
-  std::fprintf(stderr, "\r[%.*s%*s] %zu/%zu", filled, "##############################", width - filled, "", done, total);
+// A bar when standard input is a file (its size is known), else a count.
+void draw_progress(std::size_t done, std::size_t running, bool finished) {
+  struct stat st{};
+  const off_t at = ::lseek(STDIN_FILENO, 0, SEEK_CUR);
+  if (::fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && at >= 0) {
+    const int width = 30;
+    const int filled = finished ? width : static_cast<int>(width * std::min<double>(1.0, double(at) / double(st.st_size)));
+    std::fprintf(stderr, "\r[%.*s%*s] %zu done, %zu running ", filled, "##############################", width - filled,
+                 "", done, running);
+  } else {
+    std::fprintf(stderr, "\r%zu done, %zu running ", done, running);
+  }
   if (finished) std::fputc('\n', stderr);
   std::fflush(stderr);
 }
 
-// One job per input line, at most `window` in flight; answers in input order.
+// One job per input line, at most `window` in flight, reading input as it goes;
+// answers in input order.
 int map(connection& conn, const std::string& task, const std::string& timeout, unsigned retries, bool raw,
         bool progress, std::size_t window) {
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(std::cin, line);)
-    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
-  std::vector<std::optional<std::string>> answers(lines.size());
-  std::size_t next = 0, in_flight = 0, printed = 0, done = 0;
-  bool any_failed = false;
+  std::map<std::size_t, std::string> answers;  // arrived, not yet printed
+  std::size_t read = 0, printed = 0, in_flight = 0;
+  bool input_done = false, any_failed = false;
   auto answer = [&](std::size_t i, std::string text, bool failed) {
-    answers[i] = std::move(text);
+    answers.emplace(i, std::move(text));
     any_failed |= failed;
-    ++done;
-    for (; printed < answers.size() && answers[printed]; ++printed) std::cout << *answers[printed] << "\n";
-  };
-  while (done < lines.size()) {
-    while (next < lines.size() && in_flight < window) {
-      const std::size_t i = next++;
-      rapidjson::Document args;
-      if (auto bad = ctl::parse(lines[i], args)) {
-        answer(i, ctl::error_response(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + ": " + *bad), true);
-        continue;
-      }
-      conn.queue(submit_request(task, lines[i], static_cast<std::int64_t>(i), timeout, retries));
-      ++in_flight;
+    for (auto it = answers.find(printed); it != answers.end(); it = answers.find(++printed)) {
+      std::cout << it->second << "\n";
+      answers.erase(it);
     }
-    if (in_flight == 0) break;
+  };
+  for (;;) {
+    while (!input_done && in_flight < window) {
+      std::string line;
+      if (!std::getline(std::cin, line)) {
+        input_done = true;
+        break;
+      }
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::size_t i = read++;
+      rapidjson::Document args;
+      if (line.size() > ctl::default_max_frame - 1024) {
+        answer(i, ctl::error_response(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + " is too long"), true);
+      } else if (auto bad = ctl::parse(line, args)) {
+        answer(i, ctl::error_response(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + ": " + *bad), true);
+      } else {
+        conn.queue(submit_request(task, line, static_cast<std::int64_t>(i), timeout, retries));
+        ++in_flight;
+      }
+    }
+    if (in_flight == 0 && input_done) break;
+    if (in_flight == 0) continue;
     for (auto& body : conn.exchange()) {
       rapidjson::Document response;
       if (auto bad = ctl::parse(body, response)) throw no_daemon("the daemon answered something that is not JSON: " + *bad);
       if (!response.IsObject() || !response.HasMember("id") || !response["id"].IsUint64() ||
-          response["id"].GetUint64() >= lines.size()) {
-        report_error(response);  // about the connection itself, not one line
-        return exit_refused;
+          response["id"].GetUint64() >= read) {
+        return report_error(response);  // about the connection itself, not one line
       }
       --in_flight;
       const auto i = static_cast<std::size_t>(response["id"].GetUint64());
@@ -207,10 +234,10 @@ int map(connection& conn, const std::string& task, const std::string& timeout, u
       else
         answer(i, "{\"error\":" + ctl::to_text(error_of(response)) + "}", true);
     }
-    if (progress) draw_progress(done, lines.size(), false);
+    if (progress) draw_progress(printed, in_flight, false);
   }
   std::cout.flush();
-  if (progress) draw_progress(done, lines.size(), true);
+  if (progress) draw_progress(printed, 0, true);
   return any_failed ? exit_failed : 0;
 }
 

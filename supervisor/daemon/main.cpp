@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,7 +48,10 @@ struct settings {
   std::string ring_bytes = "1M";
   std::string max_payload = "4G";
   std::string max_frame = "16M";
-  unsigned max_clients = 256;
+  unsigned max_clients = 1024;
+  std::size_t max_jobs = 100'000;
+  std::string max_request_bytes = "1G";
+  std::string idle_timeout = "60s";
 };
 
 [[noreturn]] void die(const std::string& why) {
@@ -55,32 +59,23 @@ struct settings {
   std::exit(1);
 }
 
-// Tells systemd (Type=notify) how we are, if it is listening.
-void notify(const char* state) {
-  const char* where = std::getenv("NOTIFY_SOCKET");
-  if (!where || !*where) return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::size_t n = std::strlen(where);
-  if (n >= sizeof addr.sun_path) return;
-  std::memcpy(addr.sun_path, where, n);
-  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // an abstract socket
-  unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  const std::string message = std::string(state) + "\nMAINPID=" + std::to_string(::getpid());
-  ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
-           static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
-}
-
 // The control socket: mode 0600, and ours alone. A lock beside it keeps a second
 // daemon off the same path; holding it, a socket file found there is stale.
 unique_fd listen_on(const std::string& path, unique_fd& lock) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) die("--socket " + path + ": longer than a Unix socket path may be");
-  lock.reset(::open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600));
+  lock.reset(::open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock) die("cannot open " + path + ".lock: " + std::strerror(errno));
+  struct stat st{};
+  if (::fstat(lock.get(), &st) != 0 || st.st_uid != ::geteuid())
+    die(path + ".lock belongs to another user: refusing to start");
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
     die("another parallelcode-supervisor is serving " + path + ": refusing to start a second one");
-  ::unlink(path.c_str());
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) die("--socket " + path + " exists and is not a socket: refusing to replace it");
+    if (st.st_uid != ::geteuid()) die("--socket " + path + " belongs to another user: refusing to start");
+    ::unlink(path.c_str());  // a stale socket: its daemon is gone, we hold the lock
+  }
   unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size());
@@ -90,6 +85,18 @@ unique_fd listen_on(const std::string& path, unique_fd& lock) {
   if (bound != 0) die("cannot bind " + path + ": " + std::strerror(errno));
   if (::listen(fd.get(), 128) != 0) die("cannot listen on " + path + ": " + std::strerror(errno));
   return fd;
+}
+
+void write_pidfile(const std::string& path) {
+  if (path.empty()) return;
+  const std::string temp = path + ".new";
+  std::ofstream out(temp);
+  out << ::getpid() << "\n";
+  out.close();
+  if (!out || std::rename(temp.c_str(), path.c_str()) != 0) {
+    ::unlink(temp.c_str());
+    throw std::runtime_error("cannot write --pidfile " + path + ": " + std::strerror(errno));
+  }
 }
 
 void load_plugins(const std::vector<std::string>& paths) {
@@ -124,6 +131,9 @@ void log_worker_events(pc::pool& pool) {
     log("worker %d keeps dying at start-up (%u in a row): next try in %lld ms", w.id, deaths,
         static_cast<long long>(delay.count()));
   });
+  pool.on_fork_server_lost([](pid_t pid) {
+    log("the fork server (pid %d) died, and its workers with it: starting a new one", static_cast<int>(pid));
+  });
 }
 
 }  // namespace
@@ -151,7 +161,16 @@ int main(int argc, char** argv) {
   app.add_option("--ring-bytes", s.ring_bytes, "Each worker's two shared-memory rings")->capture_default_str();
   app.add_option("--max-payload", s.max_payload, "Largest encoded job data or result")->capture_default_str();
   app.add_option("--max-frame", s.max_frame, "Largest request a client may send")->capture_default_str();
-  app.add_option("--max-clients", s.max_clients, "Clients connected at once")->capture_default_str()->check(CLI::Range(1, 65536));
+  app.add_option("--max-clients", s.max_clients, "Clients connected at once (the idlest makes room for a new one)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--max-jobs", s.max_jobs, "Jobs in flight from all clients together; more are answered busy")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000'000));
+  app.add_option("--max-request-bytes", s.max_request_bytes, "Job arguments in flight from all clients together")
+      ->capture_default_str();
+  app.add_option("--idle-timeout", s.idle_timeout, "Close a client silent this long with no job in flight")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -176,7 +195,21 @@ int main(int argc, char** argv) {
         std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.drain_timeout));
     serving.max_frame = pc::control::parse_size(s.max_frame);
     serving.max_clients = s.max_clients;
-    if (serving.max_frame < 64 || serving.max_frame > 0xffffffffu) throw std::invalid_argument("--max-frame must be 64 bytes to 4G");
+    serving.max_jobs = s.max_jobs;
+    serving.max_request_bytes = pc::control::parse_size(s.max_request_bytes);
+    serving.idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(pc::control::parse_duration(s.idle_timeout));
+    if (serving.max_frame < 64 || serving.max_frame > 0xffffffffu)
+      throw std::invalid_argument("--max-frame must be 64 bytes to 4G - 1");
+    if (serving.idle_timeout < std::chrono::seconds(1)) throw std::invalid_argument("--idle-timeout must be 1s or more");
+    // A client is a file descriptor: there must be enough of them, with room for the pool's own.
+    rlimit files{};
+    ::getrlimit(RLIMIT_NOFILE, &files);
+    const auto room = files.rlim_cur > 64 ? files.rlim_cur - 64 : 1;
+    if (serving.max_clients > room) {
+      serving.max_clients = static_cast<unsigned>(room);
+      log("--max-clients lowered to %u: the file descriptor limit is %llu", serving.max_clients,
+          static_cast<unsigned long long>(files.rlim_cur));
+    }
   } catch (const std::invalid_argument& e) {
     die(e.what());
   }
@@ -189,7 +222,6 @@ int main(int argc, char** argv) {
   sigemptyset(&owned);
   for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD}) sigaddset(&owned, sig);
   ::sigprocmask(SIG_BLOCK, &owned, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
   unique_fd signals(::signalfd(-1, &owned, SFD_NONBLOCK | SFD_CLOEXEC));
 
   unique_fd lock;
@@ -203,15 +235,21 @@ int main(int argc, char** argv) {
     ::unlink(s.socket.c_str());
     die(std::string("cannot start the pool: ") + e.what());
   }
-  if (!s.pidfile.empty()) std::ofstream(s.pidfile) << ::getpid() << "\n";
+  // Only now: the workers were forked from the state before, with SIGPIPE as tasks expect it.
+  ::signal(SIGPIPE, SIG_IGN);
+  try {
+    write_pidfile(s.pidfile);
+  } catch (const std::exception& e) {
+    ::unlink(s.socket.c_str());
+    die(e.what());
+  }
   log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
       s.socket.c_str());
-  notify("READY=1");
+  pc::control::notify_systemd("READY=1");
 
   pc::control::server server(pool, std::move(listener), std::move(signals), serving);
   const int status = server.run();
-  notify("STOPPING=1");
-  ::unlink(s.socket.c_str());
+  ::unlink(s.socket.c_str());  // the lock file stays: removing it would let two daemons race for two locks
   if (!s.pidfile.empty()) ::unlink(s.pidfile.c_str());
   log("stopped");
   return status;

@@ -34,7 +34,8 @@ struct depth_check : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, depth_check
   }
 };
 
-constexpr unsigned parse_flags = rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag;
+constexpr unsigned parse_flags =
+    rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseValidateEncodingFlag;
 
 }  // namespace
 

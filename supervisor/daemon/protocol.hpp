@@ -21,8 +21,10 @@ namespace parallelcode::control {
 
 inline constexpr std::size_t default_max_frame = std::size_t{16} << 20;
 inline constexpr unsigned max_json_depth = 64;
+inline constexpr std::int64_t longest_timeout_ms = 365LL * 24 * 3600 * 1000;  // a year: as good as none
 
-// $XDG_RUNTIME_DIR/parallelcode.sock, else /tmp/parallelcode-$UID.sock.
+// $XDG_RUNTIME_DIR/parallelcode.sock, else /tmp/parallelcode-$UID.sock. In /tmp another
+// user may squat the name: the daemon refuses a path it does not own, the CLI a foreign daemon.
 std::string default_socket_path();
 
 // Appends one frame holding body.

@@ -4,7 +4,13 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
 
 #include <cerrno>
 #include <csignal>
@@ -21,15 +27,23 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::size_t read_chunk = 64 * 1024;
-constexpr std::size_t max_outstanding_per_client = 4096;
+constexpr int chunks_per_turn = 4;  // then the others get their turn: one fast client must not starve the loop
+constexpr std::size_t max_jobs_per_client = 4096;
+constexpr std::size_t max_request_bytes_per_client = std::size_t{64} << 20;
 constexpr std::size_t max_unsent_bytes = std::size_t{16} << 20;  // a client that does not read stops being read
 constexpr auto final_flush = 1s;                                 // for the last responses, when stopping
+constexpr auto linger = 1s;                                      // reading what a refused client still sends
 
 constexpr std::uint64_t listener_key = 0;
 constexpr std::uint64_t signals_key = ~std::uint64_t{0};
 constexpr std::uint64_t completions_key = ~std::uint64_t{0} - 1;
 
 std::mutex log_mutex;
+
+// A string member, NULs and all (GetString alone would stop at the first NUL).
+std::string string_member(const rapidjson::Value& v, const char* key) {
+  return std::string(v[key].GetString(), v[key].GetStringLength());
+}
 
 std::optional<std::int64_t> request_id(const rapidjson::Value& request) {
   if (request.HasMember("id") && request["id"].IsInt64()) return request["id"].GetInt64();
@@ -74,6 +88,21 @@ const char* state_name(worker_state s) {
 
 }  // namespace
 
+void notify_systemd(const char* state) {
+  const char* where = std::getenv("NOTIFY_SOCKET");
+  if (!where || !*where) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::size_t n = std::strlen(where);
+  if (n >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, where, n);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // an abstract socket
+  detail::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const std::string message = std::string(state) + "\nMAINPID=" + std::to_string(::getpid());
+  ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+           static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+}
+
 void log(const char* format, ...) {
   char text[1024];
   va_list args;
@@ -107,12 +136,12 @@ server::server(pool& workers, detail::unique_fd listener, detail::unique_fd sign
 
 int server::run() {
   for (;;) {
-    int timeout_ms = -1;
+    int timeout_ms = 1000;  // idle clients are swept once a second
     if (stopping_) {
-      if (outstanding_ == 0 || (drain_until_ && std::chrono::steady_clock::now() >= *drain_until_)) break;
+      if (jobs_ == 0 || (drain_until_ && clock::now() >= *drain_until_)) break;
       if (drain_until_) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*drain_until_ - std::chrono::steady_clock::now());
-        timeout_ms = static_cast<int>(std::max<long long>(left.count(), 0));
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*drain_until_ - clock::now());
+        timeout_ms = static_cast<int>(std::clamp<long long>(left.count(), 0, 1000));
       }
     }
     epoll_event events[64];
@@ -134,12 +163,13 @@ int server::run() {
         if (clients_.count(key) && (events[i].events & EPOLLOUT)) write_client(key);
       }
     }
+    sweep_idle_clients();
   }
   // Whatever still runs is cancelled; its clients hear so, then we leave.
   pool_.free();
   deliver_completions();
-  const auto until = std::chrono::steady_clock::now() + final_flush;
-  while (std::chrono::steady_clock::now() < until) {
+  const auto until = clock::now() + final_flush;
+  while (clock::now() < until) {
     bool unsent = false;
     for (auto& [id, c] : clients_) {
       if (c.out.empty()) continue;
@@ -154,20 +184,40 @@ int server::run() {
   return 0;
 }
 
+void server::watch_listener(bool on) {
+  if (listening_ == on) return;
+  listening_ = on;
+  epoll_event e{};
+  e.events = on ? EPOLLIN : 0u;
+  e.data.u64 = listener_key;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), &e);
+}
+
 void server::accept_clients() {
   for (;;) {
     detail::unique_fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) return;
+    if (!fd) {
+      // Out of file descriptors: the listener stays readable, so stop watching it
+      // until a client leaves, rather than spin on it.
+      if (errno == EMFILE || errno == ENFILE) {
+        if (!evict_an_idle_client()) watch_listener(false);
+      }
+      return;
+    }
     ucred peer{};
     socklen_t len = sizeof peer;
     if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || (peer.uid != ::geteuid() && peer.uid != 0)) {
       log("refused a client of uid %d: only uid %d and root may use this socket", static_cast<int>(peer.uid),
           static_cast<int>(::geteuid()));
+      std::string out;
+      append_frame(out, error_response(std::nullopt, "forbidden", "this socket serves uid " +
+                                                                      std::to_string(::geteuid()) + " and root only"));
+      ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       continue;
     }
-    if (clients_.size() >= settings_.max_clients) {
+    if (clients_.size() >= settings_.max_clients && !evict_an_idle_client()) {
       std::string out;
-      append_frame(out, error_response(std::nullopt, "busy", "too many clients"));
+      append_frame(out, error_response(std::nullopt, "busy", "too many clients, all of them busy"));
       ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       continue;
     }
@@ -180,22 +230,47 @@ void server::accept_clients() {
   }
 }
 
+// At the limit, the client that has been silent longest with no job in flight
+// makes room: idle connections cannot lock everyone out.
+bool server::evict_an_idle_client() {
+  auto idle = clients_.end();
+  for (auto it = clients_.begin(); it != clients_.end(); ++it)
+    if (it->second.jobs.empty() && it->second.out.empty() && (idle == clients_.end() || it->second.last_heard < idle->second.last_heard))
+      idle = it;
+  if (idle == clients_.end()) return false;
+  drop(idle->first);
+  return true;
+}
+
+void server::sweep_idle_clients() {
+  const auto now = clock::now();
+  std::vector<std::uint64_t> gone;
+  for (auto& [id, c] : clients_) {
+    const bool refused_and_lingering = c.closing && now - c.last_heard > linger;
+    const bool silent = c.jobs.empty() && c.out.empty() && now - c.last_heard > settings_.idle_timeout;
+    if (refused_and_lingering || silent) gone.push_back(id);
+  }
+  for (auto id : gone) drop(id);
+}
+
 void server::read_client(std::uint64_t id) {
   client& c = clients_[id];
   char chunk[read_chunk];
-  for (;;) {
+  for (int turn = 0; turn < chunks_per_turn; ++turn) {
     const ssize_t got = ::recv(c.fd.get(), chunk, sizeof chunk, MSG_DONTWAIT);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-      drop(id);  // gone: its jobs run on, their answers have nobody to go to
+      drop(id);  // gone: its queued jobs are cancelled, its running ones end unheard
       return;
     }
     if (got < 0) break;
+    c.last_heard = clock::now();
+    if (c.closing) continue;  // refused: read and forget what it still sends
     c.in.append(chunk, static_cast<std::size_t>(got));
     // Frames as they complete; a bad length ends the connection before anything is buffered for it.
     while (!c.closing && c.in.size() >= 4) {
       const std::uint32_t n = frame_length(c.in.data());
       if (n == 0 || n > settings_.max_frame) {
-        fail_and_close(c, "bad_frame",
+        fail_and_close(id, c, "bad_frame",
                        "frame length " + std::to_string(n) + " is outside 1.." + std::to_string(settings_.max_frame));
         break;
       }
@@ -204,7 +279,9 @@ void server::read_client(std::uint64_t id) {
       c.in.erase(0, 4 + std::size_t{n});
       handle_frame(id, c, body);
     }
-    if (c.closing || c.outstanding >= max_outstanding_per_client || c.out.size() > max_unsent_bytes) break;
+    if (c.jobs.size() >= max_jobs_per_client || c.request_bytes > max_request_bytes_per_client ||
+        c.out.size() > max_unsent_bytes)
+      break;
   }
   update_interest(id, c);
   if (!c.out.empty()) write_client(id);
@@ -221,51 +298,58 @@ void server::write_client(std::uint64_t id) {
     }
     c.out.erase(0, static_cast<std::size_t>(sent));
   }
-  if (c.out.empty() && c.closing) {
-    drop(id);
-    return;
-  }
+  // A refused client gets its answer, then an end of file: closing at once while
+  // it still sends would reset the connection and lose the answer.
+  if (c.out.empty() && c.closing) ::shutdown(c.fd.get(), SHUT_WR);
   update_interest(id, c);
 }
 
 void server::update_interest(std::uint64_t id, client& c) {
-  const bool read = !c.closing && c.outstanding < max_outstanding_per_client && c.out.size() <= max_unsent_bytes;
+  const bool read = c.closing || (c.jobs.size() < max_jobs_per_client &&
+                                  c.request_bytes <= max_request_bytes_per_client && c.out.size() <= max_unsent_bytes);
   epoll_event e{};
   e.events = (read ? EPOLLIN : 0u) | (c.out.empty() ? 0u : EPOLLOUT);
   e.data.u64 = id;
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &e);
-  c.watching_input = read;
 }
 
-void server::drop(std::uint64_t id) { clients_.erase(id); }
+void server::drop(std::uint64_t id) {
+  const auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  // Nobody is left to hear them: queued jobs go; running ones end unheard.
+  for (auto& [seq, job] : it->second.jobs) job.cancel();
+  clients_.erase(it);
+  watch_listener(true);  // a file descriptor is free again
+}
 
 void server::respond(client& c, std::string_view body) { append_frame(c.out, body); }
 
-void server::fail_and_close(client& c, std::string_view type, std::string_view message) {
+void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message) {
   respond(c, error_response(std::nullopt, type, message));
   c.closing = true;
   c.in.clear();
+  write_client(id);
 }
 
 void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   rapidjson::Document request;
   if (auto error = parse(body, request)) {
-    fail_and_close(c, "bad_frame", *error);
+    fail_and_close(id, c, "bad_frame", *error);
     return;
   }
   if (!request.IsObject() || !request.HasMember("op") || !request["op"].IsString()) {
-    fail_and_close(c, "bad_frame", "a request is a JSON object with a string \"op\"");
+    fail_and_close(id, c, "bad_frame", "a request is a JSON object with a string \"op\"");
     return;
   }
   const auto rid = request_id(request);
-  const std::string op = request["op"].GetString();
+  const std::string op = string_member(request, "op");
   auto number = [&](const char* key) -> std::optional<std::int64_t> {
     if (!request.HasMember(key) || !request[key].IsInt64()) return std::nullopt;
     return request[key].GetInt64();
   };
 
   if (op == "submit") {
-    submit(id, c, request, rid);
+    submit(id, c, request, rid, body.size());
   } else if (op == "status") {
     respond(c, status(rid));
   } else if (op == "tasks") {
@@ -277,7 +361,7 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   } else if (op == "kill") {
     const auto pid = number("pid");
     if (!pid || *pid <= 0 || *pid > 0x7fffffff) {
-      respond(c, error_response(rid, "bad_request", "kill needs a positive \"pid\""));
+      respond(c, error_response(rid, "bad_request", "kill needs a \"pid\" from 1 to 2147483647"));
     } else if (pool_.kill(static_cast<pid_t>(*pid))) {
       log("killed worker pid %lld on request", static_cast<long long>(*pid));
       respond(c, "{" + id_field(rid) + "\"ok\":true}");
@@ -287,9 +371,10 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   } else if (op == "scale") {
     const auto n = number("workers");
     try {
-      if (!n || *n < 1 || *n > 4096) throw std::invalid_argument("scale needs \"workers\" of at least 1");
+      if (stopping_) throw std::invalid_argument("the daemon is stopping");
+      if (!n || *n < 1 || *n > 4096) throw std::invalid_argument("scale needs \"workers\" from 1 to --max-workers");
       pool_.resize(static_cast<unsigned>(*n));
-      log("scaled to %lld workers on request", static_cast<long long>(*n));
+      log("scaled to %lld worker%s on request", static_cast<long long>(*n), *n == 1 ? "" : "s");
       respond(c, "{" + id_field(rid) + "\"ok\":true}");
     } catch (const std::invalid_argument& e) {
       respond(c, error_response(rid, "bad_request", e.what()));
@@ -304,24 +389,30 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   }
 }
 
-void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid) {
+void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid,
+                    std::size_t bytes) {
   if (stopping_) {
     respond(c, error_response(rid, "stopping", "the daemon is stopping and takes no new job"));
+    return;
+  }
+  if (jobs_ >= settings_.max_jobs || request_bytes_ + bytes > settings_.max_request_bytes) {
+    respond(c, error_response(rid, "busy", "the daemon holds as many jobs as it may: try again later"));
     return;
   }
   if (!request.HasMember("task") || !request["task"].IsString()) {
     respond(c, error_response(rid, "bad_request", "submit needs a string \"task\""));
     return;
   }
-  const std::string task = request["task"].GetString();
+  const std::string task = string_member(request, "task");
   if (!has_task(task)) {
     respond(c, error_response(rid, "unknown_task", "no task is named '" + task + "': see 'parallelcode tasks'"));
     return;
   }
   job_options opts;
   if (request.HasMember("timeout_ms")) {
-    if (!request["timeout_ms"].IsInt64() || request["timeout_ms"].GetInt64() < 0) {
-      respond(c, error_response(rid, "bad_request", "\"timeout_ms\" must be a number of milliseconds"));
+    if (!request["timeout_ms"].IsInt64() || request["timeout_ms"].GetInt64() < 0 ||
+        request["timeout_ms"].GetInt64() > longest_timeout_ms) {
+      respond(c, error_response(rid, "bad_request", "\"timeout_ms\" must be 0 to " + std::to_string(longest_timeout_ms)));
       return;
     }
     opts.timeout = std::chrono::milliseconds(request["timeout_ms"].GetInt64());
@@ -335,16 +426,18 @@ void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request
   }
   const std::string args = request.HasMember("args") ? to_text(request["args"]) : "null";
 
-  auto deliver = [this, id](std::string response) {
+  const std::uint64_t seq = next_job_++;
+  auto deliver = [this, id, seq, bytes](std::string response) {
     {
       std::lock_guard lock(completions_mutex_);
-      completions_.push_back({id, std::move(response)});
+      completions_.push_back({id, seq, bytes, std::move(response)});
     }
     ::eventfd_write(completions_ready_.get(), 1);
   };
   auto job = pool_.job(&run_json, json_call{task, args}, opts);
-  ++c.outstanding;
-  ++outstanding_;
+  ++jobs_;
+  c.request_bytes += bytes;
+  request_bytes_ += bytes;
   job.on_done([deliver, rid](const std::string& result, const job_context&) {
     rapidjson::Document check;  // a task returning parallelcode::json answers what it likes: keep the protocol whole
     if (auto bad = parse(result, check))
@@ -353,6 +446,7 @@ void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request
       deliver("{" + id_field(rid) + "\"ok\":true,\"result\":" + result + "}");
   });
   job.on_error([deliver, rid](const job_error& e, const job_context&) { deliver(job_error_response(rid, e)); });
+  c.jobs.emplace(seq, std::move(job));
 }
 
 std::string server::status(std::optional<std::int64_t> rid) const {
@@ -383,11 +477,13 @@ void server::deliver_completions() {
     done.swap(completions_);
   }
   for (auto& d : done) {
-    --outstanding_;
+    --jobs_;
+    request_bytes_ -= d.bytes;
     const auto it = clients_.find(d.client);
     if (it == clients_.end()) continue;  // it left: nobody to tell
     client& c = it->second;
-    --c.outstanding;
+    c.jobs.erase(d.job);
+    c.request_bytes -= d.bytes;
     respond(c, d.response);
     write_client(d.client);
   }
@@ -400,7 +496,8 @@ void server::handle_signals() {
     const auto n = static_cast<unsigned>(pool_.workers().size());
     switch (sig) {
       case SIGTERM:
-        log("SIGTERM: draining, %lld ms at most", static_cast<long long>(settings_.drain_timeout.count()));
+        log("SIGTERM: taking no new job, letting queued and running ones finish within %lld ms",
+            static_cast<long long>(settings_.drain_timeout.count()));
         begin_stop(true);
         break;
       case SIGINT:
@@ -409,14 +506,19 @@ void server::handle_signals() {
         begin_stop(false);
         break;
       case SIGHUP:
-        log("SIGHUP: replacing every worker, one at a time");
-        if (!stopping_) pool_.replace_workers();
+        if (stopping_) {
+          log("SIGHUP: ignored while stopping");
+        } else {
+          log("SIGHUP: replacing every worker, one at a time");
+          pool_.replace_workers();
+        }
         break;
       case SIGTTIN:
       case SIGTTOU: {
         const unsigned want = sig == SIGTTIN ? n + 1 : n - 1;
         try {
-          if (stopping_ || want < 1) throw std::invalid_argument("never fewer than 1 worker");
+          if (stopping_) throw std::invalid_argument("the daemon is stopping");
+          if (want < 1) throw std::invalid_argument("never fewer than 1 worker");
           pool_.resize(want);
           log("%s: %u worker%s", signal_name(sig).c_str(), want, want == 1 ? "" : "s");
         } catch (const std::invalid_argument& e) {
@@ -431,14 +533,15 @@ void server::handle_signals() {
 }
 
 void server::begin_stop(bool graceful) {
+  if (!stopping_) notify_systemd("STOPPING=1");
   if (!graceful) {
     stopping_ = true;
-    drain_until_ = std::chrono::steady_clock::now();  // now: run() frees the pool and leaves
+    drain_until_ = clock::now();  // now: run() frees the pool and leaves
     return;
   }
   if (stopping_) return;
   stopping_ = true;
-  drain_until_ = std::chrono::steady_clock::now() + settings_.drain_timeout;
+  drain_until_ = clock::now() + settings_.drain_timeout;
 }
 
 }  // namespace parallelcode::control

@@ -13,6 +13,7 @@
 
 #include <parallelcode/parallelcode.hpp>
 
+#include "protocol.hpp"
 #include "unique_fd.hpp"
 
 namespace parallelcode::control {
@@ -21,10 +22,16 @@ struct server_settings {
   std::size_t max_frame;
   std::chrono::milliseconds drain_timeout;
   unsigned max_clients;
+  std::size_t max_jobs;           // in flight from all clients together
+  std::size_t max_request_bytes;  // of job arguments in flight, all clients together
+  std::chrono::seconds idle_timeout;
 };
 
 // One line per event on stderr, from any thread.
 void log(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+// Tells systemd (Type=notify) how we are, if it listens (NOTIFY_SOCKET).
+void notify_systemd(const char* state);
 
 class server {
  public:
@@ -34,32 +41,41 @@ class server {
   int run();
 
  private:
+  using clock = std::chrono::steady_clock;
+
   struct client {
     detail::unique_fd fd;
     std::string in;
     std::string out;
-    std::size_t outstanding = 0;  // jobs it submitted that have not ended
-    bool closing = false;         // close once out is sent
-    bool watching_input = true;
+    std::map<std::uint64_t, job_handle<std::string>> jobs;  // in flight, by our sequence number
+    std::size_t request_bytes = 0;                           // their arguments' size
+    clock::time_point last_heard = clock::now();
+    bool closing = false;  // answer sent: shut down, read what still comes, close
   };
   struct completion {
     std::uint64_t client;
+    std::uint64_t job;
+    std::size_t bytes;  // of its request
     std::string response;
   };
 
   void accept_clients();
+  bool evict_an_idle_client();
   void read_client(std::uint64_t id);
   void write_client(std::uint64_t id);
   void handle_frame(std::uint64_t id, client& c, std::string_view body);
-  void submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid);
+  void submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid,
+              std::size_t bytes);
   std::string status(std::optional<std::int64_t> rid) const;
   void handle_signals();
   void deliver_completions();
+  void sweep_idle_clients();
   void begin_stop(bool graceful);
   void update_interest(std::uint64_t id, client& c);
   void drop(std::uint64_t id);
   void respond(client& c, std::string_view body);
-  void fail_and_close(client& c, std::string_view type, std::string_view message);
+  void fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message);
+  void watch_listener(bool on);
 
   pool& pool_;
   detail::unique_fd listener_;
@@ -69,13 +85,16 @@ class server {
   server_settings settings_;
   std::map<std::uint64_t, client> clients_;
   std::uint64_t next_client_ = 1;
-  std::size_t outstanding_ = 0;
+  std::uint64_t next_job_ = 1;
+  std::size_t jobs_ = 0;            // in flight, all clients
+  std::size_t request_bytes_ = 0;   // their arguments, all clients
+  bool listening_ = true;           // off while out of file descriptors
 
   std::mutex completions_mutex_;
   std::vector<completion> completions_;  // filled on the pool's thread
 
   bool stopping_ = false;
-  std::optional<std::chrono::steady_clock::time_point> drain_until_;
+  std::optional<clock::time_point> drain_until_;
 };
 
 }  // namespace parallelcode::control

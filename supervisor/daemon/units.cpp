@@ -22,11 +22,15 @@ std::chrono::microseconds parse_duration(const std::string& text) {
   std::size_t at;
   const unsigned long long n = leading_number(text, at);
   const std::string unit = text.substr(at);
-  if (unit == "us") return std::chrono::microseconds(n);
-  if (unit == "ms" || (unit.empty() && n == 0)) return std::chrono::milliseconds(n);
-  if (unit == "s") return std::chrono::seconds(n);
-  if (unit == "m") return std::chrono::minutes(n);
-  throw std::invalid_argument("'" + text + "' is not a duration: give a unit, as in 250ms, 2s, 500us or 1m");
+  long double us;  // wide enough that no count can overflow before the check below
+  if (unit == "us") us = n;
+  else if (unit == "ms" || (unit.empty() && n == 0)) us = n * 1e3L;
+  else if (unit == "s") us = n * 1e6L;
+  else if (unit == "m") us = n * 6e7L;
+  else if (unit == "h") us = n * 3.6e9L;
+  else throw std::invalid_argument("'" + text + "' is not a duration: give a unit, as in 250ms, 2s, 500us, 1m or 1h");
+  if (us > 365.0L * 24 * 3600 * 1e6L) throw std::invalid_argument("'" + text + "' is longer than a year");
+  return std::chrono::microseconds(static_cast<long long>(us));
 }
 
 std::size_t parse_size(const std::string& text) {

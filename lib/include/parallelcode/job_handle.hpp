@@ -58,6 +58,10 @@ class job_handle {
   }
   void wait() const { state().wait_ended(); }
 
+  // Takes the job back if no worker has it yet: it then fails with job_cancelled
+  // and true is returned. A job already on a worker runs on (false).
+  bool cancel() { return state().cancel(); }
+
   // Callbacks run on the pool's thread, or at once on the caller's if the event
   // already happened; each fires exactly once. They must not throw or block.
   job_handle& on_start(std::function<void(const worker_info&)> f) {

@@ -74,6 +74,8 @@ class pool {
   void on_worker_exit(std::function<void(const worker_exit&)> f);   // a process ended
   // A slot's processes keep dying at start-up: the next one waits `delay`.
   void on_crash_loop(std::function<void(const worker_info&, unsigned deaths, std::chrono::milliseconds delay)> f);
+  // The fork server died (its workers with it); a new one is being started.
+  void on_fork_server_lost(std::function<void(pid_t)> f);
 
  private:
   template <class R, class D>

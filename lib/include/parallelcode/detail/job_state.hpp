@@ -4,6 +4,7 @@
 // own lock (assign, finish, fail) and fires callbacks after it lets go (publish),
 // so a callback may call back into the pool or the handle.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -23,6 +24,10 @@
 namespace parallelcode::detail {
 
 using clock = std::chrono::steady_clock;
+
+// Counts cancel() calls in this process: a pool sweeps cancelled jobs out of its
+// queue when it sees the count move.
+std::uint64_t cancellations() noexcept;
 
 class job_state_base {
  public:
@@ -47,6 +52,11 @@ class job_state_base {
   unsigned attempt = 0;                  // runs so far
   int avoid = -1;                        // the worker slot it last died on
 
+  // Who has the job while it waits in the queue: the pool taking it for a worker,
+  // or cancel() taking it back. Whoever moves it from `queued` first wins.
+  enum : int { queued, taken, cancelled };
+  std::atomic<int> claim{queued};
+
   // Pool side: record an event; runs no user code. A retried job is assigned again.
   void assign(const worker_info& w);
   bool finish(const std::byte* result, std::size_t size);  // false: the result did not decode, the job failed
@@ -65,6 +75,7 @@ class job_state_base {
   void wait_published();  // ended, and its callbacks have run
   bool wait_ended_for(std::chrono::nanoseconds limit);
   void rethrow_error();  // after wait_ended
+  bool cancel();         // true if the job was still queued: it fails with job_cancelled
   void add_on_start(start_fn f);
   void add_on_error(error_fn f);
 
