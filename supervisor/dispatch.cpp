@@ -1,6 +1,8 @@
 // Dispatch: queued jobs go to the first worker in pool order with a free slot
 // (a retried job to another worker than the one it died on, where it can), and
-// their frames into that worker's ring.
+// their frames into that worker's ring. When every worker is busy, small jobs
+// are handed ahead to quick workers, so a worker that finishes one finds the next
+// in its ring instead of waiting a round trip through the pool's thread.
 
 #include <algorithm>
 
@@ -11,6 +13,19 @@ namespace parallelcode::detail {
 
 namespace {
 
+using namespace std::chrono_literals;
+
+constexpr std::size_t ahead_per_thread = 16;  // jobs handed ahead to a worker, per concurrency slot
+constexpr std::uint64_t ahead_largest = 16 * 1024;  // a bigger job costs more than the round trip it would hide
+constexpr auto stuck_after = 1ms;  // a worker whose jobs all run longer gives its ahead jobs back
+
+// Whether the worker took the ahead job: it claims a frame before it gives its bytes back.
+bool taken(const process& p, const job_state_base& job) {
+  if (!job.in_ring) return false;
+  if (job.frame_at + frame_bytes(job.payload.size()) <= p.jobs.control().tail.load()) return true;
+  return claimed(p.jobs.at(job.frame_at));
+}
+
 // The room write_frame needs to make progress with the outbox's first frame.
 std::uint64_t frame_room_needed(const process& p) {
   if (p.outbox_sent > 0) return 1;
@@ -20,18 +35,100 @@ std::uint64_t frame_room_needed(const process& p) {
 
 }  // namespace
 
+// A worker with jobs ahead takes new ones ahead too: its ring stays in order.
 bool pool_impl::can_take(const worker_slot& slot) const {
   const process* p = slot.current.get();
   return p && p->state == process::phase::ready && !p->ending && !p->corrupt && !p->over_limit &&
-         p->in_flight.size() < opts_.concurrency;
+         p->in_flight.size() < opts_.concurrency && p->ahead.empty();
 }
 
-worker_slot* pool_impl::pick(const job_state_base& job) {
-  // A retry prefers another worker than the slot it died on, if one is free.
-  auto takes = [&](int id) { return can_take(slots_[static_cast<std::size_t>(id)]); };
+template <class Takes>
+worker_slot* pool_impl::first_in_order(const job_state_base& job, Takes takes) {
+  // A retry prefers another worker than the slot it died on, if one will do.
   auto it = std::find_if(order_.begin(), order_.end(), [&](int id) { return id != job.avoid && takes(id); });
   if (it == order_.end()) it = std::find_if(order_.begin(), order_.end(), takes);
   return it == order_.end() ? nullptr : &slots_[static_cast<std::size_t>(*it)];
+}
+
+worker_slot* pool_impl::pick(const job_state_base& job) {
+  return first_in_order(job, [&](int id) { return can_take(slots_[static_cast<std::size_t>(id)]); });
+}
+
+worker_slot* pool_impl::pick_ahead(const job_state_base& job) {
+  if (job.payload.size() > ahead_largest) return nullptr;
+  return first_in_order(job, [&](int id) {
+    const process* p = slots_[static_cast<std::size_t>(id)].current.get();
+    return p && p->state == process::phase::ready && !p->ending && !p->corrupt && !p->over_limit && p->quick &&
+           p->ahead.size() < ahead_per_thread * opts_.concurrency &&
+           frame_bytes(job.payload.size()) * 8 <= p->jobs.capacity();  // written whole, never streamed
+  });
+}
+
+void pool_impl::begin_run(worker_slot& slot, process& p, job_ptr job, outcome& out) {
+  job->began = clock::now();
+  p.in_flight.push_back(job);
+  job->assign(&p == slot.current.get() ? info(slot) : info(slot, p));
+  out.jobs.push_back(std::move(job));
+}
+
+void pool_impl::notice_claimed(worker_slot& slot, process& p, outcome& out) {
+  while (!p.ahead.empty() && taken(p, *p.ahead.front())) {
+    job_ptr job = std::move(p.ahead.front());
+    p.ahead.pop_front();
+    if (job->timeout > 0ms) job->deadline = clock::now() + job->timeout;
+    if (job->retries == 0) job->payload.release();
+    begin_run(slot, p, std::move(job), out);
+  }
+}
+
+void pool_impl::steal_back(process& p) {
+  std::deque<job_ptr> back;
+  while (!p.ahead.empty()) {
+    job_state_base& job = *p.ahead.back();
+    if (!job.in_ring) {
+      p.outbox.pop_back();  // not written yet: the outbox ends with the ahead jobs
+    } else if (taken(p, job) || !settle_ahead(p.jobs.at(job.frame_at), frame_stolen)) {
+      break;  // the worker has it, and every one before it
+    }
+    back.push_front(std::move(p.ahead.back()));
+    p.ahead.pop_back();
+  }
+  // Back to the front of the queue, in order, as if never handed out.
+  for (auto it = back.rbegin(); it != back.rend(); ++it) {
+    job_state_base& job = **it;
+    --job.attempt;
+    ++stats_.taken_back;
+    if (job.timeout > 0ms) --timed_jobs_;
+    job.ahead = job.in_ring = false;
+    job.claim.store(job_state_base::queued);
+    queue_.push_front(std::move(*it));
+  }
+}
+
+bool pool_impl::steal_from_stuck(clock::time_point now) {
+  bool any = false;
+  for_each_process([&](worker_slot&, process& p) {
+    if (p.ahead.empty() || p.in_flight.size() < opts_.concurrency || now < p.in_flight.back()->began + stuck_after)
+      return;
+    p.quick = false;
+    steal_back(p);
+    any = true;
+  });
+  return any;
+}
+
+clock::time_point pool_impl::next_steal_locked() const {
+  auto at = clock::time_point::max();
+  for_each_process([&](const worker_slot&, const process& p) {
+    if (!p.ahead.empty() && !p.in_flight.empty()) at = std::min(at, p.in_flight.back()->began + stuck_after);
+  });
+  return at;
+}
+
+bool pool_impl::claims_pending() const {
+  for (const process* p : by_channel_)
+    if (p && !p->ahead.empty() && taken(*p, *p->ahead.front())) return true;
+  return false;
 }
 
 bool pool_impl::dispatch(outcome& out) {
@@ -42,6 +139,8 @@ bool pool_impl::dispatch(outcome& out) {
       continue;
     }
     worker_slot* slot = pick(*queue_.front());
+    const bool ahead = !slot;
+    if (ahead) slot = pick_ahead(*queue_.front());
     if (!slot) break;
     int expected = job_state_base::queued;
     if (!queue_.front()->claim.compare_exchange_strong(expected, job_state_base::taken)) continue;  // just cancelled
@@ -50,14 +149,19 @@ bool pool_impl::dispatch(outcome& out) {
     process& p = *slot->current;
     ++job->attempt;
     p.handed_job = true;
-    if (job->timeout > std::chrono::milliseconds::zero()) {
-      job->deadline = clock::time_point::max();  // set once its frame is wholly in the ring (flush)
+    if (job->timeout > 0ms) {
+      job->deadline = clock::time_point::max();  // set once its frame is wholly in the ring, or claimed
       ++timed_jobs_;
     }
-    p.in_flight.push_back(job);
+    job->ahead = ahead;
+    job->in_ring = false;
     p.outbox.push_back(job);
-    job->assign(info(*slot));
-    out.jobs.push_back(std::move(job));
+    if (ahead) {
+      ++stats_.handed_ahead;
+      p.ahead.push_back(std::move(job));
+    }
+    else
+      begin_run(*slot, p, std::move(job), out);
     move_to_back(slot->id);
     any = true;
   }
@@ -77,13 +181,20 @@ bool pool_impl::flush(process& p) {
     frame_header h = make_header(frame_type::job, job.id, job.payload.size());
     h.invoke = reinterpret_cast<std::uint64_t>(job.invoke);
     h.fn = job.fn;
+    if (job.ahead) h.flags = frame_ahead;
+    const std::uint64_t at = p.jobs.position();
     const std::uint64_t sent = write_frame(p.jobs, h, job.payload.data(), p.outbox_sent);
     wrote |= sent != p.outbox_sent;
     p.outbox_sent = sent;
     if (sent < frame_bytes(h.size)) break;
-    // The worker has it all: its time starts (a big payload's streaming is not its run).
-    if (job.timeout > std::chrono::milliseconds::zero()) job.deadline = clock::now() + job.timeout;
-    if (job.retries == 0) job.payload.release();  // a retry sends it again
+    if (job.ahead) {
+      job.in_ring = true;  // its run starts when the worker claims it
+      job.frame_at = at;
+    } else {
+      // The worker has it all: its time starts (a big payload's streaming is not its run).
+      if (job.timeout > 0ms) job.deadline = clock::now() + job.timeout;
+      if (job.retries == 0) job.payload.release();  // a retry sends it again
+    }
     p.outbox.pop_front();
     p.outbox_sent = 0;
   }

@@ -275,7 +275,7 @@ bool pool_impl::drain(clock::duration timeout) {
   phase_ = phase::draining;
   auto idle = [&] {
     bool busy = !queue_.empty();
-    for_each_process([&](const worker_slot&, const process& p) { busy |= !p.in_flight.empty(); });
+    for_each_process([&](const worker_slot&, const process& p) { busy |= !p.in_flight.empty() || !p.ahead.empty(); });
     return !busy;
   };
   const bool done = changed_.wait_for(lock, std::min<clock::duration>(timeout, 24h * 365), idle);
@@ -402,6 +402,7 @@ clock::time_point pool_impl::next_timer_locked() const {
   for (const auto& slot : slots_)
     if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
   if (server_restart_at_) at = std::min(at, *server_restart_at_);
+  at = std::min(at, next_steal_locked());
   if (!requests_.empty()) at = std::min(at, clock::now() + 1ms);  // the fork server's socket was full: retry soon
   for_each_process([&](const worker_slot&, const process& p) {
     if (p.kill_at) at = std::min(at, *p.kill_at);
@@ -415,7 +416,7 @@ clock::time_point pool_impl::next_timer_locked() const {
 bool pool_impl::has_work_locked(clock::time_point now) const {
   for (const process* p : by_channel_)
     if (p && (has_outbox_room(*p) || (p->pid && !p->corrupt && !p->results.empty()))) return true;
-  return next_timer_locked() <= now || tick_due_locked(now);
+  return claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
 }
 
 clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {

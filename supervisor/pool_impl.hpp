@@ -23,6 +23,7 @@
 #include "region.hpp"
 #include "ring.hpp"
 #include "unique_fd.hpp"
+#include "wake.hpp"
 
 namespace parallelcode::detail {
 
@@ -58,6 +59,8 @@ struct process {
   std::optional<clock::time_point> kill_at;  // SIGTERM was sent: SIGKILL then
 
   std::deque<job_ptr> in_flight;  // handed to it, oldest first
+  std::deque<job_ptr> ahead;      // handed beyond its concurrency, not yet claimed: they run as it frees up
+  bool quick = false;             // its last job was short: worth handing jobs ahead
   std::deque<job_ptr> outbox;     // the tail of in_flight not yet wholly in the ring
   std::uint64_t outbox_sent = 0;  // bytes of outbox.front()'s frame written
   ring_writer jobs;
@@ -145,8 +148,17 @@ class pool_impl {
   // Dispatch (dispatch.cpp).
   bool dispatch(outcome& out);
   worker_slot* pick(const job_state_base& job);  // where the job goes now, if anywhere
+  worker_slot* pick_ahead(const job_state_base& job);  // a busy worker to hand it to ahead, if any
+  void begin_run(worker_slot& slot, process& p, job_ptr job, outcome& out);
+  void notice_claimed(worker_slot& slot, process& p, outcome& out);  // ahead jobs its worker took
+  void steal_back(process& p);  // its unclaimed ahead jobs, to the front of the queue
+  bool steal_from_stuck(clock::time_point now);
   bool flush(process& p);
   bool can_take(const worker_slot& slot) const;
+  template <class Takes>
+  worker_slot* first_in_order(const job_state_base& job, Takes takes);
+  clock::time_point next_steal_locked() const;  // when a busy worker's ahead jobs may be stuck
+  bool claims_pending() const;  // a worker took an ahead job the pool has not yet seen
   bool has_outbox_room(const process& p) const;
 
   // What the pool's thread waits for, and helpers (pool.cpp).
@@ -177,8 +189,8 @@ class pool_impl {
     }
   }
 
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;  // start() waits for ready workers, drain() for idle ones
+  mutable adaptive_mutex mutex_;
+  std::condition_variable_any changed_;  // start() waits for ready workers, drain() for idle ones
   phase phase_ = phase::stopped;
   bool stop_ = false;
   std::exception_ptr start_failure_;

@@ -29,7 +29,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr auto spin_budget = 20us;
+constexpr auto spin_budget = 50us;
+constexpr auto quick_run = 100us;          // a worker whose last job took less gets jobs handed ahead
 constexpr auto young = 1s;                 // dead this young, having done nothing: it crashed at start-up
 constexpr auto backoff_base = 10ms;
 constexpr auto backoff_cap = 1s;
@@ -165,8 +166,12 @@ bool pool_impl::step(outcome& out) {
     busy = true;
   }
   flush_requests();
-  for (process* p : by_channel_)
-    if (p && p->pid) busy |= read_results(slots_[static_cast<std::size_t>(p->slot)], *p, out);
+  for (process* p : by_channel_) {
+    if (!p || !p->pid) continue;
+    worker_slot& slot = slots_[static_cast<std::size_t>(p->slot)];
+    if (!p->ahead.empty()) notice_claimed(slot, *p, out);
+    busy |= read_results(slot, *p, out);
+  }
   now = clock::now();
   for (auto& slot : slots_) {
     if (slot.respawn_at && now >= *slot.respawn_at) {
@@ -178,6 +183,7 @@ bool pool_impl::step(outcome& out) {
   }
   busy |= check_timeouts(now, out);
   busy |= escalate_kills(now);
+  busy |= steal_from_stuck(now);
   for (process* p : by_channel_)
     if (p && !p->outbox.empty()) busy |= flush(*p);
   if (const auto seen = cancellations(); seen != cancellations_seen_) {
@@ -330,10 +336,18 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
     return;
   }
   if (h.type == frame_type::job) return;
-  const auto it = std::find_if(p.in_flight.begin(), p.in_flight.end(), [&](const job_ptr& j) { return j->id == h.job; });
+  auto find = [&] {
+    return std::find_if(p.in_flight.begin(), p.in_flight.end(), [&](const job_ptr& j) { return j->id == h.job; });
+  };
+  auto it = find();
+  if (it == p.in_flight.end() && !p.ahead.empty()) {
+    notice_claimed(slot, p, out);  // an ahead job done before the pool saw it start
+    it = find();
+  }
   if (it == p.in_flight.end()) return;  // it timed out meanwhile
   job_ptr job = std::move(*it);
   p.in_flight.erase(it);
+  p.quick = clock::now() - job->began < quick_run;
   if (job->timeout > 0ms) --timed_jobs_;
   ++p.done;
   ++slot.done;
@@ -532,6 +546,11 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
 }
 
 void pool_impl::lose_jobs(process& p, int signal, int exit_status, outcome& out) {
+  // Ahead jobs it never took go back to the front of the queue, untouched; those
+  // it took were running.
+  steal_back(p);
+  for (job_ptr& job : p.ahead) p.in_flight.push_back(std::move(job));
+  p.ahead.clear();
   // A retry is queued again at the back: run at once it would land in the turmoil
   // of the respawn (a fork, a cold process, busy CPUs) and be likelier to die again.
   for (job_ptr& job : p.in_flight) {
@@ -566,7 +585,7 @@ void pool_impl::end_process(worker_slot& slot, process& p, exit_reason why) {
 }
 
 void pool_impl::retire_if_idle(process& p) {
-  if (!p.ending || !p.in_flight.empty() || p.kill_at) return;
+  if (!p.ending || !p.in_flight.empty() || !p.ahead.empty() || p.kill_at) return;
   if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGTERM, nullptr, 0);
   p.kill_at = clock::now() + opts_.kill_grace;
 }
@@ -623,7 +642,9 @@ void pool_impl::end_all(const std::string& why, outcome& out) {
   };
   for_each_process([&](worker_slot&, process& p) {
     std::for_each(p.in_flight.begin(), p.in_flight.end(), cancel);
+    std::for_each(p.ahead.begin(), p.ahead.end(), cancel);
     p.in_flight.clear();
+    p.ahead.clear();
     p.outbox.clear();
     p.outbox_sent = 0;
   });

@@ -289,6 +289,40 @@ TEST_CASE("a worker stuck in an endless loop, with no timeout, does not hold up 
   CHECK_FALSE(stuck.wait_for(0ms));
 }
 
+TEST_CASE("jobs handed ahead to a quick worker that then gets stuck are taken back and run elsewhere") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  for (int i = 0; i < 10; ++i) pool.job([](int x) { return x; }, i).result();  // both workers are quick now
+  auto stuck = pool.job(&spins_forever, 0);
+  const pid_t stuck_pid = stuck.worker().pid;
+  std::vector<pc::job_handle<pid_t>> jobs;
+  for (int i = 0; i < 200; ++i) jobs.push_back(pool.job([](int) { return ::getpid(); }, i));
+  for (auto& j : jobs) {
+    REQUIRE(j.wait_for(5s));
+    CHECK(j.result() != stuck_pid);
+  }
+  CHECK(pool.stats().handed_ahead > 0);
+  CHECK(pool.stats().taken_back > 0);  // the stuck worker was quick when the burst began
+  CHECK_FALSE(stuck.wait_for(0ms));
+}
+
+TEST_CASE("a worker killed with jobs handed ahead: those it never took run elsewhere, not as retries") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  for (int i = 0; i < 10; ++i) pool.job([](int x) { return x; }, i).result();
+  auto victim = pool.job(&blocks_forever, 0);
+  const pid_t victim_pid = victim.worker().pid;
+  std::vector<pc::job_handle<int>> jobs;
+  for (int i = 0; i < 200; ++i) jobs.push_back(pool.job([](int x) { return x * 2; }, i));
+  REQUIRE(pool.kill(victim_pid));
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(jobs[static_cast<std::size_t>(i)].wait_for(5s));
+    CHECK(jobs[static_cast<std::size_t>(i)].result() == i * 2);  // no worker_lost: none of them ran on it
+  }
+  CHECK_THROWS_AS(victim.result(), pc::worker_lost);
+  CHECK(pool.stats().retried == 0);
+}
+
 namespace {
 
 // The kill storm: jobs on 4 workers while another thread SIGKILLs a random worker

@@ -31,7 +31,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr auto spin_budget = 20us;
+constexpr auto spin_budget = 50us;
 constexpr auto sleep_slice = 1s;  // a sleeping worker re-checks its parent this often
 constexpr int exit_protocol = 76;  // EX_PROTOCOL: the job ring held garbage
 constexpr int exit_no_threads = 71;
@@ -93,10 +93,20 @@ class worker {
       } catch (const protocol_error&) {
         ::_exit(exit_protocol);
       }
+      // A job handed ahead is claimed before its bytes are given back: the pool
+      // may have stolen it back for another worker meanwhile.
+      const bool ahead = whole && (reader.header().flags & frame_ahead);
+      const bool stolen = ahead && !settle_ahead(in_.at(in_.position() - frame_bytes(reader.header().size)),
+                                                  frame_claimed);
+      if (stolen) reader.next();
       // The supervisor may be waiting for room to stream the rest of a big job.
       if (in_.release() && in_.control().producer_waiting.load() && in_.control().producer_waiting.exchange(0))
         wake_eventfd_sleeper(start_.shm->supervisor_sleeping(), start_.doorbell);
-      if (whole) return;
+      if (stolen) continue;
+      if (whole) {
+        if (ahead) wake_eventfd_sleeper(start_.shm->supervisor_sleeping(), start_.doorbell);  // it has started
+        return;
+      }
       wait_readable();
     }
   }

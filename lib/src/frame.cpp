@@ -1,6 +1,8 @@
 #include "frame.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <string>
 
 namespace parallelcode::detail {
@@ -12,7 +14,26 @@ constexpr std::size_t keep_buffer_bytes = std::size_t{4} << 20;
 
 bool known(frame_type t) { return t >= frame_type::job && t <= frame_type::payload_error; }
 
+// The header's first word: magic, type and flags, the flags in its top 16 bits.
+static_assert(std::endian::native == std::endian::little && offsetof(frame_header, flags) == 6);
+constexpr int flags_shift = 48;
+
+std::atomic_ref<std::uint64_t> first_word(const std::byte* header) {
+  return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(const_cast<std::byte*>(header)));
+}
+
 }  // namespace
+
+bool settle_ahead(std::byte* header, frame_flag flag) noexcept {
+  auto word = first_word(header);
+  const std::uint64_t rest = word.load() & ~(std::uint64_t{0xffff} << flags_shift);
+  std::uint64_t expected = rest | (std::uint64_t{frame_ahead} << flags_shift);
+  return word.compare_exchange_strong(expected, expected | (std::uint64_t{flag} << flags_shift));
+}
+
+bool claimed(const std::byte* header) noexcept {
+  return (first_word(header).load() >> flags_shift) & frame_claimed;
+}
 
 std::uint64_t write_frame(ring_writer& ring, const frame_header& h, const std::byte* payload, std::uint64_t sent) {
   const std::uint64_t total = frame_bytes(h.size);

@@ -25,7 +25,7 @@ enum class frame_type : std::uint16_t {
 struct frame_header {
   std::uint32_t magic;
   frame_type type;
-  std::uint16_t reserved;
+  std::uint16_t flags;   // job frames: frame_flag
   std::uint64_t size;    // payload bytes
   std::uint64_t job;     // job id
   std::uint64_t invoke;  // job frames: address of the invoke trampoline
@@ -35,6 +35,16 @@ struct frame_header {
 static_assert(sizeof(frame_header) == 48);
 
 inline constexpr std::uint32_t frame_magic = 0x31464350;  // "PCF1"
+
+// A job handed ahead to a busy worker waits in its ring; the worker claims it
+// before running it, and the pool may steal it back while it is unclaimed (its
+// worker stuck in a long job). Both flip a flag in the header in the ring with
+// one compare-exchange: whoever is first wins.
+enum frame_flag : std::uint16_t { frame_ahead = 1, frame_claimed = 2, frame_stolen = 4 };
+// Flips frame_ahead to frame_ahead | flag in the header at `header`; false if the other side won.
+bool settle_ahead(std::byte* header, frame_flag flag) noexcept;
+// True once the worker claimed the ahead frame at `header`.
+bool claimed(const std::byte* header) noexcept;
 
 constexpr std::uint64_t frame_bytes(std::uint64_t payload) { return (sizeof(frame_header) + payload + 7) & ~std::uint64_t{7}; }
 

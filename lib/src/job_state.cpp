@@ -1,6 +1,14 @@
 #include <parallelcode/detail/job_state.hpp>
 
+#include "wake.hpp"
+
 namespace parallelcode::detail {
+
+namespace {
+// A job often ends within microseconds: a caller that spins this long first
+// is not put to sleep and woken again (tens of microseconds across cores).
+constexpr std::chrono::microseconds wait_spin{50};
+}  // namespace
 
 void job_state_base::assign(const worker_info& w) {
   std::lock_guard lock(mutex_);
@@ -37,6 +45,7 @@ void job_state_base::fail(std::shared_ptr<const job_error> ref, std::exception_p
 void job_state_base::end_locked() {
   ended_ = true;
   ended_at_ = clock::now();
+  progress_.store(ended, std::memory_order_release);
   changed_.notify_all();
 }
 
@@ -93,6 +102,7 @@ void job_state_base::publish() noexcept {
     if (!publish_again_) break;
   }
   publishing_ = false;
+  if (end_published_) progress_.store(settled, std::memory_order_release);
   changed_.notify_all();
 }
 
@@ -104,11 +114,13 @@ worker_info job_state_base::wait_assigned() {
 }
 
 void job_state_base::wait_ended() {
+  if (spin_until([&] { return progress_.load(std::memory_order_acquire) >= ended; }, wait_spin)) return;
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return ended_; });
 }
 
 void job_state_base::wait_published() {
+  if (spin_until([&] { return progress_.load(std::memory_order_acquire) == settled; }, wait_spin)) return;
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return end_published_ && !publishing_; });
 }

@@ -37,6 +37,8 @@ class ring_writer {
   }
   std::uint64_t position() const noexcept { return head_; }
   ring_control& control() const noexcept { return *v_.control; }
+  // The byte at a stream position still in the ring (frames start 8-aligned there).
+  std::byte* at(std::uint64_t position) const noexcept { return v_.data + (position & (v_.capacity - 1)); }
 
   // Copies n bytes (n <= free_space()) in; invisible until publish().
   void write(const void* bytes, std::size_t n) noexcept {
@@ -74,6 +76,8 @@ class ring_reader {
   }
   bool empty() const noexcept { return available() == 0; }
   ring_control& control() const noexcept { return *v_.control; }
+  std::uint64_t position() const noexcept { return tail_; }
+  std::byte* at(std::uint64_t position) const noexcept { return v_.data + (position & (v_.capacity - 1)); }
 
   // Copies n bytes (n <= available()) out.
   void read(void* into, std::size_t n) noexcept {

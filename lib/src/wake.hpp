@@ -5,6 +5,8 @@
 // that changed the condition exchanges the word to 0 and wakes it. Sleeping on a
 // separate sequence word loses wakeups.
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -30,18 +32,48 @@ void wake_eventfd_sleeper(std::atomic<std::uint32_t>& flag, int eventfd) noexcep
 
 inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
 
-// Spins until ready() or the budget runs out; true if ready.
+// Spins until ready() or the budget runs out; true if ready. Past the first
+// microseconds it yields between looks: on a machine with fewer cores than busy
+// threads, the thread it waits for may need this very core.
 template <class Pred>
 bool spin_until(Pred ready, std::chrono::nanoseconds budget) {
   if (ready()) return true;
-  const auto until = std::chrono::steady_clock::now() + budget;
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       cpu_relax();
       if (ready()) return true;
     }
-    if (std::chrono::steady_clock::now() >= until) return false;
+    const auto spent = std::chrono::steady_clock::now() - start;
+    if (spent >= budget) return false;
+    if (spent >= std::chrono::microseconds(0)) sched_yield();
   }
 }
+
+// A mutex that spins a little before it sleeps: the pool's critical sections are
+// shorter than a futex sleep and wakeup, which a plain mutex pays on every clash.
+class adaptive_mutex {
+ public:
+  void lock() noexcept {
+    if (try_lock()) return;
+    for (int i = 0; i < spins; ++i) {
+      cpu_relax();
+      if (state_.load(std::memory_order_relaxed) == unlocked && try_lock()) return;
+    }
+    while (state_.exchange(contended, std::memory_order_acquire) != unlocked) state_.wait(contended);
+  }
+  bool try_lock() noexcept {
+    std::uint32_t expected = unlocked;
+    return state_.compare_exchange_strong(expected, locked, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  void unlock() noexcept {
+    if (state_.exchange(unlocked, std::memory_order_release) == contended) state_.notify_one();
+  }
+
+ private:
+  static constexpr int spins = 256;
+  enum : std::uint32_t { unlocked, locked, contended };  // contended: someone may sleep on it
+  std::atomic<std::uint32_t> state_{unlocked};
+};
 
 }  // namespace parallelcode::detail

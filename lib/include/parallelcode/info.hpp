@@ -58,6 +58,8 @@ struct pool_stats {
   std::uint64_t failed = 0;            // ended with an error
   std::uint64_t retried = 0;           // runs again after their worker died
   std::uint64_t dispatch_batches = 0;  // times the queue was drained into workers
+  std::uint64_t handed_ahead = 0;      // small jobs put in a busy worker's ring, to run when it frees up
+  std::uint64_t taken_back = 0;        // of those, returned to the queue: the worker stayed busy, or died
   std::uint64_t respawns = 0;          // worker processes that died and were replaced
   std::uint64_t recycled = 0;          // worker processes replaced over a limit
   std::uint64_t forks = 0;             // worker processes forked, all reasons

@@ -51,6 +51,10 @@ class job_state_base {
   unsigned retries = 0;                  // runs left after a worker death
   unsigned attempt = 0;                  // runs so far
   int avoid = -1;                        // the worker slot it last died on
+  clock::time_point began;               // when its current run started
+  bool ahead = false;                    // handed to a busy worker, to run when it frees up
+  bool in_ring = false;                  // ahead: its frame is wholly in the ring, at frame_at
+  std::uint64_t frame_at = 0;
 
   // Who has the job while it waits in the queue: the pool taking it for a worker,
   // or cancel() taking it back. Whoever moves it from `queued` first wins.
@@ -99,6 +103,8 @@ class job_state_base {
   void end_locked();
 
   std::condition_variable changed_;
+  enum : int { running = 0, ended = 1, settled = 2 };  // settled: ended and its callbacks have run
+  std::atomic<int> progress_{running};                  // what waiters may spin on without the lock
   bool assigned_ = false;
   bool ended_ = false;
   bool start_published_ = false;

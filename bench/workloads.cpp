@@ -1,0 +1,516 @@
+// The W1-W5 workloads of ../shared/WORKLOADS.md, through the public API only,
+// and the floor this machine sets, measured by the same program.
+//
+//   workloads [all|w1|w3|w4|w5|floor] [--runs N] [--json FILE] [--quick]
+//
+// Each workload runs N times (3) on a fresh pool of exactly 2 workers; the table
+// shows the median with min and max. Every result is checked: a wrong one fails
+// the run. --quick shrinks the counts (for CI: it shows a collapse, not figures).
+
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <parallelcode/parallelcode.hpp>
+
+namespace {
+
+namespace pc = parallelcode;
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+double seconds_since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
+double us_since(clock_type::time_point t0) { return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count(); }
+
+void check(bool ok, const std::string& what) {
+  if (!ok) throw std::runtime_error("wrong result: " + what);
+}
+
+struct scale {
+  int w1_warmup = 20'000, w1_jobs = 200'000, w2_warmup = 1'000, w2_jobs = 20'000;
+  int w3_jobs = 40, w4_warmup = 100, w4_jobs = 2'000;
+  bool big_jobs = true;  // W4's 64 MiB and 1 GiB single jobs
+};
+
+// --- W1, W2: tiny jobs ------------------------------------------------------
+
+struct greeting {
+  std::string text;
+  template <class A>
+  void serialize(A& a) {
+    a(text);
+  }
+};
+
+std::string hello(const greeting& g) { return "Hello " + g.text + "!"; }
+
+struct w1w2_result {
+  double jobs_per_s;
+  double p50, p90, p99, max;
+};
+
+w1w2_result run_w1_w2(const scale& s) {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  auto burst = [&](int n) {
+    std::vector<pc::job_handle<std::string>> handles;
+    handles.reserve(static_cast<std::size_t>(n));
+    const auto t0 = clock_type::now();
+    for (int i = 0; i < n; ++i) handles.push_back(pool.job(&hello, greeting{"world"}));
+    for (auto& h : handles) check(h.result() == "Hello world!", "W1");
+    return seconds_since(t0);
+  };
+  burst(s.w1_warmup);
+  const auto before = pool.stats();
+  const double w1 = burst(s.w1_jobs);
+  const auto after = pool.stats();
+  std::fprintf(stderr, "W1: %llu dispatch batches, %llu jobs handed ahead, %llu taken back\n",
+               static_cast<unsigned long long>(after.dispatch_batches - before.dispatch_batches),
+               static_cast<unsigned long long>(after.handed_ahead - before.handed_ahead),
+               static_cast<unsigned long long>(after.taken_back - before.taken_back));
+
+  for (int i = 0; i < s.w2_warmup; ++i) check(pool.job(&hello, greeting{"world"}).result() == "Hello world!", "W2");
+  std::vector<double> us;
+  us.reserve(static_cast<std::size_t>(s.w2_jobs));
+  for (int i = 0; i < s.w2_jobs; ++i) {
+    const auto t0 = clock_type::now();
+    check(pool.job(&hello, greeting{"world"}).result() == "Hello world!", "W2");
+    us.push_back(us_since(t0));
+  }
+  std::sort(us.begin(), us.end());
+  auto rank = [&](double p) {  // nearest rank
+    const auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(us.size())));
+    return us[std::max<std::size_t>(k, 1) - 1];
+  };
+  return {s.w1_jobs / w1, rank(0.50), rank(0.90), rank(0.99), us.back()};
+}
+
+// --- W3: CPU scaling --------------------------------------------------------
+
+std::string fnv(std::uint64_t n) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    h ^= i & 0xff;
+    h *= 0x100000001b3ULL;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+// N for a job of about 20 ms here, measured in this process.
+std::uint64_t fnv_for_20ms() {
+  check(fnv(1000) == "9ebd4ca7a79e5ddd" && fnv(150000) == "62f7fa668ffa05d5" && fnv(2700000) == "29568990e7f7d685",
+        "fnv check values");
+  const std::uint64_t probe = 10'000'000;
+  double best = 1e9;
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = clock_type::now();
+    volatile auto keep = fnv(probe);
+    (void)keep;
+    best = std::min(best, seconds_since(t0));
+  }
+  return static_cast<std::uint64_t>(static_cast<double>(probe) * 0.020 / best);
+}
+
+struct w3_result {
+  double t1, t2, speedup;
+};
+
+w3_result run_w3(const scale& s, std::uint64_t n) {
+  const std::string expect = fnv(n);
+  auto timed = [&](unsigned workers) {
+    pc::pool pool;
+    pool.start({.workers = workers});
+    check(pool.job(&fnv, std::uint64_t{1000}).result() == "9ebd4ca7a79e5ddd", "W3 warm-up");
+    std::vector<pc::job_handle<std::string>> jobs;
+    const auto t0 = clock_type::now();
+    for (int i = 0; i < s.w3_jobs; ++i) jobs.push_back(pool.job(&fnv, n));
+    for (auto& j : jobs) check(j.result() == expect, "W3");
+    return seconds_since(t0);
+  };
+  const double t1 = timed(1), t2 = timed(2);
+  return {t1, t2, t1 / t2};
+}
+
+// --- W4: payloads -----------------------------------------------------------
+
+std::vector<std::uint8_t> payload(std::size_t n) {
+  std::vector<std::uint8_t> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::uint8_t>((i * 31 + 7) & 0xff);
+  return v;
+}
+
+std::uint32_t byte_sum(const std::vector<std::uint8_t>& v) {
+  std::uint32_t sum = 0;
+  for (std::uint8_t b : v) sum += b;
+  return sum;
+}
+
+std::uint64_t length(const std::vector<std::uint8_t>& v) { return v.size(); }
+
+struct w4_result {
+  double mib_s, transport_mib_s, s64, s1g;
+};
+
+template <class R>
+double w4_burst(pc::pool& pool, R (*fn)(const std::vector<std::uint8_t>&), const std::vector<std::uint8_t>& src,
+                int warmup, int jobs, R expect) {
+  for (int i = 0; i < warmup; ++i) check(pool.job(fn, src).result() == expect, "W4 warm-up");
+  std::vector<pc::job_handle<R>> handles;
+  handles.reserve(static_cast<std::size_t>(jobs));
+  const auto t0 = clock_type::now();
+  for (int i = 0; i < jobs; ++i) handles.push_back(pool.job(fn, src));
+  for (auto& h : handles) check(h.result() == expect, "W4");
+  return jobs / seconds_since(t0);
+}
+
+w4_result run_w4(const scale& s) {
+  const auto mib = payload(std::size_t{1} << 20);
+  check(byte_sum(mib) == 133'693'440u, "W4 payload sum");
+  pc::pool pool;
+  pool.start({.workers = 2});
+  w4_result r{};
+  r.mib_s = w4_burst(pool, &byte_sum, mib, s.w4_warmup, s.w4_jobs, 133'693'440u);
+  r.transport_mib_s = w4_burst(pool, &length, mib, s.w4_warmup, s.w4_jobs, std::uint64_t{1} << 20);
+  if (s.big_jobs) {
+    for (auto [bytes, expect, out] : {std::tuple{std::size_t{64} << 20, 4'261'412'864u, &r.s64},
+                                      std::tuple{std::size_t{1} << 30, 3'758'096'384u, &r.s1g}}) {
+      const auto big = payload(bytes);
+      const auto t0 = clock_type::now();
+      check(pool.job(&byte_sum, big).result() == expect, "W4 single job of " + std::to_string(bytes >> 20) + " MiB");
+      *out = seconds_since(t0);
+    }
+  }
+  return r;
+}
+
+// --- W5: kill a busy worker -------------------------------------------------
+
+pid_t sleep_2s(int) {
+  std::this_thread::sleep_for(2000ms);
+  return ::getpid();
+}
+
+pid_t my_pid(int) { return ::getpid(); }
+
+struct w5_result {
+  double a_error_ms;       // A's worker_lost, after the kill
+  double new_pid_ms;       // a new pid served a job, after the kill
+  double b_ms, q_ms, n_ms; // B, the last of Q1-Q4, N: done, after the kill
+  bool after_ok;           // 20 more jobs on 2 workers
+};
+
+w5_result run_w5() {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  const auto submitted = clock_type::now();
+  auto a = pool.job(&sleep_2s, 0);
+  auto b = pool.job(&sleep_2s, 1);
+  std::vector<pc::job_handle<pid_t>> q;
+  for (int i = 0; i < 4; ++i) q.push_back(pool.job(&my_pid, i));
+  const pid_t victim = a.worker().pid;
+  const pid_t other = b.worker().pid;
+  std::this_thread::sleep_until(submitted + 300ms);
+  const auto killed = clock_type::now();
+  ::kill(victim, SIGKILL);
+  auto n = pool.job(&my_pid, 9);
+  auto ms = [&] { return std::chrono::duration<double, std::milli>(clock_type::now() - killed).count(); };
+
+  w5_result r{-1, -1, -1, -1, -1, false};  // -1: not yet
+  // Watch every job end, in whatever order they do.
+  double new_pid = -1;
+  std::vector<std::pair<pc::job_handle<pid_t>*, double*>> watch = {{&a, &r.a_error_ms}, {&b, &r.b_ms}, {&n, &r.n_ms}};
+  std::vector<double> q_done(4, -1);
+  for (int i = 0; i < 4; ++i) watch.emplace_back(&q[static_cast<std::size_t>(i)], &q_done[static_cast<std::size_t>(i)]);
+  for (std::size_t left = watch.size(); left > 0;) {
+    for (auto& [job, at] : watch) {
+      if (*at >= 0 || !job->wait_for(0s)) continue;
+      *at = ms();
+      --left;
+      if (job != &a && new_pid < 0) {
+        const pid_t by = job->result();
+        if (by != victim && by != other) new_pid = *at;
+      }
+    }
+    std::this_thread::yield();
+  }
+  try {
+    a.result();
+    check(false, "W5: A should have failed");
+  } catch (const pc::worker_lost& e) {
+    check(e.pid() == victim && e.signal() == SIGKILL, "W5: A's worker_lost names the pid and SIGKILL");
+  }
+  check(b.result() == other, "W5: B");
+  for (auto& j : q) j.result();
+  n.result();
+  r.q_ms = *std::max_element(q_done.begin(), q_done.end());
+  r.new_pid_ms = new_pid;
+  std::vector<pc::job_handle<pid_t>> more;
+  for (int i = 0; i < 20; ++i) more.push_back(pool.job(&my_pid, i));
+  for (auto& j : more) j.result();
+  r.after_ok = pool.workers().size() == 2;
+  return r;
+}
+
+// --- the floor --------------------------------------------------------------
+
+// 64 bytes there and back between this process and a forked one, with the wakeup
+// the pool uses: spin 20 us, then sleep on a shared futex word that the waker
+// exchanges to 0 before waking.
+struct alignas(64) mailbox {
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint32_t> sleeping{0};
+  char data[64];
+};
+
+void futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t v) {
+  timespec ts{0, 100'000'000};
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, v, &ts, nullptr, 0);
+}
+
+void futex_wake(std::atomic<std::uint32_t>& w) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+void post(mailbox& m, std::uint32_t seq, const char* msg) {
+  std::memcpy(m.data, msg, 64);
+  m.seq.store(seq, std::memory_order_seq_cst);
+  if (m.sleeping.load() && m.sleeping.exchange(0)) futex_wake(m.sleeping);
+}
+
+void await(mailbox& m, std::uint32_t seq, char* into) {
+  const auto until = clock_type::now() + 20us;
+  while (m.seq.load(std::memory_order_acquire) != seq) {
+    if (clock_type::now() < until) {
+      __builtin_ia32_pause();
+      continue;
+    }
+    m.sleeping.store(1);
+    if (m.seq.load() != seq) futex_wait(m.sleeping, 1);
+    m.sleeping.store(0);
+  }
+  std::memcpy(into, m.data, 64);
+}
+
+struct floor_result {
+  double rtt_p50_us, rtt_p99_us, memcpy_gib_s;
+};
+
+floor_result run_floor() {
+  auto* box = static_cast<mailbox*>(
+      ::mmap(nullptr, 2 * sizeof(mailbox), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  new (&box[0]) mailbox{};
+  new (&box[1]) mailbox{};
+  const int rounds = 20'000;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    char buf[64];
+    for (int i = 1; i <= rounds + 1000; ++i) {
+      await(box[0], static_cast<std::uint32_t>(i), buf);
+      post(box[1], static_cast<std::uint32_t>(i), buf);
+    }
+    ::_exit(0);
+  }
+  char msg[64] = "ping", back[64];
+  std::vector<double> us;
+  for (int i = 1; i <= rounds + 1000; ++i) {
+    const auto t0 = clock_type::now();
+    post(box[0], static_cast<std::uint32_t>(i), msg);
+    await(box[1], static_cast<std::uint32_t>(i), back);
+    if (i > 1000) us.push_back(us_since(t0));  // the first 1000 warm up
+  }
+  ::waitpid(child, nullptr, 0);
+  ::munmap(box, 2 * sizeof(mailbox));
+  std::sort(us.begin(), us.end());
+
+  // memcpy of 1 MiB, cached: the cost of one copy of a W4 payload.
+  std::vector<char> from(1 << 20, 'x'), to(1 << 20);
+  double best = 1e9;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = clock_type::now();
+    for (int i = 0; i < 200; ++i) {
+      std::memcpy(to.data(), from.data(), from.size());
+      asm volatile("" : : "r"(to.data()) : "memory");
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  return {us[us.size() / 2], us[us.size() * 99 / 100], 200.0 * (1 << 20) / best / (1 << 30)};
+}
+
+// --- the report -------------------------------------------------------------
+
+struct figure {
+  std::string workload, name, unit, target;
+  std::vector<double> runs;
+  std::string floor;  // beside it, with the ratio pool / floor
+  double median() const {
+    auto v = runs;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
+};
+
+std::string fmt(double v) {
+  char s[64];
+  if (v >= 1000) std::snprintf(s, sizeof s, "%.0f", v);
+  else if (v >= 10) std::snprintf(s, sizeof s, "%.1f", v);
+  else std::snprintf(s, sizeof s, "%.2f", v);
+  std::string out = s;
+  if (v >= 1000) {  // thousands separators
+    const std::size_t dot = out.find('.') == std::string::npos ? out.size() : out.find('.');
+    for (auto i = static_cast<long>(dot) - 3; i > 0; i -= 3) out.insert(static_cast<std::size_t>(i), ",");
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string which = "all", json_path;
+  int runs = 3;
+  scale s;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--quick") s = {2'000, 20'000, 100, 2'000, 8, 10, 100, false};
+    else if (a[0] != '-') which = a;
+    else {
+      std::fprintf(stderr, "usage: workloads [all|w1|w3|w4|w5|floor] [--runs N] [--json FILE] [--quick]\n");
+      return 2;
+    }
+  }
+  auto want = [&](const char* w) { return which == "all" || which == w; };
+
+  try {
+    std::vector<figure> figs;
+    floor_result floor{};
+    std::vector<floor_result> floors;
+    for (int r = 0; r < runs; ++r) floors.push_back(run_floor());
+    auto med = [&](auto get) {
+      std::vector<double> v;
+      for (const auto& f : floors) v.push_back(get(f));
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    floor = {med([](auto& f) { return f.rtt_p50_us; }), med([](auto& f) { return f.rtt_p99_us; }),
+             med([](auto& f) { return f.memcpy_gib_s; })};
+    if (want("floor")) {
+      figs.push_back({"floor", "64-byte round trip, p50 (spin 20 us, then futex)", "us", "", {}, ""});
+      figs.push_back({"floor", "64-byte round trip, p99", "us", "", {}, ""});
+      figs.push_back({"floor", "memcpy 1 MiB, cached", "GiB/s", "", {}, ""});
+      for (const auto& f : floors) {
+        figs[figs.size() - 3].runs.push_back(f.rtt_p50_us);
+        figs[figs.size() - 2].runs.push_back(f.rtt_p99_us);
+        figs[figs.size() - 1].runs.push_back(f.memcpy_gib_s);
+      }
+    }
+    if (want("w1") || want("w2")) {
+      figure w1{"W1", "tiny jobs, one job() each", "jobs/s", ">= 1,000,000", {}, ""};
+      figure p50{"W2", "latency p50", "us", "<= 10", {}, "rtt " + fmt(floor.rtt_p50_us) + " us"};
+      figure p90{"W2", "latency p90", "us", "", {}, ""};
+      figure p99{"W2", "latency p99", "us", "<= 50", {}, "rtt " + fmt(floor.rtt_p99_us) + " us"};
+      figure mx{"W2", "latency max", "us", "", {}, ""};
+      for (int r = 0; r < runs; ++r) {
+        const auto x = run_w1_w2(s);
+        w1.runs.push_back(x.jobs_per_s);
+        p50.runs.push_back(x.p50);
+        p90.runs.push_back(x.p90);
+        p99.runs.push_back(x.p99);
+        mx.runs.push_back(x.max);
+      }
+      figs.insert(figs.end(), {w1, p50, p90, p99, mx});
+    }
+    if (want("w3")) {
+      const std::uint64_t n = fnv_for_20ms();
+      figure t1{"W3", "40 x fnv(" + std::to_string(n) + "), 1 worker", "s", "", {}, ""};
+      figure t2{"W3", "the same, 2 workers", "s", "", {}, ""};
+      figure sp{"W3", "speedup", "x", ">= 1.97", {}, "ideal 2.00"};
+      for (int r = 0; r < runs; ++r) {
+        const auto x = run_w3(s, n);
+        t1.runs.push_back(x.t1);
+        t2.runs.push_back(x.t2);
+        sp.runs.push_back(x.speedup);
+      }
+      figs.insert(figs.end(), {t1, t2, sp});
+    }
+    if (want("w4")) {
+      const double floor_mib_s = floor.memcpy_gib_s * 1024;
+      figure sum{"W4", "1 MiB payloads, byte sum", "MiB/s", ">= 4,096", {}, ""};
+      figure tr{"W4", "1 MiB payloads, transport only", "MiB/s", "", {}, "memcpy " + fmt(floor_mib_s) + " MiB/s"};
+      figure big{"W4", "one 64 MiB job", "s", "works", {}, ""};
+      figure huge{"W4", "one 1 GiB job", "s", "works", {}, ""};
+      for (int r = 0; r < runs; ++r) {
+        const auto x = run_w4(s);
+        sum.runs.push_back(x.mib_s);
+        tr.runs.push_back(x.transport_mib_s);
+        if (s.big_jobs) {
+          big.runs.push_back(x.s64);
+          huge.runs.push_back(x.s1g);
+        }
+      }
+      figs.insert(figs.end(), {sum, tr});
+      if (s.big_jobs) figs.insert(figs.end(), {big, huge});
+    }
+    if (want("w5")) {
+      figure a{"W5", "A: worker_lost after the kill", "ms", "<= 1", {}, ""};
+      figure np{"W5", "a new pid serves a job after the kill", "ms", "<= 2", {}, ""};
+      figure q{"W5", "Q1-Q4 all done after the kill", "ms", "complete", {}, ""};
+      figure n{"W5", "N done after the kill", "ms", "", {}, ""};
+      figure b{"W5", "B done after the kill (it sleeps 2 s)", "ms", "complete", {}, ""};
+      for (int r = 0; r < runs; ++r) {
+        const auto x = run_w5();
+        check(x.after_ok, "W5: 2 workers after");
+        a.runs.push_back(x.a_error_ms);
+        np.runs.push_back(x.new_pid_ms);
+        q.runs.push_back(x.q_ms);
+        n.runs.push_back(x.n_ms);
+        b.runs.push_back(x.b_ms);
+      }
+      figs.insert(figs.end(), {a, np, q, n, b});
+    }
+
+    std::printf("| workload | figure | median | min | max | target | floor |\n|---|---|---|---|---|---|---|\n");
+    for (const auto& f : figs) {
+      const auto [lo, hi] = std::minmax_element(f.runs.begin(), f.runs.end());
+      std::printf("| %s | %s | %s %s | %s | %s | %s | %s |\n", f.workload.c_str(), f.name.c_str(), fmt(f.median()).c_str(),
+                  f.unit.c_str(), fmt(*lo).c_str(), fmt(*hi).c_str(), f.target.c_str(), f.floor.c_str());
+    }
+    if (!json_path.empty()) {
+      std::ofstream out(json_path);
+      out << "{\"runs\":" << runs << ",\"figures\":[";
+      for (std::size_t i = 0; i < figs.size(); ++i) {
+        const auto& f = figs[i];
+        out << (i ? "," : "") << "{\"workload\":\"" << f.workload << "\",\"figure\":\"" << f.name << "\",\"unit\":\""
+            << f.unit << "\",\"median\":" << f.median() << ",\"runs\":[";
+        for (std::size_t k = 0; k < f.runs.size(); ++k) out << (k ? "," : "") << f.runs[k];
+        out << "]}";
+      }
+      out << "]}\n";
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "workloads: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
