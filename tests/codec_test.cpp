@@ -127,3 +127,32 @@ TEST_CASE("sequences of every kind round-trip through the growing loaders") {
   CHECK(std::get<3>(back) == f);
   CHECK(std::get<4>(back) == bits);
 }
+
+TEST_CASE("a freed big payload buffer is reused by the next one of about its size, not mapped afresh") {
+  const std::byte* first;
+  {
+    pd::byte_buffer a;
+    a.resize(std::size_t{1} << 20);
+    first = a.data();
+  }
+  pd::byte_buffer b;
+  b.resize((std::size_t{1} << 20) - 100);
+  CHECK(b.data() == first);
+  pd::byte_buffer small;
+  small.resize(std::size_t{300} << 10);  // a 1 MiB block would waste over half of it
+  CHECK(small.data() != first);
+  pd::byte_buffer moved = std::move(b);
+  CHECK(moved.data() == first);
+  CHECK(b.data() == nullptr);
+}
+
+TEST_CASE("a bool byte other than 0 or 1 is refused, not read as a bool") {
+  pd::byte_buffer b;
+  pd::encode(b, std::optional<std::string>("x"));
+  b.data()[0] = std::byte{2};  // the optional's has-value flag
+  CHECK_THROWS_AS(pd::decode<std::optional<std::string>>(b.data(), b.size()), pd::codec_error);
+  pd::byte_buffer flag;
+  pd::encode(flag, true);
+  flag.data()[0] = std::byte{7};
+  CHECK_THROWS_AS(pd::decode<bool>(flag.data(), flag.size()), pd::codec_error);
+}

@@ -73,15 +73,18 @@ bool frame_reader::poll(ring_reader& ring) {
                            std::to_string(max_payload_));
     have_header_ = true;
     got_ = 0;
-    payload_.resize(frame_bytes(header_.size) - header_bytes);
+    payload_.clear();
   }
-  const std::uint64_t want = payload_.size() - got_;
-  const std::uint64_t n = std::min(want, ring.available());
+  const std::uint64_t total = frame_bytes(header_.size) - header_bytes;
+  const std::uint64_t n = std::min(total - got_, ring.available());
   if (n) {
-    ring.read(payload_.data() + got_, n);
+    // Memory follows the bytes that came, not the size the header claims: a corrupt
+    // header costs no more than what the worker actually wrote (doubling, capped at total).
+    if (payload_.capacity() - got_ < n) payload_.reserve(std::min(total, std::max(got_ + n, 2 * payload_.capacity())));
+    ring.read(payload_.grow(n), n);
     got_ += n;
   }
-  return got_ == payload_.size();
+  return got_ == total;
 }
 
 void frame_reader::next() noexcept {

@@ -103,4 +103,15 @@ std::string error_response(std::optional<std::int64_t> id, std::string_view type
   return out;
 }
 
+std::string string_member(const rapidjson::Value& v, const char* key) {
+  return std::string(v[key].GetString(), v[key].GetStringLength());
+}
+
+std::optional<std::int64_t> request_id(const rapidjson::Value& request) {
+  if (request.HasMember("id") && request["id"].IsInt64()) return request["id"].GetInt64();
+  return std::nullopt;
+}
+
+std::string id_field(std::optional<std::int64_t> rid) { return rid ? "\"id\":" + std::to_string(*rid) + "," : ""; }
+
 }  // namespace parallelcode::control

@@ -38,6 +38,13 @@ std::uint32_t frame_length(const char* header) noexcept;
 // the stack on a hostile [[[[...). Returns the error, or nothing.
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc);
 
+// A string member, NULs and all (GetString alone would stop at the first NUL).
+std::string string_member(const rapidjson::Value& v, const char* key);
+// The request's numeric "id", if it has one.
+std::optional<std::int64_t> request_id(const rapidjson::Value& request);
+// "\"id\":N," to open a response with, or nothing.
+std::string id_field(std::optional<std::int64_t> rid);
+
 // Compact JSON text of a value.
 std::string to_text(const rapidjson::Value& v);
 // A JSON string literal for s.

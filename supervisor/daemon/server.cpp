@@ -40,18 +40,6 @@ constexpr std::uint64_t completions_key = ~std::uint64_t{0} - 1;
 
 std::mutex log_mutex;
 
-// A string member, NULs and all (GetString alone would stop at the first NUL).
-std::string string_member(const rapidjson::Value& v, const char* key) {
-  return std::string(v[key].GetString(), v[key].GetStringLength());
-}
-
-std::optional<std::int64_t> request_id(const rapidjson::Value& request) {
-  if (request.HasMember("id") && request["id"].IsInt64()) return request["id"].GetInt64();
-  return std::nullopt;
-}
-
-std::string id_field(std::optional<std::int64_t> rid) { return rid ? "\"id\":" + std::to_string(*rid) + "," : ""; }
-
 std::string signal_name(int signal) {
   const char* abbrev = ::sigabbrev_np(signal);
   return abbrev ? std::string("SIG") + abbrev : std::to_string(signal);

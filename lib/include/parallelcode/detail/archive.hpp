@@ -57,6 +57,14 @@ std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(input_archiv
   ar.load_bytes(std::addressof(t), sizeof(t));
 }
 
+// A bool is one byte, 0 or 1: reading any other value back as a bool is undefined behaviour.
+inline void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, bool& b) {
+  unsigned char byte = 0;
+  ar.load_bytes(&byte, 1);
+  if (byte > 1) throw cereal::Exception("corrupt bool: " + std::to_string(byte));
+  b = byte != 0;
+}
+
 template <class T>
 void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::NameValuePair<T>& t) {
   ar(t.value);
