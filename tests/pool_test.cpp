@@ -496,6 +496,16 @@ TEST_CASE("free() during start() from another thread leaves the pool stopped and
   CHECK(test::children().empty());
 }
 
+TEST_CASE("a pool with bigger rings starts beside a running one with small rings, and both serve") {
+  // The second pool's fork server unmaps the first's region: with the first's size, not its own.
+  pc::pool a;
+  a.start({.workers = 1, .ring_bytes = 4096});
+  pc::pool b;
+  b.start({.workers = 1, .ring_bytes = 1 << 20});
+  CHECK(b.job([](int x) { return x * 2; }, 21).result() == 42);
+  CHECK(a.job([](int x) { return x + 1; }, 41).result() == 42);
+}
+
 TEST_CASE("two pools in one process: each fork server and worker holds only its own pool's resources") {
   pc::pool a;
   a.start({.workers = 1});

@@ -23,6 +23,8 @@ struct mapping_slot {
   std::atomic<std::size_t> size;
 };
 mapping_slot mappings[max_mappings];
+// A slot being filled: its size is not written yet. Never a mapping's (page-aligned) address.
+constexpr std::uintptr_t filling = 1;
 
 }  // namespace
 
@@ -45,8 +47,11 @@ void untrack_fd(int fd) noexcept {
 void track_mapping(const void* at, std::size_t size) noexcept {
   for (auto& slot : mappings) {
     std::uintptr_t empty = 0;
+    // Take the slot, then write its size: a size written to a taken slot was another mapping's.
+    if (!slot.at.compare_exchange_strong(empty, filling)) continue;
     slot.size.store(size);
-    if (slot.at.compare_exchange_strong(empty, reinterpret_cast<std::uintptr_t>(at))) return;
+    slot.at.store(reinterpret_cast<std::uintptr_t>(at));
+    return;
   }
 }
 
@@ -64,7 +69,7 @@ void drop_tracked(std::initializer_list<int> keep_fds, const void* keep_mapping)
   }
   for (auto& slot : mappings) {
     const std::uintptr_t at = slot.at.exchange(0);
-    if (at != 0 && at != reinterpret_cast<std::uintptr_t>(keep_mapping))
+    if (at != 0 && at != filling && at != reinterpret_cast<std::uintptr_t>(keep_mapping))
       ::munmap(reinterpret_cast<void*>(at), slot.size.load());
   }
 }
