@@ -387,7 +387,7 @@ void pool_impl::move_to_back(int id) {
 }
 
 bool pool_impl::results_pending() const noexcept {
-  return std::any_of(by_channel_.begin(), by_channel_.end(),
+  return std::any_of(watched_.begin(), watched_.end(),
                      [](const process* p) { return p && p->pid && !p->corrupt && !p->results.empty(); });
 }
 

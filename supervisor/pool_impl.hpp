@@ -162,7 +162,7 @@ class pool_impl {
   bool has_outbox_room(const process& p) const;
 
   // What the pool's thread waits for, and helpers (pool.cpp).
-  bool results_pending() const noexcept;
+  bool results_pending() const noexcept;  // reads watched_: runs without the lock
   bool has_work_locked(clock::time_point now) const;
   bool tick_due_locked(clock::time_point now) const;
   clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
@@ -209,6 +209,7 @@ class pool_impl {
   std::unique_ptr<std::thread> thread_;
   std::deque<worker_slot> slots_;        // by id; a deque keeps them in place as it grows
   std::vector<process*> by_channel_;     // the process on each channel, or none
+  std::vector<process*> watched_;        // the pool's thread's copy of by_channel_, to spin on without the lock
   std::vector<int> order_;               // slot ids, front first
   std::deque<job_ptr> queue_;
   std::uint64_t cancellations_seen_ = 0;

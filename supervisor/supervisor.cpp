@@ -117,6 +117,8 @@ void pool_impl::serve() {
       std::lock_guard lock(mutex_);
       if (stop_) return;
       busy = step(out);
+      // resize() and replace_workers() fill channels from other threads: spin on a copy.
+      watched_ = by_channel_;
     }
     out.fire();
     if (busy || spin_until([&] { return results_pending(); }, spin_budget)) continue;

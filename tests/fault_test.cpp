@@ -625,6 +625,34 @@ TEST_CASE("resize grows and shrinks the pool; removed workers finish their jobs 
   REQUIRE(test::eventually([&] { return test::all_ready(pool, 3); }));
 }
 
+TEST_CASE("resize from another thread while jobs run one after another: every job completes") {
+  pc::pool pool;
+  pool.start({.workers = 1, .max_workers = 3});
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0}, done{0};
+  std::thread load([&] {
+    while (!stop) {
+      try {
+        pool.job([](int x) { return x; }, 1).result();
+        ++done;
+      } catch (...) {
+        ++failed;
+      }
+    }
+  });
+  bool grew = true;
+  for (int i = 0; i < 100 && grew; ++i) {
+    pool.resize(3);  // new processes on new channels while the pool's thread reads results
+    grew = test::eventually([&] { return test::all_ready(pool, 3); });
+    pool.resize(1);
+  }
+  stop = true;
+  load.join();
+  CHECK(grew);
+  CHECK(failed == 0);
+  CHECK(done > 0);
+}
+
 TEST_CASE("replace_workers gives every slot a new process, one at a time, and no job waits or fails") {
   pc::pool pool;
   pool.start({.workers = 3});
