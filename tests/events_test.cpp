@@ -55,13 +55,14 @@ TEST_CASE("on_start and on_done fire once each, start first, with the job's cont
 TEST_CASE("callbacks attached after the job ended still fire, exactly once, at once") {
   pc::pool pool;
   pool.start({.workers = 1});
+  // wait() returns once the job ended; its callbacks are published a moment later, on the
+  // pool's thread. Wait for that with a callback of its own: one attached in a polling loop
+  // would run there later, on the loop's dead stack, racing with the loop.
   auto ok = pool.job([](int x) { return x + 1; }, 1);
   ok.wait();
-  REQUIRE(test::eventually([&] {
-    int n = 0;
-    ok.on_done([&](const int&, const pc::job_context&) { ++n; });
-    return n == 1;
-  }));
+  std::atomic<bool> ok_published{false};
+  ok.on_done([&](const int&, const pc::job_context&) { ok_published = true; });
+  REQUIRE(test::eventually([&] { return ok_published.load(); }));
   int starts = 0, dones = 0, errors = 0;
   ok.on_start([&](const pc::worker_info&) { ++starts; });
   ok.on_done([&](const int& r, const pc::job_context&) { dones += r; });
@@ -72,11 +73,11 @@ TEST_CASE("callbacks attached after the job ended still fire, exactly once, at o
 
   auto bad = pool.job([](int) -> int { throw std::runtime_error("no"); }, 0);
   bad.wait();
+  std::atomic<bool> bad_published{false};
+  bad.on_error([&](const pc::job_error&, const pc::job_context&) { bad_published = true; });
+  REQUIRE(test::eventually([&] { return bad_published.load(); }));
   std::string what;
-  REQUIRE(test::eventually([&] {
-    bad.on_error([&](const pc::job_error& e, const pc::job_context&) { what = e.what(); });
-    return !what.empty();
-  }));
+  bad.on_error([&](const pc::job_error& e, const pc::job_context&) { what = e.what(); });
   int bad_dones = 0;
   bad.on_done([&](const int&, const pc::job_context&) { ++bad_dones; });
   CHECK(what.find("no") != std::string::npos);
