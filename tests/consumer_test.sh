@@ -3,6 +3,13 @@
 # installed headers, library and parallelcode.pc, and as a meson subproject.
 set -euo pipefail
 src=$1 build=$2
+# The build's -Db_sanitize (none by default): an instrumented library needs an instrumented program.
+sanitize=${PARALLELCODE_SANITIZE:-none}
+sanitize_flags=() setup_flags=()
+if [ "$sanitize" != none ]; then
+  sanitize_flags=("-fsanitize=$sanitize")
+  setup_flags=("-Db_sanitize=$sanitize" -Db_lundef=false)
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -18,7 +25,7 @@ pcdir=$(dirname "$(find "$tmp/root" -name parallelcode.pc)")
 libdir=$(dirname "$pcdir")
 export PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$tmp/root
 # The installed headers alone compile: none of them reaches back into the tree.
-c++ -std=c++20 -o "$tmp/hello" "$src/examples/hello.cpp" $(pkg-config --cflags --libs parallelcode)
+c++ -std=c++20 "${sanitize_flags[@]}" -o "$tmp/hello" "$src/examples/hello.cpp" $(pkg-config --cflags --libs parallelcode)
 check_hello env LD_LIBRARY_PATH="$libdir" "$tmp/hello"
 echo "ok: built with pkg-config against the installed tree"
 
@@ -31,7 +38,7 @@ project('consumer', 'cpp', default_options: ['cpp_std=c++20'])
 executable('hello', 'hello.cpp', dependencies: dependency('parallelcode', fallback: 'parallelcode'))
 MESON
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
-meson setup "$tmp/consumer/build" "$tmp/consumer" >/dev/null
+meson setup "${setup_flags[@]}" "$tmp/consumer/build" "$tmp/consumer" >/dev/null
 ninja -C "$tmp/consumer/build" >/dev/null
 check_hello "$tmp/consumer/build/hello"
 echo "ok: built as a meson subproject"

@@ -71,6 +71,8 @@ stop_daemon() {
       { fail "pid $p outlived the daemon"; return 1; }
   done
   [ ! -e "$tmp/sock" ] || { fail "the socket file was left behind"; return 1; }
+  # In a sanitized build UBSan writes to stderr (here the log) whatever log_path says; a worker it stops need not fail the case.
+  ! grep -q "runtime error:" "$tmp/log" || { fail "UBSan reported in the daemon's log"; return 1; }
 }
 
 # --- the cases ---------------------------------------------------------------
@@ -410,6 +412,99 @@ c, _ = s.accept(); c.recv(100)' "$open/sock" &
   rm -rf "$open"
   [ $status -eq 3 ] && grep -q "neither you nor root" "$tmp/err" || { fail "the CLI talked to uid 65534: $(cat "$tmp/err")"; return 1; }
 }
+
+# The daemon's open fds, one "fd target" a line.
+daemon_fds() { for f in /proc/"$daemon_pid"/fd/*; do echo "${f##*/} $(readlink "$f")"; done; }
+
+# 200 clients that come and go, each a different way (a submit answered, a submit
+# left while its job runs, garbage, half a frame, silence), then 20 from the CLI.
+churn_clients() {
+  python3 - "$tmp/sock" <<'PY' || return 1
+import json, socket, struct, sys
+path = sys.argv[1]
+def frame(b): return struct.pack("<I", len(b)) + b
+def answer(s):
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk: return None
+        head += chunk
+    n = struct.unpack("<I", head)[0]; body = b""
+    while len(body) < n:
+        chunk = s.recv(n - len(body))
+        if not chunk: return None
+        body += chunk
+    return json.loads(body)
+for i in range(200):
+    s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(10)
+    k = i % 5
+    if k == 0:
+        s.sendall(frame(b'{"op":"submit","task":"hello","args":{"text":"x"},"id":%d}' % i))
+        a = answer(s); assert a and a.get("ok") and a["id"] == i and a["result"] == "Hello x!", a
+    elif k == 1:
+        s.sendall(frame(b'{"op":"submit","task":"sleep","args":{"ms":20}}'))
+    elif k == 2:
+        s.sendall(b"\xff\xfe garbage")
+        a = answer(s); assert a and a["error"]["type"] == "bad_frame", a
+    elif k == 3:
+        s.sendall(struct.pack("<I", 100) + b'{"op":')
+    s.close()
+PY
+  local i
+  for i in $(seq 1 20); do
+    [ "$(pc submit hello '{"text":"cli"}' --raw)" = 'Hello cli!' ] || return 1
+  done
+}
+
+# Starts a daemon, puts 200 clients and a worker's SIGKILL through it, checks it
+# holds no more fds than it did once started, then stops it ($1: TERM or now) and
+# checks that no pid of it survives, its socket is gone and /dev/shm is as it was.
+churn_then_stop_leaves_nothing() {
+  local how=$1
+  ls -A /dev/shm | sort > "$tmp/shm.before"
+  start_daemon --workers 2 || return 1
+  daemon_fds > "$tmp/fds.start"
+  churn_clients || { fail "the clients saw something wrong"; return 1; }
+  local victim
+  victim=$(pc status --json | json 'd["workers"][0]["pid"]')
+  kill -9 "$victim"
+  replaced() {
+    python3 -c 'import json,sys; ws=json.loads(sys.argv[1])["workers"]
+sys.exit(0 if len(ws)==2 and all(w["state"]=="ready" and w["pid"]!=int(sys.argv[2]) for w in ws) else 1)' \
+      "$(pc status --json)" "$victim"
+  }
+  eventually 5 replaced || { fail "the killed worker was not replaced"; return 1; }
+  # Clients close on their own time: the daemon may not have seen every end of file yet.
+  same_fd_count() { [ "$(daemon_fds | wc -l)" -eq "$(wc -l < "$tmp/fds.start")" ]; }
+  eventually 10 same_fd_count || {
+    daemon_fds > "$tmp/fds.end"
+    fail "$(wc -l < "$tmp/fds.start") fds after start, $(wc -l < "$tmp/fds.end") before stop:" \
+      "$(diff "$tmp/fds.start" "$tmp/fds.end" | grep '^[<>]' | tr '\n' ' ')"
+    return 1
+  }
+  if [ "$how" = now ]; then
+    local seen status p
+    seen="$known_pids $(pool_pids)"
+    pc stop --now >/dev/null || { fail "stop --now"; return 1; }
+    eventually 10 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "stop --now did not stop it"; return 1; }
+    wait "$daemon_pid"
+    status=$?
+    daemon_pid=""
+    [ $status -eq 0 ] || { fail "exit status $status after stop --now"; return 1; }
+    gone() { ! alive "$1"; }
+    for p in $seen; do eventually 2 gone "$p" || { fail "pid $p outlived the daemon"; return 1; }; done
+    [ ! -e "$tmp/sock" ] || { fail "the socket file was left behind"; return 1; }
+  else
+    stop_daemon TERM || return 1
+  fi
+  ls -A /dev/shm | sort > "$tmp/shm.after"
+  cmp -s "$tmp/shm.before" "$tmp/shm.after" ||
+    { fail "new in /dev/shm: $(comm -13 "$tmp/shm.before" "$tmp/shm.after" | tr '\n' ' ')"; return 1; }
+}
+
+case_term_after_200_clients_leaves_no_process_socket_fd_or_shm_behind() { churn_then_stop_leaves_nothing TERM; }
+
+case_stop_now_after_200_clients_leaves_no_process_socket_fd_or_shm_behind() { churn_then_stop_leaves_nothing now; }
 
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || mapfile -t cases < <(declare -F | awk '{print $3}' | grep '^case_')
