@@ -142,7 +142,7 @@ class pool_impl {
   void check_limits(worker_slot& slot, process& p);
   bool check_timeouts(clock::time_point now, outcome& out);
   bool escalate_kills(clock::time_point now);
-  void lose_jobs(process& p, int signal, int exit_status, outcome& out);
+  void lose_jobs(worker_slot& slot, process& p, int signal, int exit_status, outcome& out);
   void end_all(const std::string& why, outcome& out);
 
   // Dispatch (dispatch.cpp).

@@ -259,7 +259,7 @@ void pool_impl::fork_server_lost(outcome& out) {
     }
     for (auto& p : all) {
       if (p->pid) read_results(slot, *p, out);
-      lose_jobs(*p, SIGKILL, -1, out);
+      lose_jobs(slot, *p, SIGKILL, -1, out);
       shm_.reset(p->channel);
       by_channel_[p->channel] = nullptr;
       if (p->pid && on_exit_) {
@@ -500,7 +500,7 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
   if (p.pid) read_results(slot, p, out);  // what it wrote before it died still counts
   const int signal = (code == CLD_KILLED || code == CLD_DUMPED) ? status : 0;
   const int exit_status = code == CLD_EXITED ? status : -1;
-  lose_jobs(p, signal, exit_status, out);
+  lose_jobs(slot, p, signal, exit_status, out);
 
   const auto now = clock::now();
   // Ours only if we had signalled it; a leaving process killed from outside died.
@@ -547,12 +547,16 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
   forget_retired_slots();
 }
 
-void pool_impl::lose_jobs(process& p, int signal, int exit_status, outcome& out) {
-  // Ahead jobs it never took go back to the front of the queue, untouched; those
-  // it took were running.
+void pool_impl::lose_jobs(worker_slot& slot, process& p, int signal, int exit_status, outcome& out) {
+  // Ahead jobs it took were running: they start (on_start, attempt, worker) before
+  // they fail or go round again. Those it never took go back to the front of the
+  // queue, untouched.
+  notice_claimed(slot, p, out);
   steal_back(p);
-  for (job_ptr& job : p.ahead) p.in_flight.push_back(std::move(job));
-  p.ahead.clear();
+  while (!p.ahead.empty()) {
+    begin_run(slot, p, std::move(p.ahead.front()), out);
+    p.ahead.pop_front();
+  }
   // A retry is queued again at the back: run at once it would land in the turmoil
   // of the respawn (a fork, a cold process, busy CPUs) and be likelier to die again.
   for (job_ptr& job : p.in_flight) {

@@ -57,7 +57,7 @@ job_context job_state_base::context_locked() const {
   if (assigned_) {
     ctx.queued = started_at_ - queued_at;
     if (ended_) ctx.running = ended_at_ - started_at_;
-  } else if (ended_) {
+  } else if (ended_ && queued_at != clock::time_point{}) {  // one refused by submit() was never queued
     ctx.queued = ended_at_ - queued_at;
   }
   return ctx;
