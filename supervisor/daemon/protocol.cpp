@@ -86,10 +86,44 @@ std::string to_text(const rapidjson::Value& v) {
   return std::string(out.GetString(), out.GetSize());
 }
 
+namespace {
+
+// s with every byte that does not start a valid UTF-8 sequence replaced by U+FFFD:
+// a client's text echoed back (a lone surrogate \ude2e decodes to such bytes) must
+// not make the answer JSON the client cannot parse.
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    std::uint32_t code = n == 1 ? c : n == 2 ? c & 0x1fu : n == 3 ? c & 0x0fu : c & 0x07u;
+    for (std::size_t k = 1; ok && k < n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      ok = (d >> 6) == 2;
+      code = (code << 6) | (d & 0x3fu);
+    }
+    ok = ok && !(n == 2 && code < 0x80) && !(n == 3 && code < 0x800) && !(n == 4 && (code < 0x10000 || code > 0x10ffff)) &&
+         !(code >= 0xd800 && code <= 0xdfff);
+    if (ok) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string quote(std::string_view s) {
+  const std::string text = valid_utf8(s);
   rapidjson::StringBuffer out;
   rapidjson::Writer<rapidjson::StringBuffer> writer(out);
-  writer.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
   return std::string(out.GetString(), out.GetSize());
 }
 
