@@ -234,12 +234,12 @@ struct settings {
   std::uint64_t seed = 1;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
+[[noreturn]] void usage(const char* why, int status = 2) {
+  std::fprintf(status ? stderr : stdout,
                "soak: %s\nusage: soak [--seconds N | --minutes N] [--workers N] [--kill-every-ms N (0: no kills)]"
                " [--in-flight N] [--seed N]\n",
                why);
-  std::exit(2);
+  std::exit(status);
 }
 
 settings parse(int argc, char** argv) {
@@ -260,7 +260,7 @@ settings parse(int argc, char** argv) {
     else if (a == "--kill-every-ms") s.kill_every = std::chrono::milliseconds(number(i, 0, 60'000));
     else if (a == "--in-flight") s.in_flight = number(i, 1, 1'000'000);
     else if (a == "--seed") s.seed = static_cast<std::uint64_t>(number(i, 0, 1LL << 62));
-    else if (a == "--help" || a == "-h") usage("the kill storm with a mix of jobs, for a while");
+    else if (a == "--help" || a == "-h") usage("the kill storm with a mix of jobs, for a while", 0);
     else usage(("unknown option " + a).c_str());
   }
   return s;
