@@ -132,6 +132,7 @@ void pool_impl::start(const options& requested) {
   server_young_deaths_ = 0;
   fork_generation_.store(fork_generation(), std::memory_order_relaxed);
   phase_ = phase::starting;
+  inbox_gate_.fetch_or(1, std::memory_order_seq_cst);
   {
     signal_block block;  // the host's signals are the host's: none reaches our thread or processes
     thread_ = std::make_unique<std::thread>(&pool_impl::run, this);
@@ -173,34 +174,91 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
     out.fire();
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    if (std::string why = refusal_locked(); !why.empty()) {
-      job->fail(job_cancelled(why));
-      out.jobs.push_back(std::move(job));
-    } else if (job->payload.size() > opts_.max_payload) {
-      ++stats_.submitted;
-      job->fail(payload_error("parallelcode: the job's data is " + std::to_string(job->payload.size()) +
-                              " bytes encoded, over max_payload (" + std::to_string(opts_.max_payload) + ")"));
-      out.jobs.push_back(std::move(job));
-      ++stats_.failed;
-    } else {
-      job->id = ++next_id_;
-      job->queued_at = clock::now();
-      // A year is as good as none, and keeps now() + timeout far from overflowing.
-      job->timeout = std::clamp(o.timeout.value_or(opts_.job_timeout), std::chrono::milliseconds::zero(),
-                                std::chrono::milliseconds(longest_timeout));
-      job->retries = o.retries;
-      ++stats_.submitted;
-      const bool timed = job->timeout > std::chrono::milliseconds::zero();
-      queue_.push_back(std::move(job));
-      if (opts_.tick == std::chrono::microseconds::zero()) dispatch(out);
-      // The pool's thread may sleep past the new deadline, or past the next tick.
-      if (timed || (opts_.tick > std::chrono::microseconds::zero() && queue_.size() == 1))
-        wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
+  job->requested_timeout = o.timeout;
+  job->retries = o.retries;
+  job->queued_at = clock::now();
+  // The lock's holder (the pool's thread, reading a batch of results) may keep it
+  // a while: a submitter that finds it taken leaves the job in the inbox instead
+  // of waiting, and wakes the pool's thread in case it sleeps.
+  if (!mutex_.try_lock()) {
+    if (inbox_gate_.fetch_add(2, std::memory_order_seq_cst) & 1) {
+      push_inbox(std::move(job));
+      wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
+      inbox_gate_.fetch_sub(2, std::memory_order_release);
+      return;
     }
+    inbox_gate_.fetch_sub(2, std::memory_order_relaxed);
+    mutex_.lock();  // the pool is not running: refused below
+  }
+  {
+    std::lock_guard lock(mutex_, std::adopt_lock);
+    take_inbox_locked(out);  // submitted before this one
+    accept_locked(std::move(job), out);
+    if (opts_.tick == std::chrono::microseconds::zero() && !queue_.empty()) dispatch(out);
   }
   out.fire();
+}
+
+void pool_impl::accept_locked(job_ptr job, outcome& out) {
+  if (job->claim.load() == job_state_base::cancelled) {  // cancel() ended it in the inbox
+    ++stats_.submitted;
+    ++stats_.failed;
+    return;
+  }
+  if (std::string why = refusal_locked(); !why.empty()) {
+    job->queued_at = {};  // never queued
+    job->fail(job_cancelled(why));
+    out.jobs.push_back(std::move(job));
+    return;
+  }
+  ++stats_.submitted;
+  if (job->payload.size() > opts_.max_payload) {
+    job->queued_at = {};
+    job->fail(payload_error("parallelcode: the job's data is " + std::to_string(job->payload.size()) +
+                            " bytes encoded, over max_payload (" + std::to_string(opts_.max_payload) + ")"));
+    out.jobs.push_back(std::move(job));
+    ++stats_.failed;
+    return;
+  }
+  job->id = ++next_id_;
+  // A year is as good as none, and keeps now() + timeout far from overflowing.
+  job->timeout = std::clamp(job->requested_timeout.value_or(opts_.job_timeout), std::chrono::milliseconds::zero(),
+                            std::chrono::milliseconds(longest_timeout));
+  const bool timed = job->timeout > std::chrono::milliseconds::zero();
+  queue_.push_back(std::move(job));
+  // The pool's thread may sleep past the new deadline, or past the next tick.
+  if (timed || (opts_.tick > std::chrono::microseconds::zero() && queue_.size() == 1))
+    wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
+}
+
+void pool_impl::push_inbox(job_ptr job) noexcept {
+  job_state_base* raw = job.get();
+  raw->inbox_ref = std::move(job);
+  raw->next_in_inbox = inbox_.load(std::memory_order_relaxed);
+  while (!inbox_.compare_exchange_weak(raw->next_in_inbox, raw, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+  }
+}
+
+bool pool_impl::take_inbox_locked(outcome& out) {
+  job_state_base* newest = inbox_.exchange(nullptr, std::memory_order_acquire);
+  if (!newest) return false;
+  job_state_base* oldest = nullptr;  // a stack: turn it around
+  while (newest) {
+    job_state_base* next = std::exchange(newest->next_in_inbox, oldest);
+    oldest = std::exchange(newest, next);
+  }
+  while (oldest) {
+    job_state_base* next = std::exchange(oldest->next_in_inbox, nullptr);
+    accept_locked(std::move(oldest->inbox_ref), out);
+    oldest = next;
+  }
+  return true;
+}
+
+void pool_impl::close_inbox_locked() {
+  inbox_gate_.fetch_and(~std::uint32_t{1}, std::memory_order_seq_cst);
+  // Those inside push a job and ring the doorbell: a few instructions, no lock.
+  while (inbox_gate_.load(std::memory_order_acquire) > 1) std::this_thread::yield();
 }
 
 bool pool_impl::kill(pid_t pid) {
@@ -249,10 +307,13 @@ void pool_impl::free() {
                             "parallelcode: free() from a callback on the pool's thread would wait for itself");
   phase_ = phase::stopping;
   stop_ = true;
+  close_inbox_locked();
   ::eventfd_write(doorbell_.get(), 1);
   lock.unlock();
   if (thread_) thread_->join();
   lock.lock();
+  outcome out;
+  take_inbox_locked(out);  // left by submitters the pool's thread no longer saw: refused
   thread_.reset();
   slots_.clear();
   order_.clear();
@@ -262,6 +323,8 @@ void pool_impl::free() {
   doorbell_.reset();
   phase_ = phase::stopped;
   changed_.notify_all();
+  lock.unlock();
+  out.fire();
 }
 
 bool pool_impl::drain(clock::duration timeout) {
@@ -272,9 +335,17 @@ bool pool_impl::drain(clock::duration timeout) {
   if (thread_ && std::this_thread::get_id() == thread_->get_id())
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "parallelcode: drain() from a callback on the pool's thread would wait for itself");
+  outcome out;
+  take_inbox_locked(out);  // submitted before the drain: they run
   phase_ = phase::draining;
+  ::eventfd_write(doorbell_.get(), 1);
+  if (!out.jobs.empty()) {
+    lock.unlock();
+    out.fire();
+    lock.lock();
+  }
   auto idle = [&] {
-    bool busy = !queue_.empty();
+    bool busy = !queue_.empty() || !inbox_empty();
     for_each_process([&](const worker_slot&, const process& p) { busy |= !p.in_flight.empty() || !p.ahead.empty(); });
     return !busy;
   };
@@ -416,7 +487,7 @@ clock::time_point pool_impl::next_timer_locked() const {
 bool pool_impl::has_work_locked(clock::time_point now) const {
   for (const process* p : by_channel_)
     if (p && (has_outbox_room(*p) || (p->pid && !p->corrupt && !p->results.empty()))) return true;
-  return claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
+  return !inbox_empty() || claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
 }
 
 clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {

@@ -161,6 +161,14 @@ class pool_impl {
   bool claims_pending() const;  // a worker took an ahead job the pool has not yet seen
   bool has_outbox_room(const process& p) const;
 
+  // Submissions that found the pool's lock taken wait in the inbox, a lock-free
+  // stack that the lock's holder or the pool's thread moves into the queue.
+  void push_inbox(job_ptr job) noexcept;
+  bool inbox_empty() const noexcept { return inbox_.load(std::memory_order_seq_cst) == nullptr; }
+  bool take_inbox_locked(outcome& out);  // oldest first; false if it was empty
+  void accept_locked(job_ptr job, outcome& out);  // queues it, or fails it if the pool takes none
+  void close_inbox_locked();  // and waits for submitters inside to leave
+
   // What the pool's thread waits for, and helpers (pool.cpp).
   bool results_pending() const noexcept;  // reads watched_: runs without the lock
   bool has_work_locked(clock::time_point now) const;
@@ -212,6 +220,11 @@ class pool_impl {
   std::vector<process*> watched_;        // the pool's thread's copy of by_channel_, to spin on without the lock
   std::vector<int> order_;               // slot ids, front first
   std::deque<job_ptr> queue_;
+  std::atomic<job_state_base*> inbox_{nullptr};
+  // Bit 0: the pool takes jobs through the inbox (it is starting or running). The
+  // rest counts submitters inside push_inbox's path now: the memory they touch
+  // (the doorbell, the shared sleeping flag) must outlive them.
+  std::atomic<std::uint32_t> inbox_gate_{0};
   std::uint64_t cancellations_seen_ = 0;
   std::deque<int> to_replace_;           // slots a replace_workers() pass has yet to do
   int replacing_ = -1;                   // the slot it is doing now

@@ -121,7 +121,7 @@ void pool_impl::serve() {
       watched_ = by_channel_;
     }
     out.fire();
-    if (busy || spin_until([&] { return results_pending(); }, spin_budget)) continue;
+    if (busy || spin_until([&] { return results_pending() || !inbox_empty(); }, spin_budget)) continue;
 
     clock::duration timeout;
     {
@@ -193,6 +193,7 @@ bool pool_impl::step(outcome& out) {
     stats_.failed += static_cast<std::uint64_t>(std::erase_if(
         queue_, [](const job_ptr& j) { return j->claim.load() == job_state_base::cancelled; }));
   }
+  busy |= take_inbox_locked(out);
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
     busy |= dispatch(out);
   if (phase_ == phase::draining && busy) changed_.notify_all();

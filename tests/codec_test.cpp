@@ -143,7 +143,29 @@ TEST_CASE("a freed big payload buffer is reused by the next one of about its siz
   CHECK(small.data() != first);
   pd::byte_buffer moved = std::move(b);
   CHECK(moved.data() == first);
-  CHECK(b.data() == nullptr);
+  CHECK(b.data() != first);
+  CHECK(b.size() == 0);
+}
+
+TEST_CASE("a tiny value is encoded inside the buffer itself, and moves with it") {
+  auto inside = [](const pd::byte_buffer& b) {
+    const auto* self = reinterpret_cast<const std::byte*>(&b);
+    return b.data() >= self && b.data() < self + sizeof b;
+  };
+  pd::byte_buffer b;
+  pd::encode(b, std::string("world"));
+  CHECK(inside(b));
+  pd::byte_buffer moved = std::move(b);
+  CHECK(inside(moved));
+  CHECK(pd::decode<std::string>(moved.data(), moved.size()) == "world");
+  CHECK(b.size() == 0);
+  pd::encode(moved, std::string(100, 'x'));  // outgrows it: a heap block, the bytes kept
+  CHECK(!inside(moved));
+  pd::input_archive ar(moved.data(), moved.size());
+  std::string first, second;
+  ar(first, second);
+  CHECK(first == "world");
+  CHECK(second == std::string(100, 'x'));
 }
 
 TEST_CASE("a bool byte other than 0 or 1 is refused, not read as a bool") {

@@ -266,6 +266,56 @@ TEST_CASE("jobs submitted from 8 threads at once all complete") {
   CHECK(sum == expect);
 }
 
+TEST_CASE("jobs one thread submits while the pool is busy are queued in the order it submitted them") {
+  pc::pool pool;
+  pool.start({.workers = 2});
+  std::atomic<int> out_of_order{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      std::vector<pc::job_handle<int>> jobs;
+      for (int i = 0; i < 20'000; ++i) jobs.push_back(pool.job(&twice, i));
+      for (std::size_t i = 1; i < jobs.size(); ++i) out_of_order += jobs[i].id() <= jobs[i - 1].id();
+      for (auto& j : jobs) j.wait_for(30s);
+    });
+  for (auto& t : threads) t.join();
+  CHECK(out_of_order == 0);
+  CHECK(pool.stats().completed == 80'000);
+}
+
+TEST_CASE("free() while threads submit: every job ends, with its result or job_cancelled, and none is left hanging") {
+  for (int round = 0; round < 5; ++round) {
+    pc::pool pool;
+    pool.start({.workers = 2});
+    std::atomic<bool> go{true};
+    std::atomic<int> hung{0}, wrong{0}, ended{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t)
+      threads.emplace_back([&] {
+        std::vector<pc::job_handle<int>> jobs;
+        for (int i = 0; go || i < 1000; ++i) jobs.push_back(pool.job(&twice, i));
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+          if (!jobs[i].wait_for(30s)) {
+            ++hung;
+            continue;
+          }
+          try {
+            wrong += jobs[i].result() != 2 * static_cast<int>(i);
+          } catch (const pc::job_cancelled&) {
+          }
+          ++ended;
+        }
+      });
+    while (pool.stats().submitted < 5000) std::this_thread::yield();
+    pool.free();
+    go = false;
+    for (auto& t : threads) t.join();
+    CHECK(hung == 0);
+    CHECK(wrong == 0);
+    CHECK(ended >= 3000);
+  }
+}
+
 TEST_CASE("payloads much larger than the ring stream through both ways") {
   pc::pool pool;
   pool.start({.workers = 1, .ring_bytes = 4096});

@@ -27,8 +27,11 @@ void destroy(block* b) noexcept { ::operator delete(b, std::align_val_t{header})
 
 }  // namespace
 
+// Blocks under cached_smallest are plain heap blocks: an aligned one with a header
+// costs glibc a slow memalign path, and nothing here needs to find them again.
 std::byte* allocate_bytes(std::size_t& capacity) {
-  if (capacity >= cached_smallest && capacity <= cached_largest) {
+  if (capacity < cached_smallest) return static_cast<std::byte*>(::operator new(capacity));
+  if (capacity <= cached_largest) {
     for (auto& slot : cache) {
       block* b = slot.exchange(nullptr, std::memory_order_acquire);
       if (!b) continue;
@@ -46,8 +49,12 @@ std::byte* allocate_bytes(std::size_t& capacity) {
 }
 
 void free_bytes(std::byte* data, std::size_t capacity) noexcept {
+  if (capacity < cached_smallest) {
+    ::operator delete(data);
+    return;
+  }
   block* b = block_of(data);
-  if (capacity >= cached_smallest && capacity <= cached_largest) {
+  if (capacity <= cached_largest) {
     for (auto& slot : cache) {
       block* none = nullptr;
       if (slot.compare_exchange_strong(none, b, std::memory_order_release)) return;

@@ -14,17 +14,18 @@ std::byte* allocate_bytes(std::size_t& capacity);  // at least capacity bytes; s
 void free_bytes(std::byte* data, std::size_t capacity) noexcept;
 
 // A growable byte buffer that never zero-fills: encoding overwrites every byte anyway.
+// The first bytes live in the buffer itself: a tiny job's data or result costs no
+// allocation (a malloc here, a free on another thread there, on every job).
 class byte_buffer {
  public:
+  static constexpr std::size_t inline_capacity = 48;
+
   byte_buffer() = default;
-  byte_buffer(byte_buffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), capacity_(std::exchange(o.capacity_, 0)) {}
+  byte_buffer(byte_buffer&& o) noexcept { take(o); }
   byte_buffer& operator=(byte_buffer&& o) noexcept {
     if (this != &o) {
       release();
-      data_ = std::exchange(o.data_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-      capacity_ = std::exchange(o.capacity_, 0);
+      take(o);
     }
     return *this;
   }
@@ -38,10 +39,12 @@ class byte_buffer {
   std::size_t capacity() const noexcept { return capacity_; }
 
   void clear() noexcept { size_ = 0; }
+  // Empties it and gives back any memory it allocated.
   void release() noexcept {
-    if (data_) free_bytes(data_, capacity_);
-    data_ = nullptr;
-    size_ = capacity_ = 0;
+    if (data_ != inline_) free_bytes(data_, capacity_);
+    data_ = inline_;
+    size_ = 0;
+    capacity_ = inline_capacity;
   }
 
   void reserve(std::size_t n) {
@@ -74,9 +77,24 @@ class byte_buffer {
   }
 
  private:
-  std::byte* data_ = nullptr;
+  // Leaves o empty, inline.
+  void take(byte_buffer& o) noexcept {
+    if (o.data_ == o.inline_) {
+      std::memcpy(inline_, o.inline_, o.size_);
+    } else {
+      data_ = o.data_;
+      capacity_ = o.capacity_;
+    }
+    size_ = o.size_;
+    o.data_ = o.inline_;
+    o.size_ = 0;
+    o.capacity_ = inline_capacity;
+  }
+
+  std::byte* data_ = inline_;
   std::size_t size_ = 0;
-  std::size_t capacity_ = 0;
+  std::size_t capacity_ = inline_capacity;
+  alignas(16) std::byte inline_[inline_capacity];
 };
 
 }  // namespace parallelcode::detail

@@ -55,6 +55,11 @@ class job_state_base {
   bool ahead = false;                    // handed to a busy worker, to run when it frees up
   bool in_ring = false;                  // ahead: its frame is wholly in the ring, at frame_at
   std::uint64_t frame_at = 0;
+  std::optional<std::chrono::milliseconds> requested_timeout;  // job_options::timeout, until the pool takes it
+  // While it waits in the pool's inbox (submitted while the pool was busy): the
+  // next one in, and the reference that keeps it alive there.
+  job_state_base* next_in_inbox = nullptr;
+  std::shared_ptr<job_state_base> inbox_ref;
 
   // Who has the job while it waits in the queue: the pool taking it for a worker,
   // or cancel() taking it back. Whoever moves it from `queued` first wins.
