@@ -64,20 +64,21 @@ worker_slot* pool_impl::pick_ahead(const job_state_base& job) {
   });
 }
 
-void pool_impl::begin_run(worker_slot& slot, process& p, job_ptr job, outcome& out) {
-  job->began = clock::now();
+void pool_impl::begin_run(worker_slot& slot, process& p, job_ptr job, clock::time_point now, outcome& out) {
+  job->began = now;
   p.in_flight.push_back(job);
-  job->assign(&p == slot.current.get() ? info(slot) : info(slot, p));
+  job->assign(&p == slot.current.get() ? info(slot, now) : info(slot, p, now), now);
   out.jobs.push_back(std::move(job));
 }
 
 void pool_impl::notice_claimed(worker_slot& slot, process& p, outcome& out) {
+  const auto now = clock::now();  // one look for the batch: each claim was at most this late
   while (!p.ahead.empty() && taken(p, *p.ahead.front())) {
     job_ptr job = std::move(p.ahead.front());
     p.ahead.pop_front();
-    if (job->timeout > 0ms) job->deadline = clock::now() + job->timeout;
+    if (job->timeout > 0ms) job->deadline = now + job->timeout;
     if (job->retries == 0) job->payload.release();
-    begin_run(slot, p, std::move(job), out);
+    begin_run(slot, p, std::move(job), now, out);
   }
 }
 
@@ -133,6 +134,7 @@ bool pool_impl::claims_pending() const {
 
 bool pool_impl::dispatch(outcome& out) {
   bool any = false;
+  const auto now = clock::now();
   while (!queue_.empty()) {
     if (queue_.front()->claim.load() == job_state_base::cancelled) {
       queue_.pop_front();  // cancel() ended it already
@@ -161,7 +163,7 @@ bool pool_impl::dispatch(outcome& out) {
       p.ahead.push_back(std::move(job));
     }
     else
-      begin_run(*slot, p, std::move(job), out);
+      begin_run(*slot, p, std::move(job), now, out);
     move_to_back(slot->id);
     any = true;
   }
@@ -169,7 +171,7 @@ bool pool_impl::dispatch(outcome& out) {
   for (process* p : by_channel_)
     if (p && !p->outbox.empty()) flush(*p);
   ++stats_.dispatch_batches;
-  last_batch_ = clock::now();
+  last_batch_ = now;
   return true;
 }
 

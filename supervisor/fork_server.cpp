@@ -31,7 +31,7 @@ struct child {
   std::uint32_t channel;
 };
 
-void send_report(int sock, const fs_report& r, int fd_to_pass) {
+void send_report(const region& shm, int sock, const fs_report& r, int fd_to_pass) {
   iovec iov{const_cast<fs_report*>(&r), sizeof r};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -48,6 +48,7 @@ void send_report(int sock, const fs_report& r, int fd_to_pass) {
   }
   while (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
+  shm.fork_server_reports().fetch_add(1, std::memory_order_release);
 }
 
 // The host's handlers are host code: they have no business in our processes.
@@ -121,7 +122,7 @@ void reset_signals() {
                       config.worker_init, config.max_worker_rss});
         }
         if (pid < 0) {
-          send_report(sock, {fs_event::spawn_failed, req.id, req.channel, 0, 0, errno}, -1);
+          send_report(*config.shm, sock, {fs_event::spawn_failed, req.id, req.channel, 0, 0, errno}, -1);
           continue;
         }
         // Our child, not reaped yet: its pid cannot have been reused.
@@ -130,13 +131,13 @@ void reset_signals() {
         ev.data.fd = pidfd;
         ::epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev);
         children.push_back({pid, pidfd, req.id, req.channel});
-        send_report(sock, {fs_event::spawned, req.id, req.channel, pid, 0, 0}, pidfd);
+        send_report(*config.shm, sock, {fs_event::spawned, req.id, req.channel, pid, 0, 0}, pidfd);
       } else {
         auto it = std::find_if(children.begin(), children.end(), [&](const child& c) { return c.pidfd == fd; });
         if (it == children.end()) continue;
         siginfo_t info{};
         if (::waitid(P_PIDFD, static_cast<id_t>(fd), &info, WEXITED | WNOHANG) != 0 || info.si_pid == 0) continue;
-        send_report(sock, {fs_event::exited, it->id, it->channel, it->pid, info.si_code, info.si_status}, -1);
+        send_report(*config.shm, sock, {fs_event::exited, it->id, it->channel, it->pid, info.si_code, info.si_status}, -1);
         ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
         ::close(fd);
         children.erase(it);

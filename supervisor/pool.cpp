@@ -174,6 +174,7 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
     out.fire();
     return;
   }
+  job->id = next_id_.fetch_add(1, std::memory_order_relaxed) + 1;
   job->requested_timeout = o.timeout;
   job->retries = o.retries;
   job->queued_at = clock::now();
@@ -220,7 +221,6 @@ void pool_impl::accept_locked(job_ptr job, outcome& out) {
     ++stats_.failed;
     return;
   }
-  job->id = ++next_id_;
   // A year is as good as none, and keeps now() + timeout far from overflowing.
   job->timeout = std::clamp(job->requested_timeout.value_or(opts_.job_timeout), std::chrono::milliseconds::zero(),
                             std::chrono::milliseconds(longest_timeout));
@@ -420,10 +420,10 @@ void pool_impl::on_fork_server_lost(std::function<void(pid_t)> f) {
   on_fork_server_lost_ = std::move(f);
 }
 
-worker_info pool_impl::info(const worker_slot& slot) const {
+worker_info pool_impl::info(const worker_slot& slot, clock::time_point now) const {
   worker_info w;
   if (slot.current) {
-    w = info(slot, *slot.current);
+    w = info(slot, *slot.current, now);
   } else {
     w.id = slot.id;
     w.done = slot.done;
@@ -438,7 +438,7 @@ worker_info pool_impl::info(const worker_slot& slot) const {
   return w;
 }
 
-worker_info pool_impl::info(const worker_slot& slot, const process& p) const {
+worker_info pool_impl::info(const worker_slot& slot, const process& p, clock::time_point now) const {
   worker_info w;
   w.id = slot.id;
   w.pid = p.pid;
@@ -448,7 +448,7 @@ worker_info pool_impl::info(const worker_slot& slot, const process& p) const {
   w.respawns = slot.respawns;
   w.recycled = slot.recycled;
   w.rss = p.rss;
-  w.uptime = clock::now() - p.spawned_at;
+  w.uptime = now - p.spawned_at;
   return w;
 }
 

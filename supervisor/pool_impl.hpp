@@ -149,7 +149,7 @@ class pool_impl {
   bool dispatch(outcome& out);
   worker_slot* pick(const job_state_base& job);  // where the job goes now, if anywhere
   worker_slot* pick_ahead(const job_state_base& job);  // a busy worker to hand it to ahead, if any
-  void begin_run(worker_slot& slot, process& p, job_ptr job, outcome& out);
+  void begin_run(worker_slot& slot, process& p, job_ptr job, clock::time_point now, outcome& out);
   void notice_claimed(worker_slot& slot, process& p, outcome& out);  // ahead jobs its worker took
   void steal_back(process& p);  // its unclaimed ahead jobs, to the front of the queue
   bool steal_from_stuck(clock::time_point now);
@@ -176,8 +176,8 @@ class pool_impl {
   clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
   clock::duration sleep_budget_locked(clock::time_point now) const;
   std::string refusal_locked() const;
-  worker_info info(const worker_slot& slot) const;
-  worker_info info(const worker_slot& slot, const process& p) const;  // as if p served it
+  worker_info info(const worker_slot& slot, clock::time_point now = clock::now()) const;
+  worker_info info(const worker_slot& slot, const process& p, clock::time_point now = clock::now()) const;  // as if p served it
   void move_to_back(int id);
   // Every process of every slot: current, next and leaving.
   template <class F>
@@ -213,6 +213,9 @@ class pool_impl {
   std::optional<fork_server> server_;
   std::deque<fs_request> requests_;      // spawns the fork server's socket had no room for yet
   std::optional<clock::time_point> server_restart_at_;
+  std::uint32_t reports_seen_ = 0;  // of shm_.fork_server_reports(): step() reads the socket when it moves
+  bool check_server_ = true;
+  clock::time_point next_server_check_{};
   unsigned server_young_deaths_ = 0;
   std::unique_ptr<std::thread> thread_;
   std::deque<worker_slot> slots_;        // by id; a deque keeps them in place as it grows
@@ -230,7 +233,7 @@ class pool_impl {
   int replacing_ = -1;                   // the slot it is doing now
   std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
   pool_stats stats_;
-  std::uint64_t next_id_ = 0;
+  std::atomic<std::uint64_t> next_id_{0};  // submit() numbers jobs before any lock
   clock::time_point last_batch_{};
   std::minstd_rand jitter_{std::random_device{}()};
 

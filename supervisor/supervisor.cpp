@@ -37,6 +37,7 @@ constexpr auto backoff_cap = 1s;
 constexpr auto fork_server_grace = 5s;
 constexpr auto orphan_wait = 1s;           // for workers of a dead fork server to be gone
 constexpr auto no_channel_retry = 1ms;
+constexpr auto server_check_every = 1ms;  // a busy pool reads the fork server's socket at least this often
 constexpr unsigned fork_server_attempts = 5;
 
 // The first death at start-up is respawned at once; each one in a row after it
@@ -142,6 +143,7 @@ void pool_impl::serve() {
       ::epoll_wait(epoll_.get(), got, 4,
                    static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(timeout).count()));
     shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
+    check_server_ = true;
     eventfd_t count;
     ::eventfd_read(doorbell_.get(), &count);
   }
@@ -150,7 +152,13 @@ void pool_impl::serve() {
 bool pool_impl::step(outcome& out) {
   bool busy = false;
   auto now = clock::now();
-  if (server_) {
+  // A socket read is a system call: a busy pool makes it only when the fork
+  // server says it sent something, after a sleep (its end shows there) or now and then.
+  const auto reports = shm_.fork_server_reports().load(std::memory_order_acquire);
+  if (server_ && (reports != reports_seen_ || check_server_ || now >= next_server_check_)) {
+    reports_seen_ = reports;
+    check_server_ = false;
+    next_server_check_ = now + server_check_every;
     while (server_ && server_->running()) {
       fs_report r{};
       unique_fd pidfd;
@@ -221,6 +229,7 @@ bool pool_impl::start_fork_server(outcome& out) {
     return false;
   }
   add_to_epoll(epoll_.get(), server_->socket());
+  check_server_ = true;
   stats_.fork_server = server_->pid();
   requests_.clear();
   for (auto& slot : slots_)
@@ -350,7 +359,8 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
   if (it == p.in_flight.end()) return;  // it timed out meanwhile
   job_ptr job = std::move(*it);
   p.in_flight.erase(it);
-  p.quick = clock::now() - job->began < quick_run;
+  const auto now = clock::now();
+  p.quick = now - job->began < quick_run;
   if (job->timeout > 0ms) --timed_jobs_;
   ++p.done;
   ++slot.done;
@@ -358,7 +368,7 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
 
   bool ok = false;
   if (h.type == frame_type::result) {
-    ok = job->finish(frame.payload(), frame.payload_size());
+    ok = job->finish(frame.payload(), frame.payload_size(), now);
   } else if (h.type == frame_type::failed) {
     std::pair<std::string, std::string> what{"an exception", ""};
     try {
@@ -555,7 +565,7 @@ void pool_impl::lose_jobs(worker_slot& slot, process& p, int signal, int exit_st
   notice_claimed(slot, p, out);
   steal_back(p);
   while (!p.ahead.empty()) {
-    begin_run(slot, p, std::move(p.ahead.front()), out);
+    begin_run(slot, p, std::move(p.ahead.front()), clock::now(), out);
     p.ahead.pop_front();
   }
   // A retry is queued again at the back: run at once it would land in the turmoil

@@ -10,17 +10,17 @@ namespace {
 constexpr std::chrono::microseconds wait_spin{50};
 }  // namespace
 
-void job_state_base::assign(const worker_info& w) {
+void job_state_base::assign(const worker_info& w, clock::time_point at) {
   std::lock_guard lock(mutex_);
   if (ended_) return;
   assigned_ = true;
   worker_ = w;
-  started_at_ = clock::now();
+  started_at_ = at;
   attempt_ = attempt;
   changed_.notify_all();
 }
 
-bool job_state_base::finish(const std::byte* result, std::size_t size) {
+bool job_state_base::finish(const std::byte* result, std::size_t size, clock::time_point at) {
   std::lock_guard lock(mutex_);
   if (ended_) return false;
   try {
@@ -30,7 +30,7 @@ bool job_state_base::finish(const std::byte* result, std::size_t size) {
     error_ref_ = std::make_shared<const payload_error>(error);
     error_ = std::make_exception_ptr(std::move(error));
   }
-  end_locked();
+  end_locked(at);
   return !error_;
 }
 
@@ -39,12 +39,12 @@ void job_state_base::fail(std::shared_ptr<const job_error> ref, std::exception_p
   if (ended_) return;
   error_ref_ = std::move(ref);
   error_ = std::move(error);
-  end_locked();
+  end_locked(clock::now());
 }
 
-void job_state_base::end_locked() {
+void job_state_base::end_locked(clock::time_point at) {
   ended_ = true;
-  ended_at_ = clock::now();
+  ended_at_ = at;
   progress_.store(ended, std::memory_order_release);
   changed_.notify_all();
 }

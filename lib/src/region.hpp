@@ -20,6 +20,8 @@ struct region_control {
   std::uint32_t channels;
   std::uint64_t ring_bytes;
   alignas(64) std::atomic<std::uint32_t> supervisor_sleeping{0};  // the supervisor sleeps in epoll
+  // Reports the fork server sent: the busy supervisor reads its socket only when this moves.
+  alignas(64) std::atomic<std::uint32_t> fork_server_reports{0};
 };
 
 struct channel_control {
@@ -42,6 +44,7 @@ class region {
   const void* address() const noexcept { return control_; }
   unsigned channels() const noexcept { return control_->channels; }
   std::atomic<std::uint32_t>& supervisor_sleeping() const noexcept { return control_->supervisor_sleeping; }
+  std::atomic<std::uint32_t>& fork_server_reports() const noexcept { return control_->fork_server_reports; }
   ring_view in(unsigned channel) const noexcept;
   ring_view out(unsigned channel) const noexcept;
 

@@ -66,9 +66,10 @@ class job_state_base {
   enum : int { queued, taken, cancelled };
   std::atomic<int> claim{queued};
 
-  // Pool side: record an event; runs no user code. A retried job is assigned again.
-  void assign(const worker_info& w);
-  bool finish(const std::byte* result, std::size_t size);  // false: the result did not decode, the job failed
+  // Pool side: record an event that happened at `at`; runs no user code. A retried
+  // job is assigned again.
+  void assign(const worker_info& w, clock::time_point at);
+  bool finish(const std::byte* result, std::size_t size, clock::time_point at);  // false: the result did not decode
   template <class E>
   void fail(E error) {
     auto ref = std::make_shared<const E>(error);
@@ -105,7 +106,7 @@ class job_state_base {
   mutable std::mutex mutex_;
 
  private:
-  void end_locked();
+  void end_locked(clock::time_point at);
 
   std::condition_variable changed_;
   enum : int { running = 0, ended = 1, settled = 2 };  // settled: ended and its callbacks have run
