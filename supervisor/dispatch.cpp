@@ -137,7 +137,7 @@ bool pool_impl::dispatch(outcome& out) {
   const auto now = clock::now();
   while (!queue_.empty()) {
     if (queue_.front()->claim.load() == job_state_base::cancelled) {
-      queue_.pop_front();  // cancel() ended it already
+      (void)queue_.pop_front();  // cancel() ended it already
       continue;
     }
     worker_slot* slot = pick(*queue_.front());
@@ -146,8 +146,7 @@ bool pool_impl::dispatch(outcome& out) {
     if (!slot) break;
     int expected = job_state_base::queued;
     if (!queue_.front()->claim.compare_exchange_strong(expected, job_state_base::taken)) continue;  // just cancelled
-    job_ptr job = std::move(queue_.front());
-    queue_.pop_front();
+    job_ptr job = queue_.pop_front();
     process& p = *slot->current;
     ++job->attempt;
     p.handed_job = true;

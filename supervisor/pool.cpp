@@ -31,7 +31,9 @@ using namespace std::chrono_literals;
 
 constexpr auto start_deadline = 30s;
 constexpr auto longest_timeout = std::chrono::hours(24 * 365);
-constexpr auto idle_sleep = 1s;  // the pool's thread wakes at least this often
+constexpr auto idle_wake = 1s;  // the pool's thread wakes at least this often
+constexpr std::size_t big_payload = std::size_t{256} << 10;
+constexpr std::size_t queued_bytes_ease = std::size_t{64} << 20;
 
 std::size_t read_rss(pid_t pid) {
   char path[64];
@@ -178,6 +180,12 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
   job->requested_timeout = o.timeout;
   job->retries = o.retries;
   job->queued_at = clock::now();
+  // On a machine with fewer cores than busy threads, a host that copies big
+  // payloads into the queue faster than they go out takes the CPU from the
+  // threads that send and run them, and copies into ever fresh memory: with
+  // 64 MiB already waiting it lets them run a little first. It never blocks.
+  for (int i = 0; i < 8 && job->payload.size() >= big_payload && queue_.bytes() > queued_bytes_ease; ++i)
+    std::this_thread::yield();
   // The lock's holder (the pool's thread, reading a batch of results) may keep it
   // a while: a submitter that finds it taken leaves the job in the inbox instead
   // of waiting, and wakes the pool's thread in case it sleeps.
@@ -315,6 +323,7 @@ void pool_impl::free() {
   outcome out;
   take_inbox_locked(out);  // left by submitters the pool's thread no longer saw: refused
   thread_.reset();
+  trim_buffer_cache();
   slots_.clear();
   order_.clear();
   by_channel_.clear();
@@ -491,7 +500,7 @@ bool pool_impl::has_work_locked(clock::time_point now) const {
 }
 
 clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {
-  auto until = std::min(now + idle_sleep, next_timer_locked());
+  auto until = std::min(now + idle_wake, next_timer_locked());
   if (!queue_.empty() && opts_.tick > std::chrono::microseconds::zero() &&
       std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }))
     until = std::min(until, last_batch_ + opts_.tick);

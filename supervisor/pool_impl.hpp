@@ -68,6 +68,51 @@ struct process {
   frame_reader reader;
 };
 
+// The jobs waiting for a worker, oldest first, and the payload bytes they hold:
+// submit() reads that without the lock.
+class job_queue {
+ public:
+  bool empty() const noexcept { return jobs_.empty(); }
+  std::size_t size() const noexcept { return jobs_.size(); }
+  std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
+  const job_ptr& front() const noexcept { return jobs_.front(); }
+  auto begin() noexcept { return jobs_.begin(); }
+  auto end() noexcept { return jobs_.end(); }
+
+  void push_back(job_ptr job) {
+    add(*job);
+    jobs_.push_back(std::move(job));
+  }
+  void push_front(job_ptr job) {
+    add(*job);
+    jobs_.push_front(std::move(job));
+  }
+  job_ptr pop_front() {
+    job_ptr job = std::move(jobs_.front());
+    jobs_.pop_front();
+    bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
+    return job;
+  }
+  template <class Pred>
+  std::size_t erase_if(Pred pred) {
+    return std::erase_if(jobs_, [&](const job_ptr& job) {
+      if (!pred(job)) return false;
+      bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
+      return true;
+    });
+  }
+  void clear() {
+    jobs_.clear();
+    bytes_.store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  void add(const job_state_base& job) { bytes_.fetch_add(job.payload.size(), std::memory_order_relaxed); }
+
+  std::deque<job_ptr> jobs_;
+  std::atomic<std::size_t> bytes_{0};
+};
+
 // One worker slot of the pool: a stable id and place in pool order, served by
 // one process at a time, which the slot outlives.
 struct worker_slot {
@@ -222,7 +267,7 @@ class pool_impl {
   std::vector<process*> by_channel_;     // the process on each channel, or none
   std::vector<process*> watched_;        // the pool's thread's copy of by_channel_, to spin on without the lock
   std::vector<int> order_;               // slot ids, front first
-  std::deque<job_ptr> queue_;
+  job_queue queue_;
   std::atomic<job_state_base*> inbox_{nullptr};
   // Bit 0: the pool takes jobs through the inbox (it is starting or running). The
   // rest counts submitters inside push_inbox's path now: the memory they touch

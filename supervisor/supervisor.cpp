@@ -38,6 +38,7 @@ constexpr auto fork_server_grace = 5s;
 constexpr auto orphan_wait = 1s;           // for workers of a dead fork server to be gone
 constexpr auto no_channel_retry = 1ms;
 constexpr auto server_check_every = 1ms;  // a busy pool reads the fork server's socket at least this often
+constexpr auto idle_trim = 1s;             // idle this long, the pool gives back cached payload buffers
 constexpr unsigned fork_server_attempts = 5;
 
 // The first death at start-up is respawned at once; each one in a row after it
@@ -112,12 +113,14 @@ void pool_impl::run() {
 
 void pool_impl::serve() {
   outcome out;
+  auto last_busy = clock::now();
   for (;;) {
     bool busy;
     {
       std::lock_guard lock(mutex_);
       if (stop_) return;
       busy = step(out);
+      if (busy) last_busy = clock::now();
       // resize() and replace_workers() fill channels from other threads: spin on a copy.
       watched_ = by_channel_;
     }
@@ -135,6 +138,7 @@ void pool_impl::serve() {
         continue;
       }
       timeout = sleep_budget_locked(now);
+      if (now - last_busy >= idle_trim) trim_buffer_cache();
     }
     const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
     const timespec ts{static_cast<time_t>(s.count()), static_cast<long>((timeout - s).count())};
@@ -198,8 +202,8 @@ bool pool_impl::step(outcome& out) {
     if (p && !p->outbox.empty()) busy |= flush(*p);
   if (const auto seen = cancellations(); seen != cancellations_seen_) {
     cancellations_seen_ = seen;  // drop cancelled jobs now: they may hold big payloads
-    stats_.failed += static_cast<std::uint64_t>(std::erase_if(
-        queue_, [](const job_ptr& j) { return j->claim.load() == job_state_base::cancelled; }));
+    stats_.failed += static_cast<std::uint64_t>(
+        queue_.erase_if([](const job_ptr& j) { return j->claim.load() == job_state_base::cancelled; }));
   }
   busy |= take_inbox_locked(out);
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))

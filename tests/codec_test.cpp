@@ -128,6 +128,24 @@ TEST_CASE("sequences of every kind round-trip through the growing loaders") {
   CHECK(std::get<4>(back) == bits);
 }
 
+TEST_CASE("byte vectors, copied straight from the data, round-trip; a short one is refused") {
+  std::vector<std::uint8_t> u(1000);
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = static_cast<std::uint8_t>(i * 31 + 7);
+  const std::vector<char> c{'a', '\0', 'z'};
+  const std::vector<std::int8_t> s{-1, 0, 1};
+  pd::byte_buffer b;
+  pd::encode(b, std::make_tuple(u, c, s, std::vector<std::uint8_t>{}));
+  const auto back = pd::decode<std::tuple<std::vector<std::uint8_t>, std::vector<char>, std::vector<std::int8_t>,
+                                          std::vector<std::uint8_t>>>(b.data(), b.size());
+  CHECK(std::get<0>(back) == u);
+  CHECK(std::get<1>(back) == c);
+  CHECK(std::get<2>(back) == s);
+  CHECK(std::get<3>(back).empty());
+  pd::byte_buffer cut;
+  pd::encode(cut, u);
+  CHECK_THROWS_AS(pd::decode<std::vector<std::uint8_t>>(cut.data(), cut.size() - 1), pd::codec_error);
+}
+
 TEST_CASE("a freed big payload buffer is reused by the next one of about its size, not mapped afresh") {
   const std::byte* first;
   {

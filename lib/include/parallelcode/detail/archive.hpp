@@ -41,6 +41,12 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     at_ += n;
   }
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - at_); }
+  // The next n bytes in place (n <= remaining()), skipped over.
+  const std::byte* take(std::size_t n) noexcept {
+    const std::byte* at = at_;
+    at_ += n;
+    return at;
+  }
 
  private:
   const std::byte* at_;
@@ -116,7 +122,11 @@ void load_growing(input_archive& ar, Sequence& seq) {
   using T = typename Sequence::value_type;
   const std::size_t n = load_sequence_size<T>(ar);
   seq.clear();
-  if constexpr (std::is_arithmetic_v<T> && std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
+  if constexpr (std::is_arithmetic_v<T> && sizeof(T) == 1 && !std::is_same_v<T, bool> &&
+                std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
+    const auto* bytes = reinterpret_cast<const T*>(ar.take(n));  // bytes need no alignment; no zero fill first
+    seq.assign(bytes, bytes + n);
+  } else if constexpr (std::is_arithmetic_v<T> && std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
     seq.resize(n);
     ar.load_bytes(seq.data(), n * sizeof(T));
   } else {
