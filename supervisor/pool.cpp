@@ -403,6 +403,7 @@ void pool_impl::replace_workers() {
   if (phase_ != phase::running) throw std::invalid_argument("parallelcode: replace_workers() needs a running pool");
   to_replace_.assign(order_.begin(), order_.end());
   if (replacing_ < 0) replace_next();
+  ::eventfd_write(doorbell_.get(), 1);  // the pool's thread sends the spawn request
 }
 
 bool pool_impl::inherited() const noexcept {

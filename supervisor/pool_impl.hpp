@@ -256,7 +256,8 @@ class pool_impl {
   unique_fd doorbell_;  // eventfd: wakes the pool's thread from epoll
   unique_fd epoll_;
   std::optional<fork_server> server_;
-  std::deque<fs_request> requests_;      // spawns the fork server's socket had no room for yet
+  std::deque<fs_request> requests_;      // spawns not yet sent, or the fork server's socket had no room for
+  bool requests_added_ = false;          // since the last step: the next one sends them
   std::optional<clock::time_point> server_restart_at_;
   std::uint32_t reports_seen_ = 0;  // of shm_.fork_server_reports(): step() reads the socket when it moves
   bool check_server_ = true;

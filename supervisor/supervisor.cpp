@@ -208,6 +208,7 @@ bool pool_impl::step(outcome& out) {
   busy |= take_inbox_locked(out);
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
     busy |= dispatch(out);
+  busy |= std::exchange(requests_added_, false);
   if (phase_ == phase::draining && busy) changed_.notify_all();
   return busy;
 }
@@ -488,8 +489,11 @@ void pool_impl::spawn(worker_slot& slot) {
   }
   by_channel_[channel] = p.get();
   (slot.current ? slot.next : slot.current) = std::move(p);
+  // Sent at the start of the next step, once this one's events are published: a
+  // fork server woken now would take the CPU from the pool's thread before it
+  // tells the jobs of the worker that died.
   requests_.push_back({fs_command::spawn, slot.id, channel});
-  flush_requests();
+  requests_added_ = true;
 }
 
 void pool_impl::flush_requests() {
