@@ -1,6 +1,7 @@
 #include "fork_server.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include "pidfd.hpp"
@@ -87,6 +88,9 @@ void reset_signals() {
   ::setpgid(0, 0);
   reset_signals();
   drop_tracked({sock, config.doorbell}, config.shm->address());
+  // Let go of the host's free heap pages: shared with us, each one the host writes
+  // again (its next jobs' state) would be copied first. Ours, it just takes back.
+  ::malloc_trim(0);
 
   const pid_t self = ::getpid();
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);

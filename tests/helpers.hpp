@@ -24,6 +24,13 @@ namespace test {
 
 using namespace std::chrono_literals;
 
+// Under a sanitizer the heap is the sanitizer's, not glibc's.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool sanitized = true;
+#else
+inline constexpr bool sanitized = false;
+#endif
+
 // Polls pred until it holds or the deadline passes; true if it held.
 inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = 5000ms) {
   const auto until = std::chrono::steady_clock::now() + deadline;
