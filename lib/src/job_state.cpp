@@ -5,9 +5,12 @@
 namespace parallelcode::detail {
 
 namespace {
-// A job often ends within microseconds: a caller that spins this long first
-// is not put to sleep and woken again (tens of microseconds across cores).
+// A running job often ends within microseconds: a caller that spins this long
+// first is not put to sleep and woken again (tens of microseconds across cores).
 constexpr std::chrono::microseconds wait_spin{50};
+// One still waiting for a worker may wait long (behind thousands of others): the
+// caller looks only briefly, then sleeps, and leaves the CPU to the pool.
+constexpr std::chrono::microseconds wait_spin_queued{5};
 }  // namespace
 
 void job_state_base::assign(const worker_info& w, clock::time_point at) {
@@ -16,6 +19,7 @@ void job_state_base::assign(const worker_info& w, clock::time_point at) {
   assigned_ = true;
   worker_ = w;
   started_at_ = at;
+  if (progress_.load(std::memory_order_relaxed) == waiting) progress_.store(started, std::memory_order_release);
   attempt_ = attempt;
   changed_.notify_all();
 }
@@ -113,14 +117,19 @@ worker_info job_state_base::wait_assigned() {
   return worker_;
 }
 
+bool job_state_base::spin_for(int stage) const {
+  return spin_until([&] { return progress_.load(std::memory_order_acquire) >= started; }, wait_spin_queued) &&
+         spin_until([&] { return progress_.load(std::memory_order_acquire) >= stage; }, wait_spin);
+}
+
 void job_state_base::wait_ended() {
-  if (spin_until([&] { return progress_.load(std::memory_order_acquire) >= ended; }, wait_spin)) return;
+  if (spin_for(ended)) return;
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return ended_; });
 }
 
 void job_state_base::wait_published() {
-  if (spin_until([&] { return progress_.load(std::memory_order_acquire) == settled; }, wait_spin)) return;
+  if (spin_for(settled)) return;
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return end_published_ && !publishing_; });
 }

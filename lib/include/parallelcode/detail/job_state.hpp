@@ -107,10 +107,12 @@ class job_state_base {
 
  private:
   void end_locked(clock::time_point at);
+  bool spin_for(int stage) const;  // true once progress_ reached stage; spins only while that looks near
 
   std::condition_variable changed_;
-  enum : int { running = 0, ended = 1, settled = 2 };  // settled: ended and its callbacks have run
-  std::atomic<int> progress_{running};                  // what waiters may spin on without the lock
+  // What waiters may spin on without the lock. settled: ended, and its callbacks have run.
+  enum : int { waiting = 0, started = 1, ended = 2, settled = 3 };
+  std::atomic<int> progress_{waiting};
   bool assigned_ = false;
   bool ended_ = false;
   bool start_published_ = false;
