@@ -177,7 +177,7 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
     return;
   }
   job->id = next_id_.fetch_add(1, std::memory_order_relaxed) + 1;
-  job->requested_timeout = o.timeout;
+  job->timeout = o.timeout.value_or(job_state_base::pool_default_timeout);
   job->retries = o.retries;
   job->queued_at = clock::now();
   // On a machine with fewer cores than busy threads, a host that copies big
@@ -230,8 +230,8 @@ void pool_impl::accept_locked(job_ptr job, outcome& out) {
     return;
   }
   // A year is as good as none, and keeps now() + timeout far from overflowing.
-  job->timeout = std::clamp(job->requested_timeout.value_or(opts_.job_timeout), std::chrono::milliseconds::zero(),
-                            std::chrono::milliseconds(longest_timeout));
+  if (job->timeout == job_state_base::pool_default_timeout) job->timeout = opts_.job_timeout;
+  job->timeout = std::clamp(job->timeout, std::chrono::milliseconds::zero(), std::chrono::milliseconds(longest_timeout));
   const bool timed = job->timeout > std::chrono::milliseconds::zero();
   queue_.push_back(std::move(job));
   // The pool's thread may sleep past the new deadline, or past the next tick.

@@ -67,6 +67,13 @@ job_context job_state_base::context_locked() const {
   return ctx;
 }
 
+job_state_base::listeners& job_state_base::listeners_locked() {
+  if (!listeners_) listeners_ = std::make_unique<listeners>();
+  return *listeners_;
+}
+
+void job_state_base::add_done_locked(bound_done_fn f) { listeners_locked().on_done.push_back(std::move(f)); }
+
 void job_state_base::publish() noexcept {
   std::unique_lock lock(mutex_);
   if (publishing_) {
@@ -78,8 +85,8 @@ void job_state_base::publish() noexcept {
     publish_again_ = false;
     if (assigned_ && !start_published_) {
       start_published_ = true;
-      std::vector<start_fn> fire = std::move(on_start_);
-      on_start_.clear();
+      std::vector<start_fn> fire;
+      if (listeners_) fire = std::move(listeners_->on_start);
       const worker_info w = worker_;
       lock.unlock();
       for (auto& f : fire) f(w);
@@ -89,17 +96,20 @@ void job_state_base::publish() noexcept {
     if (ended_ && !end_published_) {
       end_published_ = true;
       start_published_ = true;  // a job that never started never fires start
-      on_start_.clear();
       const job_context ctx = context_locked();
-      std::vector<error_fn> fire;
-      if (error_) fire = std::move(on_error_);
-      on_error_.clear();
-      take_done_callbacks();
+      // Done callbacks for a success, error callbacks for a failure; the others are dropped.
+      std::vector<bound_done_fn> done;
+      std::vector<error_fn> failed;
+      if (listeners_) {
+        if (error_) failed = std::move(listeners_->on_error);
+        else done = std::move(listeners_->on_done);
+        listeners_.reset();
+      }
       const std::shared_ptr<const job_error> e = error_ref_;
       lock.unlock();
-      run_done_callbacks(ctx, !e);
+      for (auto& f : done) f(ctx);
       if (e)
-        for (auto& f : fire) f(*e, ctx);
+        for (auto& f : failed) f(*e, ctx);
       lock.lock();
       continue;
     }
@@ -162,7 +172,7 @@ void job_state_base::rethrow_error() {
 void job_state_base::add_on_start(start_fn f) {
   std::unique_lock lock(mutex_);
   if (!start_published_) {
-    on_start_.push_back(std::move(f));
+    listeners_locked().on_start.push_back(std::move(f));
     return;
   }
   if (!assigned_) return;
@@ -174,7 +184,7 @@ void job_state_base::add_on_start(start_fn f) {
 void job_state_base::add_on_error(error_fn f) {
   std::unique_lock lock(mutex_);
   if (!end_published_) {
-    on_error_.push_back(std::move(f));
+    listeners_locked().on_error.push_back(std::move(f));
     return;
   }
   if (!error_ref_) return;

@@ -46,7 +46,9 @@ class job_state_base {
   std::uintptr_t fn = 0;
   byte_buffer payload;
   clock::time_point queued_at;
-  std::chrono::milliseconds timeout{0};  // 0: none
+  // 0: none. From submit until the pool takes the job, job_options::timeout, or
+  // pool_default_timeout for the pool's.
+  std::chrono::milliseconds timeout{0};
   clock::time_point deadline;            // of the current run, when timeout > 0
   unsigned retries = 0;                  // runs left after a worker death
   unsigned attempt = 0;                  // runs so far
@@ -55,7 +57,6 @@ class job_state_base {
   bool ahead = false;                    // handed to a busy worker, to run when it frees up
   bool in_ring = false;                  // ahead: its frame is wholly in the ring, at frame_at
   std::uint64_t frame_at = 0;
-  std::optional<std::chrono::milliseconds> requested_timeout;  // job_options::timeout, until the pool takes it
   // While it waits in the pool's inbox (submitted while the pool was busy): the
   // next one in, and the reference that keeps it alive there.
   job_state_base* next_in_inbox = nullptr;
@@ -65,6 +66,7 @@ class job_state_base {
   // or cancel() taking it back. Whoever moves it from `queued` first wins.
   enum : int { queued, taken, cancelled };
   std::atomic<int> claim{queued};
+  static constexpr std::chrono::milliseconds pool_default_timeout = std::chrono::milliseconds::min();
 
   // Pool side: record an event that happened at `at`; runs no user code. A retried
   // job is assigned again.
@@ -92,10 +94,10 @@ class job_state_base {
  protected:
   // Under mutex_: decodes and keeps the result; throws codec_error.
   virtual void store_result(const std::byte* result, std::size_t size) = 0;
-  // Under mutex_: moves the done callbacks aside for run_done_callbacks.
-  virtual void take_done_callbacks() = 0;
-  // With no lock: runs (or, for a failed job, drops) what take_done_callbacks moved aside.
-  virtual void run_done_callbacks(const job_context& ctx, bool run) = 0;
+  // A done callback, bound by the typed side to the result it reads.
+  using bound_done_fn = std::function<void(const job_context&)>;
+  // Under mutex_, before the end is published: queues a done callback for publish().
+  void add_done_locked(bound_done_fn f);
 
   job_context context_locked() const;
   void fail(std::shared_ptr<const job_error> ref, std::exception_ptr error);
@@ -125,8 +127,14 @@ class job_state_base {
   clock::time_point ended_at_;
   std::exception_ptr error_;                // rethrown by result()
   std::shared_ptr<const job_error> error_ref_;  // the same error, for on_error
-  std::vector<start_fn> on_start_;
-  std::vector<error_fn> on_error_;
+  // Callbacks waiting for their event; most jobs have none, and no room for them.
+  struct listeners {
+    std::vector<start_fn> on_start;
+    std::vector<error_fn> on_error;
+    std::vector<bound_done_fn> on_done;
+  };
+  listeners& listeners_locked();
+  std::unique_ptr<listeners> listeners_;
 };
 
 template <class R>
@@ -149,7 +157,8 @@ class job_state final : public job_state_base {
   void add_on_done(done_fn f) {
     std::unique_lock lock(mutex_);
     if (!end_published_locked()) {
-      on_done_.push_back(std::move(f));
+      // Runs on the publishing thread, which holds a reference to the job.
+      add_done_locked([this, f = std::move(f)](const job_context& ctx) mutable { call(f, ctx); });
       return;
     }
     if (!succeeded_locked()) return;
@@ -169,17 +178,6 @@ class job_state final : public job_state_base {
     }
   }
 
-  void take_done_callbacks() override {
-    firing_ = std::move(on_done_);
-    on_done_.clear();
-  }
-
-  void run_done_callbacks(const job_context& ctx, bool run) override {
-    if (run)
-      for (auto& f : firing_) call(f, ctx);
-    firing_.clear();
-  }
-
   // A callback that throws ends the process, as a throwing std::thread would.
   void call(done_fn& f, const job_context& ctx) noexcept {
     if constexpr (std::is_void_v<R>)
@@ -187,9 +185,6 @@ class job_state final : public job_state_base {
     else
       f(*value, ctx);
   }
-
-  std::vector<done_fn> on_done_;
-  std::vector<done_fn> firing_;  // touched only by the one publishing thread
 };
 
 }  // namespace parallelcode::detail
