@@ -5,8 +5,9 @@
 namespace parallelcode::detail {
 
 namespace {
-// A running job often ends within microseconds: a caller that spins this long
-// first is not put to sleep and woken again (tens of microseconds across cores).
+// A job that has just started often ends within microseconds: a caller that spins
+// until it has run this long is not put to sleep and woken again (tens of
+// microseconds across cores).
 constexpr std::chrono::microseconds wait_spin{50};
 // One still waiting for a worker may wait long (behind thousands of others): the
 // caller looks only briefly, then sleeps, and leaves the CPU to the pool.
@@ -128,8 +129,17 @@ worker_info job_state_base::wait_assigned() {
 }
 
 bool job_state_base::spin_for(int stage) const {
-  return spin_until([&] { return progress_.load(std::memory_order_acquire) >= started; }, wait_spin_queued) &&
-         spin_until([&] { return progress_.load(std::memory_order_acquire) >= stage; }, wait_spin);
+  auto reached = [&](int s) { return progress_.load(std::memory_order_acquire) >= s; };
+  if (!spin_until([&] { return reached(started); }, wait_spin_queued)) return false;
+  if (reached(stage)) return true;
+  clock::time_point began;
+  {
+    std::lock_guard lock(mutex_);
+    began = started_at_;
+  }
+  // A job that has run longer than we would spin is a long one: sleep at once.
+  const auto left = wait_spin - (clock::now() - began);
+  return left > clock::duration::zero() && spin_until([&] { return reached(stage); }, left);
 }
 
 void job_state_base::wait_ended() {
