@@ -329,11 +329,12 @@ namespace {
 
 // The kill storm: jobs on 4 workers while another thread SIGKILLs a random worker
 // every 2 ms with ::kill, from outside the library. Returns {results, errors}.
+// A job lost before its last run (1 + retries) is a failure of the retries.
 std::pair<int, int> kill_storm(int jobs, unsigned retries) {
   pc::pool pool;
   pool.start({.workers = 4});
   std::vector<std::atomic<int>> ends(static_cast<std::size_t>(jobs));
-  std::atomic<int> results{0}, lost{0}, other{0}, wrong{0};
+  std::atomic<int> results{0}, lost{0}, other{0}, wrong{0}, lost_early{0};
   std::atomic<bool> stop{false};
   std::atomic<int> kills{0};
   std::thread killer([&] {
@@ -357,7 +358,8 @@ std::pair<int, int> kill_storm(int jobs, unsigned retries) {
     h.on_error([&, i](const pc::job_error& e, const pc::job_context& c) {
       ++ends[static_cast<std::size_t>(i)];
       if (dynamic_cast<const pc::worker_lost*>(&e)) {
-        if (++lost <= 3 && retries)  // only a failure prints this
+        lost_early += c.attempt != 1 + retries;
+        if (++lost <= 3 && retries)
           MESSAGE("lost: " << std::string(e.what()) << " on attempt " << c.attempt << ", running " << c.running.count() / 1000 << " us");
       } else if (++other == 1) {
         MESSAGE("unexpected error: " << std::string(e.what()));
@@ -377,6 +379,7 @@ std::pair<int, int> kill_storm(int jobs, unsigned retries) {
   CHECK(not_once == 0);
   CHECK(wrong == 0);
   CHECK(other == 0);
+  CHECK(lost_early == 0);
   MESSAGE(jobs << " jobs, " << kills.load() << " kills: " << results.load() << " results, " << lost.load()
                << " worker_lost, " << pool.stats().respawns << " respawns");
   CHECK(kills.load() > 20);
@@ -396,10 +399,12 @@ TEST_CASE("the kill storm: 100,000 jobs while workers are SIGKILLed every 2 ms; 
   CHECK(results + errors == 100'000);
 }
 
-TEST_CASE("the kill storm with retries = 3: every job succeeds") {
+// Under a sanitizer every job stays longer on its worker, in the storm's way: a job
+// may, rarely, be killed on all four of its runs (one in 100,000 seen in CI).
+TEST_CASE("the kill storm with retries = 3: a job is lost only if it was killed on all four runs, and that is rare") {
   const auto [results, errors] = kill_storm(100'000, 3);
-  CHECK(results == 100'000);
-  CHECK(errors == 0);
+  CHECK(results + errors == 100'000);
+  CHECK(errors <= (test::sanitized ? 10 : 0));
 }
 
 TEST_CASE("killing the fork server: the pool starts a new one and respawns its workers; queued jobs run") {
