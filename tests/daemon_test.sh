@@ -39,6 +39,9 @@ eventually() {
 
 pc() { "$C" --socket "$tmp/sock" "$@"; }
 
+# The Python clients below speak the wire format through control_client.py.
+export PYTHONPATH="$(cd "$(dirname "$0")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # The pids of the daemon's fork server and workers, as status shows them.
@@ -148,26 +151,10 @@ case_kill_refuses_a_pid_that_is_no_worker() {
 case_garbage_on_the_socket_harms_nothing() {
   start_daemon --workers 2 --max-frame 1M || return 1
   python3 - "$tmp/sock" <<'PY' || { fail "the garbage client saw something wrong"; return 1; }
-import socket, struct, sys, json, time
+import struct, sys
+from control_client import answer, closed, connect, frame
 path = sys.argv[1]
-def conn():
-    s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(5); return s
-def answer(s):
-    head = b""
-    while len(head) < 4:
-        chunk = s.recv(4 - len(head))
-        if not chunk: return None
-        head += chunk
-    n = struct.unpack("<I", head)[0]; body = b""
-    while len(body) < n:
-        chunk = s.recv(n - len(body))
-        if not chunk: return None
-        body += chunk
-    return json.loads(body)
-def closed(s):
-    try: return s.recv(1) == b""
-    except OSError: return True
-def frame(b): return struct.pack("<I", len(b)) + b
+def conn(): return connect(path)
 quiet = conn()                                               # a client that says nothing, ever
 s = conn(); s.sendall(struct.pack("<I", 1 << 30) + b"xx")     # oversize
 a = answer(s); assert a["error"]["type"] == "bad_frame", a; assert closed(s)
@@ -312,10 +299,10 @@ case_help_documents_the_options() {
 case_a_client_that_leaves_takes_its_queued_jobs_with_it() {
   start_daemon --workers 1 || return 1
   python3 - "$tmp/sock" <<'PY' || { fail "could not submit"; return 1; }
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-body = b'{"op":"submit","task":"sleep","args":{"ms":600000}}'
-s.sendall((struct.pack("<I", len(body)) + body) * 500)
+import sys
+from control_client import connect, frame
+s = connect(sys.argv[1], timeout=None)
+s.sendall(frame(b'{"op":"submit","task":"sleep","args":{"ms":600000}}') * 500)
 PY
   # Its one running job runs on; the 499 queued behind it go.
   drained() { [ "$(pc status --json | json 'd["queued"]')" = 0 ]; }
@@ -328,12 +315,12 @@ PY
 case_a_flooding_client_does_not_starve_the_others() {
   start_daemon --workers 1 || return 1
   python3 - "$tmp/sock" <<'PY' &
-import socket, struct, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-body = b'{"op":"kill","pid":0,"pad":"' + b"x" * 1000000 + b'"}'
-frame = struct.pack("<I", len(body)) + body
+import sys, time
+from control_client import connect, frame
+s = connect(sys.argv[1], timeout=None)
+flood = frame(b'{"op":"kill","pid":0,"pad":"' + b"x" * 1000000 + b'"}')
 end = time.time() + 4
-while time.time() < end: s.sendall(frame)
+while time.time() < end: s.sendall(flood)
 PY
   local flooder=$!
   sleep 0.5
@@ -372,11 +359,11 @@ case_timeouts_under_a_second_and_absurd_ones() {
   [ $? -eq 1 ] && grep -q "timeout of 150 ms" "$tmp/err" || { fail "--timeout 150ms: $(cat "$tmp/err")"; return 1; }
   [ $((SECONDS - t0)) -le 2 ] || { fail "the timeout fired late"; return 1; }
   python3 - "$tmp/sock" <<'PY' || { fail "an absurd timeout_ms was not refused"; return 1; }
-import socket, struct, sys, json
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-body = b'{"op":"submit","task":"hello","args":{"text":"x"},"timeout_ms":9223372036854775807}'
-s.sendall(struct.pack("<I", len(body)) + body)
-n = struct.unpack("<I", s.recv(4))[0]; a = json.loads(s.recv(n))
+import sys
+from control_client import answer, connect, frame
+s = connect(sys.argv[1])
+s.sendall(frame(b'{"op":"submit","task":"hello","args":{"text":"x"},"timeout_ms":9223372036854775807}'))
+a = answer(s)
 sys.exit(0 if a["error"]["type"] == "bad_request" else 1)
 PY
   pc submit hello '{"txt":1}' 2>/dev/null; [ $? -eq 2 ] || { fail "arguments that do not fit should exit 2"; return 1; }
@@ -420,23 +407,11 @@ daemon_fds() { for f in /proc/"$daemon_pid"/fd/*; do echo "${f##*/} $(readlink "
 # left while its job runs, garbage, half a frame, silence), then 20 from the CLI.
 churn_clients() {
   python3 - "$tmp/sock" <<'PY' || return 1
-import json, socket, struct, sys
+import struct, sys
+from control_client import answer, connect, frame
 path = sys.argv[1]
-def frame(b): return struct.pack("<I", len(b)) + b
-def answer(s):
-    head = b""
-    while len(head) < 4:
-        chunk = s.recv(4 - len(head))
-        if not chunk: return None
-        head += chunk
-    n = struct.unpack("<I", head)[0]; body = b""
-    while len(body) < n:
-        chunk = s.recv(n - len(body))
-        if not chunk: return None
-        body += chunk
-    return json.loads(body)
 for i in range(200):
-    s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(10)
+    s = connect(path, timeout=10)
     k = i % 5
     if k == 0:
         s.sendall(frame(b'{"op":"submit","task":"hello","args":{"text":"x"},"id":%d}' % i))
