@@ -389,6 +389,23 @@ int main(int argc, char** argv) {
     };
   };
 
+  // A job whose result must be r->expect.
+  auto on_number = [&](std::shared_ptr<record> r) {
+    return [&, r](const std::uint64_t& v, const pc::job_context& c) {
+      if (end(r, done, c)) {
+        if (v != r->expect) wrong(r, std::to_string(v));
+        finish(r);
+      }
+    };
+  };
+  // A job whose result is not looked at: the throwing, timing-out and oversize ones
+  // (end() judges a success where an error was due).
+  auto on_any = [&](std::shared_ptr<record> r) {
+    return [&, r](const auto&, const pc::job_context& c) {
+      if (end(r, done, c)) finish(r);
+    };
+  };
+
   pc::pool pool;  // after what its callbacks touch: they may fire until it is freed
   pool.start({.workers = cfg.workers, .max_payload = max_payload, .kill_grace = 100ms});
 
@@ -410,12 +427,7 @@ int main(int argc, char** argv) {
       case tiny: {
         r->expect = r->seq + 1;
         pool.job([](std::uint64_t x) { return x + 1; }, r->seq, o)
-            .on_done([&, r](const std::uint64_t& v, const pc::job_context& c) {
-              if (end(r, done, c)) {
-                if (v != r->expect) wrong(r, std::to_string(v));
-                finish(r);
-              }
-            })
+            .on_done(on_number(r))
             .on_error(on_error(r));
         break;
       }
@@ -423,12 +435,7 @@ int main(int argc, char** argv) {
         const cpu_work w{r->seq, 50'000 + rng() % 450'000};
         r->expect = spin_expected(w);
         pool.job(&spin, w, o)
-            .on_done([&, r](const std::uint64_t& v, const pc::job_context& c) {
-              if (end(r, done, c)) {
-                if (v != r->expect) wrong(r, std::to_string(v));
-                finish(r);
-              }
-            })
+            .on_done(on_number(r))
             .on_error(on_error(r));
         break;
       }
@@ -456,29 +463,22 @@ int main(int argc, char** argv) {
       }
       case throwing: {
         pool.job(&throws_out_of_range, static_cast<int>(r->seq % 1'000'000), o)
-            .on_done([&, r](const int&, const pc::job_context& c) {
-              if (end(r, done, c)) finish(r);
-            })
+            .on_done(on_any(r))
             .on_error(on_error(r));
         break;
       }
       case timing_out: {
         pool.job(&sleeps, 2000, {.timeout = job_timeout, .retries = r->retries})
-            .on_done([&, r](const int&, const pc::job_context& c) {
-              if (end(r, done, c)) finish(r);
-            })
+            .on_done(on_any(r))
             .on_error(on_error(r));
         break;
       }
       case oversize: {
         // Over max_payload: a result the worker must refuse, or data the pool refuses at once.
-        auto refused = [&, r](const auto&, const pc::job_context& c) {
-          if (end(r, done, c)) finish(r);
-        };
         if (r->seq % 2)
-          pool.job(&makes_text, static_cast<int>(max_payload + 4096), o).on_done(refused).on_error(on_error(r));
+          pool.job(&makes_text, static_cast<int>(max_payload + 4096), o).on_done(on_any(r)).on_error(on_error(r));
         else
-          pool.job(&measures, std::string(max_payload + 4096, 'y'), o).on_done(refused).on_error(on_error(r));
+          pool.job(&measures, std::string(max_payload + 4096, 'y'), o).on_done(on_any(r)).on_error(on_error(r));
         break;
       }
       default:
