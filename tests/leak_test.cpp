@@ -188,6 +188,11 @@ struct pid_log {
     std::lock_guard lock(m);
     if (p > 0) pids.insert(p);
   }
+  // The pool's fork server and its workers now.
+  void add_processes(const pc::pool& pool) {
+    add(pool.stats().fork_server);
+    for (const auto& w : pool.workers()) add(w.pid);
+  }
   std::set<pid_t> all() {
     std::lock_guard lock(m);
     return pids;
@@ -198,8 +203,7 @@ struct pid_log {
 // and one from outside (both respawned), payloads larger than a ring both ways,
 // and a running and a queued job when it is freed.
 void exercise(pc::pool& pool, unsigned workers, pid_log& seen) {
-  seen.add(pool.stats().fork_server);
-  for (const auto& w : pool.workers()) seen.add(w.pid);
+  seen.add_processes(pool);
   for (int i = 0; i < 50; ++i) REQUIRE(pool.job([](int x) { return x + 1; }, i).result() == i + 1);
 
   auto victim = pool.job(&blocks_forever, 0);
@@ -332,16 +336,14 @@ TEST_CASE("drain() leaves nothing behind, whether its jobs finish or it gives up
   {
     pc::pool pool;
     pool.start({.workers = 2});
-    seen.add(pool.stats().fork_server);
-    for (const auto& w : pool.workers()) seen.add(w.pid);
+    seen.add_processes(pool);
     auto j = pool.job(&sleep_ms, 20);
     CHECK(pool.drain(10s));
     CHECK(j.result() == 20);
     check_nothing_left(before);
 
     pool.start({.workers = 2});
-    seen.add(pool.stats().fork_server);
-    for (const auto& w : pool.workers()) seen.add(w.pid);
+    seen.add_processes(pool);
     auto stuck = pool.job(&blocks_forever, 0);
     stuck.worker();
     CHECK_FALSE(pool.drain(50ms));
@@ -374,8 +376,7 @@ TEST_CASE("a fork server killed and replaced leaves nothing of it behind once th
     const snapshot running = snapshot::take();
     pool.free();
     pool.start({.workers = 2});
-    seen.add(pool.stats().fork_server);
-    for (const auto& w : pool.workers()) seen.add(w.pid);
+    seen.add_processes(pool);
     const snapshot fresh = snapshot::take();
     CHECK_MESSAGE(running.fds.size() == fresh.fds.size(),
                   "after 3 fork server restarts:" << describe(running.fds) << "\na fresh pool:" << describe(fresh.fds));
