@@ -126,6 +126,7 @@ void pool_impl::start(const options& requested) {
   replacing_ = -1;
   timed_jobs_ = 0;
   stats_ = {};
+  last_busy_ = clock::now();
   stop_ = false;
   start_failure_ = nullptr;
   broken_.clear();

@@ -281,6 +281,7 @@ class pool_impl {
   pool_stats stats_;
   std::atomic<std::uint64_t> next_id_{0};  // submit() numbers jobs before any lock
   clock::time_point last_batch_{};
+  clock::time_point last_busy_;  // the pool's thread's last pass with work
   std::minstd_rand jitter_{std::random_device{}()};
 
   std::function<void(const worker_info&)> on_spawn_;

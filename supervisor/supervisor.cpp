@@ -113,14 +113,12 @@ void pool_impl::run() {
 
 void pool_impl::serve() {
   outcome out;
-  auto last_busy = clock::now();
   for (;;) {
     bool busy;
     {
       std::lock_guard lock(mutex_);
       if (stop_) return;
       busy = step(out);
-      if (busy) last_busy = clock::now();
       // resize() and replace_workers() fill channels from other threads: spin on a copy.
       watched_ = by_channel_;
     }
@@ -138,7 +136,7 @@ void pool_impl::serve() {
         continue;
       }
       timeout = sleep_budget_locked(now);
-      if (now - last_busy >= idle_trim) trim_buffer_cache();
+      if (now - last_busy_ >= idle_trim) trim_buffer_cache();
     }
     const auto s = std::chrono::duration_cast<std::chrono::seconds>(timeout);
     const timespec ts{static_cast<time_t>(s.count()), static_cast<long>((timeout - s).count())};
@@ -209,6 +207,7 @@ bool pool_impl::step(outcome& out) {
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
     busy |= dispatch(out);
   busy |= std::exchange(requests_added_, false);
+  if (busy) last_busy_ = now;
   if (phase_ == phase::draining && busy) changed_.notify_all();
   return busy;
 }
