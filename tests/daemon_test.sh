@@ -381,6 +381,36 @@ case_the_daemon_refuses_paths_it_must_not_touch() {
   "$D" --socket "$tmp/sock" --job-timeout 999999999999m 2>/dev/null; [ $? -ne 0 ] || { fail "an absurd --job-timeout"; return 1; }
 }
 
+case_a_planted_pidfile_symlink_is_replaced_never_followed() {
+  echo precious > "$tmp/precious"
+  ln -s "$tmp/precious" "$tmp/pid.new"  # the name the daemon once wrote through
+  ln -s "$tmp/precious" "$tmp/pid"
+  start_daemon --workers 1 --pidfile "$tmp/pid" || return 1
+  [ "$(cat "$tmp/precious")" = precious ] || { fail "the pidfile was written through a symlink"; return 1; }
+  [ ! -L "$tmp/pid" ] && [ "$(cat "$tmp/pid")" = "$daemon_pid" ] || { fail "the pidfile does not hold the daemon's pid"; return 1; }
+  stop_daemon || return 1
+  [ ! -e "$tmp/pid" ] || { fail "the pidfile was left behind"; return 1; }
+  [ "$(cat "$tmp/precious")" = precious ] || { fail "the symlink's target changed"; return 1; }
+  rm -f "$tmp/pid.new"
+}
+
+case_at_exit_the_daemon_removes_only_its_own_socket_and_pidfile() {
+  start_daemon --workers 1 --pidfile "$tmp/pid" || return 1
+  local seen="$known_pids"
+  mv "$tmp/sock" "$tmp/sock.moved"
+  echo mine > "$tmp/sock"
+  echo other > "$tmp/pid.other" && mv "$tmp/pid.other" "$tmp/pid"
+  kill -TERM "$daemon_pid"
+  eventually 10 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "the daemon did not stop"; return 1; }
+  wait "$daemon_pid"; local status=$?; daemon_pid=""
+  [ $status -eq 0 ] || { fail "exit status $status"; return 1; }
+  for p in $seen; do alive "$p" && { fail "pid $p outlived the daemon"; return 1; }; done
+  [ "$(cat "$tmp/sock" 2>/dev/null)" = mine ] || { fail "the daemon removed a file that replaced its socket"; return 1; }
+  [ "$(cat "$tmp/pid" 2>/dev/null)" = other ] || { fail "the daemon removed a pidfile that was not its own"; return 1; }
+  grep -q "no longer the file this daemon made" "$tmp/log" || { fail "the log does not say why it left them"; return 1; }
+  rm -f "$tmp/sock" "$tmp/sock.moved" "$tmp/pid"
+}
+
 case_the_cli_refuses_a_socket_served_by_another_user() {
   [ "$(id -u)" -eq 0 ] || { echo "skip: only root can serve a socket as another user"; return 0; }
   local open

@@ -14,7 +14,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -59,9 +58,30 @@ struct settings {
   std::exit(1);
 }
 
+// A file the daemon made, by device and inode: at exit it removes the path only
+// if that is still its own file, never one that replaced it.
+struct file_identity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool known = false;
+
+  static file_identity of(const std::string& path) {
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) != 0) return {};
+    return {st.st_dev, st.st_ino, true};
+  }
+  // Unlinks path if it is still this file.
+  void remove(const std::string& path) const {
+    if (!known || path.empty()) return;
+    const file_identity now = of(path);
+    if (now.known && now.dev == dev && now.ino == ino) ::unlink(path.c_str());
+    else log("%s is no longer the file this daemon made: leaving it", path.c_str());
+  }
+};
+
 // The control socket: mode 0600, and ours alone. A lock beside it keeps a second
 // daemon off the same path; holding it, a socket file found there is stale.
-unique_fd listen_on(const std::string& path, unique_fd& lock) {
+unique_fd listen_on(const std::string& path, unique_fd& lock, file_identity& bound_socket) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) die("--socket " + path + ": longer than a Unix socket path may be");
   lock.reset(::open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600));
@@ -83,20 +103,32 @@ unique_fd listen_on(const std::string& path, unique_fd& lock) {
   const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old_umask);
   if (bound != 0) die("cannot bind " + path + ": " + std::strerror(errno));
-  if (::listen(fd.get(), 128) != 0) die("cannot listen on " + path + ": " + std::strerror(errno));
+  bound_socket = file_identity::of(path);
+  if (::listen(fd.get(), 128) != 0) {
+    bound_socket.remove(path);
+    die("cannot listen on " + path + ": " + std::strerror(errno));
+  }
   return fd;
 }
 
-void write_pidfile(const std::string& path) {
-  if (path.empty()) return;
-  const std::string temp = path + ".new";
-  std::ofstream out(temp);
-  out << ::getpid() << "\n";
-  out.close();
-  if (!out || std::rename(temp.c_str(), path.c_str()) != 0) {
+// Written to a fresh file (mkostemp: O_CREAT|O_EXCL, so a planted symlink is never
+// followed), then renamed over the path, which replaces a link rather than its target.
+file_identity write_pidfile(const std::string& path) {
+  if (path.empty()) return {};
+  std::string temp = path + ".XXXXXX";
+  unique_fd fd(::mkostemp(temp.data(), O_CLOEXEC));
+  if (!fd) throw std::runtime_error("cannot write --pidfile " + path + ": " + std::strerror(errno));
+  const std::string text = std::to_string(::getpid()) + "\n";
+  const bool written = ::fchmod(fd.get(), 0644) == 0 &&
+                       ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int error = errno;
+  fd.reset();
+  if (!written || std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int why = written ? errno : error;
     ::unlink(temp.c_str());
-    throw std::runtime_error("cannot write --pidfile " + path + ": " + std::strerror(errno));
+    throw std::runtime_error("cannot write --pidfile " + path + ": " + std::strerror(why));
   }
+  return file_identity::of(path);
 }
 
 void load_plugins(const std::vector<std::string>& paths) {
@@ -225,22 +257,24 @@ int main(int argc, char** argv) {
   unique_fd signals(::signalfd(-1, &owned, SFD_NONBLOCK | SFD_CLOEXEC));
 
   unique_fd lock;
-  unique_fd listener = listen_on(s.socket, lock);
+  file_identity socket_file;
+  unique_fd listener = listen_on(s.socket, lock, socket_file);
 
   pc::pool pool;
   log_worker_events(pool);
   try {
     pool.start(opts);
   } catch (const std::exception& e) {
-    ::unlink(s.socket.c_str());
+    socket_file.remove(s.socket);
     die(std::string("cannot start the pool: ") + e.what());
   }
   // Only now: the workers were forked from the state before, with SIGPIPE as tasks expect it.
   ::signal(SIGPIPE, SIG_IGN);
+  file_identity pid_file;
   try {
-    write_pidfile(s.pidfile);
+    pid_file = write_pidfile(s.pidfile);
   } catch (const std::exception& e) {
-    ::unlink(s.socket.c_str());
+    socket_file.remove(s.socket);
     die(e.what());
   }
   log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
@@ -249,8 +283,8 @@ int main(int argc, char** argv) {
 
   pc::control::server server(pool, std::move(listener), std::move(signals), serving);
   const int status = server.run();
-  ::unlink(s.socket.c_str());  // the lock file stays: removing it would let two daemons race for two locks
-  if (!s.pidfile.empty()) ::unlink(s.pidfile.c_str());
+  socket_file.remove(s.socket);  // the lock file stays: removing it would let two daemons race for two locks
+  pid_file.remove(s.pidfile);
   log("stopped");
   return status;
 }
