@@ -4,6 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -739,4 +742,111 @@ TEST_CASE("cancel takes back a queued job, and cannot take one a worker has") {
       CHECK(j.result() == i);
   }
   CHECK(pool.workers()[0].done == 51);
+}
+
+namespace {
+
+const std::string own_text = "the job's own line\n";
+
+std::string file_text(const std::string& path) {
+  std::string out;
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+    std::fclose(f);
+  }
+  return out;
+}
+
+// Opens a log the job keeps open (as a daemonized library would) and writes its line.
+int open_log_and_write(const std::string& path) {
+  const int log = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (log < 0) return -1;
+  return static_cast<int>(::write(log, own_text.data(), own_text.size()));
+}
+
+// What daemon-style code does first: close what it did not open.
+int closes_low_fds_and_logs(const std::string& path) {
+  for (int fd = 3; fd < 1024; ++fd) ::close(fd);
+  return open_log_and_write(path);
+}
+
+// Worse: close everything, then put the log on every number that was open before.
+int takes_over_every_fd(const std::string& path) {
+  std::vector<int> numbers;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.' && std::atoi(e->d_name) > 3) numbers.push_back(std::atoi(e->d_name));
+    ::closedir(d);
+  }
+  ::close_range(3, ~0U, 0);
+  const int written = open_log_and_write(path);  // lands on fd 3
+  for (int n : numbers) ::dup2(3, n);            // fails above the soft RLIMIT_NOFILE: fine
+  return written;
+}
+
+// Runs `job`, then jobs that take long enough for the pool's thread to fall asleep,
+// so each one's result must ring the worker's doorbell. Returns the worker exits seen.
+std::vector<pc::worker_exit> run_fd_thief(int (*job)(const std::string&), bool watch_rss) {
+  const std::string path = temp_path("fd-log");
+  ::unlink(path.c_str());
+  std::mutex m;
+  std::vector<pc::worker_exit> exits;
+  {
+    pc::pool pool;
+    pool.on_worker_exit([&](const pc::worker_exit& e) {
+      std::lock_guard lock(m);
+      exits.push_back(e);
+    });
+    // max_worker_rss: the worker also keeps /proc/self/statm open and reads it after each job.
+    pool.start({.workers = 1, .max_worker_rss = watch_rss ? std::size_t{1} << 30 : 0});
+    auto thief = pool.job(job, path);
+    REQUIRE(thief.wait_for(5s));
+    try {
+      const int written = thief.result();
+      CHECK(written == static_cast<int>(own_text.size()));
+    } catch (const pc::worker_lost& e) {
+      CHECK(e.exit_status() == 74);  // the worker noticed its fds were gone and left
+    }
+    // A lost wakeup costs a job the pool thread's 1 s idle wake: ten of them would take 10 s.
+    const auto until = std::chrono::steady_clock::now() + 3s;
+    for (int i = 0; i < 10; ++i) {
+      auto j = pool.job(&sleep_ms, 5);
+      if (!j.wait_for(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()))) {
+        FAIL_CHECK("job " << i << " after the fd thief stalled");
+        break;
+      }
+      CHECK(j.result() == 5);
+    }
+    CHECK(file_text(path) == own_text);
+    pool.free();
+  }
+  ::unlink(path.c_str());
+  std::lock_guard lock(m);
+  return exits;
+}
+
+}  // namespace
+
+TEST_CASE("a job that closes fds 3..1023 and opens a file: the worker never writes into it, and no job stalls") {
+  rlimit files{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &files) == 0);
+  // With room above 1024 the worker's own fds are there, out of the loop's reach: it lives on.
+  const bool room_above = files.rlim_max >= 1024 + 16;
+  for (bool watch_rss : {false, true}) {
+    CAPTURE(watch_rss);
+    for (const auto& e : run_fd_thief(&closes_low_fds_and_logs, watch_rss))
+      if (room_above) CHECK_MESSAGE(e.reason == pc::exit_reason::stopped, "the worker died: status " << e.exit_status);
+  }
+}
+
+TEST_CASE("a job that puts its file on every fd the worker had costs its worker (exit 74), never the file") {
+  for (bool watch_rss : {false, true}) {
+    CAPTURE(watch_rss);
+    const auto exits = run_fd_thief(&takes_over_every_fd, watch_rss);
+    const auto died = std::count_if(exits.begin(), exits.end(), [](const auto& e) { return e.reason == pc::exit_reason::died; });
+    CHECK(died == 1);
+    for (const auto& e : exits)
+      if (e.reason == pc::exit_reason::died) CHECK(e.exit_status == 74);
+  }
 }

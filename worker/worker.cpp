@@ -3,9 +3,14 @@
 
 #include <cxxabi.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -22,6 +27,7 @@
 
 #include "frame.hpp"
 #include "process_title.hpp"
+#include "unique_fd.hpp"
 #include "wake.hpp"
 #include "worker_entry.hpp"
 
@@ -34,9 +40,68 @@ using namespace std::chrono_literals;
 constexpr auto spin_budget = 50us;
 constexpr auto sleep_slice = 1s;  // a sleeping worker re-checks its parent this often
 constexpr int exit_protocol = 76;  // EX_PROTOCOL: the job ring held garbage
-constexpr int exit_no_threads = 71;
+constexpr int exit_no_threads = 71;  // EX_OSERR: no thread to run with
 constexpr int exit_init_failed = 70;  // EX_SOFTWARE: options::worker_init threw
+constexpr int exit_fd_lost = 74;  // EX_IOERR: a job closed or replaced one of the worker's own fds
 constexpr std::size_t keep_result_bytes = std::size_t{4} << 20;
+
+// The worker's own fds live from here up: past FD_SETSIZE and past the loops to 1023
+// that daemon-style code runs to close what it did not open.
+constexpr int high_fd_base = 1024;
+constexpr int high_fd_room = 16;
+
+// Moves fd to high_fd_base or up. A lower soft RLIMIT_NOFILE is raised just for the
+// move: above the job's limit, its open() and dup2() cannot land on our fds at all.
+int move_high(int fd) noexcept {
+  rlimit saved{};
+  if (::getrlimit(RLIMIT_NOFILE, &saved) != 0) return fd;
+  const rlim_t wanted = high_fd_base + high_fd_room;
+  rlim_t limit = saved.rlim_cur;
+  if (limit < wanted && saved.rlim_max >= wanted) {
+    const rlimit raised{wanted, saved.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = wanted;
+  }
+  const int base = limit >= wanted ? high_fd_base : std::max(3, static_cast<int>(limit) - high_fd_room);
+  const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
+  if (limit != saved.rlim_cur) ::setrlimit(RLIMIT_NOFILE, &saved);
+  if (high < 0) return fd;  // stays where it is, still checked before each use
+  ::close(fd);
+  return high;
+}
+
+// One fd of the worker's own, checked before each use: a job may close any fd, and
+// its next file may get that number. An eventfd's inode is the one anonymous inode
+// the kernel shares, so that check tells it from a file, pipe or socket, not from
+// another eventfd.
+class own_fd {
+ public:
+  own_fd() = default;
+  explicit own_fd(int fd) noexcept {
+    if (fd < 0) return;
+    fd_.reset(move_high(fd));
+    struct stat st{};
+    if (::fstat(fd_.get(), &st) != 0) {
+      fd_.reset();
+      return;
+    }
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+  }
+
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+  // The fd, if it is still the one we opened; if not, the worker leaves, never touching a job's file.
+  int get() const noexcept {
+    struct stat st{};
+    if (::fstat(fd_.get(), &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) ::_exit(exit_fd_lost);
+    return fd_.get();
+  }
+
+ private:
+  unique_fd fd_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+};
 
 // Error reports stay small whatever max_payload is: the supervisor reads them up to frame_limit().
 std::string clip(std::string s) {
@@ -52,10 +117,12 @@ std::string demangle(const char* name) {
 
 class worker {
  public:
+  // Takes its fds before any user code runs (worker_init may close or reopen fds too).
   explicit worker(const worker_start& s)
-      : start_(s), in_(s.shm->in(s.channel)), out_(s.shm->out(s.channel)) {
-    if (s.max_rss) statm_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+      : start_(s), doorbell_(s.doorbell), in_(s.shm->in(s.channel)), out_(s.shm->out(s.channel)) {
+    if (s.max_rss) statm_ = own_fd(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
   }
+
 
   void say_ready() {
     std::lock_guard lock(out_mutex_);
@@ -101,21 +168,27 @@ class worker {
       if (stolen) reader.next();
       // The supervisor may be waiting for room to stream the rest of a big job.
       if (in_.release() && in_.control().producer_waiting.load() && in_.control().producer_waiting.exchange(0))
-        wake_eventfd_sleeper(start_.shm->supervisor_sleeping(), start_.doorbell);
+        wake_supervisor();
       if (stolen) continue;
       if (whole) {
-        if (ahead) wake_eventfd_sleeper(start_.shm->supervisor_sleeping(), start_.doorbell);  // it has started
+        if (ahead) wake_supervisor();  // it has started
         return;
       }
       wait_readable();
     }
   }
 
+  void wake_supervisor() const {
+    if (!take_sleeper(start_.shm->supervisor_sleeping())) return;
+    // EBADF: a job's thread closed it between the check and the write.
+    if (::eventfd_write(doorbell_.get(), 1) != 0 && errno == EBADF) ::_exit(exit_fd_lost);
+  }
+
   // Resident bytes now, for max_worker_rss; 0 when nobody asked.
   std::uint64_t rss() const {
-    if (statm_ < 0) return 0;
+    if (!statm_) return 0;
     char text[128];
-    const ssize_t n = ::pread(statm_, text, sizeof text - 1, 0);
+    const ssize_t n = ::pread(statm_.get(), text, sizeof text - 1, 0);
     if (n <= 0) return 0;
     text[n] = '\0';
     unsigned long size = 0, resident = 0;
@@ -159,7 +232,7 @@ class worker {
       const std::uint64_t now = write_frame(out_, h, payload, sent);
       if (now != sent) {
         out_.publish();
-        wake_eventfd_sleeper(start_.shm->supervisor_sleeping(), start_.doorbell);
+        wake_supervisor();
         sent = now;
       }
       if (sent == total) return;
@@ -190,7 +263,8 @@ class worker {
   }
 
   const worker_start start_;
-  int statm_ = -1;
+  own_fd doorbell_;  // eventfd the supervisor sleeps on
+  own_fd statm_;     // /proc/self/statm, when max_worker_rss asks for RSS
   ring_reader in_;
   ring_writer out_;
   std::mutex in_mutex_;
@@ -206,6 +280,7 @@ void run_worker(const worker_start& start) {
   set_process_title(("pc-worker-" + std::to_string(start.id)).c_str(),
                     ("parallelcode: worker " + std::to_string(start.id)).c_str());
 
+  static worker w(start);  // static: the threads below outlive no frame of ours
   if (start.init) {
     try {
       start.init(start.id);
@@ -213,7 +288,6 @@ void run_worker(const worker_start& start) {
       ::_exit(exit_init_failed);
     }
   }
-  static worker w(start);  // static: the threads below outlive no frame of ours
   w.say_ready();
   try {
     for (unsigned i = 1; i < start.concurrency; ++i) std::thread([] { w.serve(); }).detach();

@@ -21,8 +21,7 @@ void futex_wake(std::atomic<std::uint32_t>& word) noexcept {
 }
 
 void wake_eventfd_sleeper(std::atomic<std::uint32_t>& flag, int eventfd) noexcept {
-  if (flag.load(std::memory_order_seq_cst) == 0 || flag.exchange(0, std::memory_order_seq_cst) == 0) return;
-  ::eventfd_write(eventfd, 1);
+  if (take_sleeper(flag)) ::eventfd_write(eventfd, 1);
 }
 
 }  // namespace parallelcode::detail

@@ -20,9 +20,14 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept;
 void futex_wake(std::atomic<std::uint32_t>& word) noexcept;
 
+// True if the sleeper behind flag said it sleeps: the caller, and no other waker, must wake it.
+inline bool take_sleeper(std::atomic<std::uint32_t>& flag) noexcept {
+  return flag.load(std::memory_order_seq_cst) != 0 && flag.exchange(0, std::memory_order_seq_cst) != 0;
+}
+
 // Wakes whoever sleeps on flag; true if someone did.
 inline bool wake_futex_sleeper(std::atomic<std::uint32_t>& flag) noexcept {
-  if (flag.load(std::memory_order_seq_cst) == 0 || flag.exchange(0, std::memory_order_seq_cst) == 0) return false;
+  if (!take_sleeper(flag)) return false;
   futex_wake(flag);
   return true;
 }
