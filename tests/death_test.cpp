@@ -316,3 +316,36 @@ TEST_CASE("a forked copy of the host can start its own copy of the pool afresh" 
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(pool.job([](int x) { return x; }, 3).result() == 3);
 }
+
+namespace {
+
+// A job that starts a pool of its own and then never ends.
+int runs_a_pool_forever(int) {
+  pc::pool inner;
+  inner.start({.workers = 2});
+  return blocks_forever(0);
+}
+
+}  // namespace
+
+// ThreadSanitizer cannot start a thread in the fork of a multithreaded process ("dup thread with used id", exit 66).
+TEST_CASE("a pool a job started inside a worker dies with that worker" * doctest::skip(under_tsan)) {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto j = pool.job(&runs_a_pool_forever, 0);
+  const pid_t worker = j.worker().pid;
+  std::vector<pid_t> inner;  // the inner fork server, then its two workers
+  REQUIRE(test::eventually([&] {
+    const auto servers = test::children_of(worker);
+    if (servers.size() != 1) return false;
+    const auto workers = test::children_of(*servers.begin());
+    if (workers.size() != 2) return false;
+    inner = {*servers.begin()};
+    inner.insert(inner.end(), workers.begin(), workers.end());
+    return true;
+  }, 10000ms));
+  REQUIRE(pool.kill(worker));
+  CHECK_THROWS_AS(j.result(), pc::worker_lost);
+  for (pid_t pid : inner) CHECK_MESSAGE(test::process_gone(pid, 5000ms), "pid " << pid << " outlived the worker");
+  CHECK(pool.job([](int x) { return x; }, 9).result() == 9);
+}

@@ -850,3 +850,75 @@ TEST_CASE("a job that puts its file on every fd the worker had costs its worker 
       if (e.reason == pc::exit_reason::died) CHECK(e.exit_status == 74);
   }
 }
+
+namespace {
+
+#ifdef __SANITIZE_THREAD__
+constexpr bool under_tsan = true;
+#else
+constexpr bool under_tsan = false;
+#endif
+
+struct nested_outcome {
+  int sum = 0;
+  bool own_processes = false;  // the inner fork server is our child, its workers its children
+  template <class A>
+  void serialize(A& a) {
+    a(sum, own_processes);
+  }
+};
+
+// A job that runs a pool of its own, inside a worker.
+nested_outcome runs_a_pool(int jobs) {
+  nested_outcome out;
+  pc::pool inner;
+  inner.start({.workers = 2});
+  const pid_t server = inner.stats().fork_server;
+  out.own_processes = test::children().count(server) == 1;
+  for (const auto& w : inner.workers()) out.own_processes &= test::children_of(server).count(w.pid) == 1;
+  std::vector<pc::job_handle<int>> handles;
+  for (int i = 1; i <= jobs; ++i) handles.push_back(inner.job([](int x) { return x * x; }, i));
+  for (auto& h : handles) out.sum += h.result();
+  inner.free();
+  return out;
+}
+
+int squares_up_to(int n) { return n * (n + 1) * (2 * n + 1) / 6; }
+
+}  // namespace
+
+// ThreadSanitizer cannot start a thread in the fork of a multithreaded process ("dup thread with used id", exit 66).
+TEST_CASE("a job can start a pool of its own inside its worker, run jobs on it and free it" * doctest::skip(under_tsan)) {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  const pid_t worker = pool.workers()[0].pid;
+  for (int round = 0; round < 2; ++round) {  // twice in the same worker: free() leaves it able to start again
+    auto j = pool.job(&runs_a_pool, 20);
+    REQUIRE(j.wait_for(10s));
+    const nested_outcome got = j.result();
+    CHECK(got.sum == squares_up_to(20));
+    CHECK(got.own_processes);
+    CHECK(j.worker().pid == worker);
+  }
+  // The outer pool's rings are untouched: its worker still serves it.
+  CHECK(pool.job([](int x) { return x + 1; }, 41).result() == 42);
+  CHECK(pool.workers()[0].pid == worker);
+  CHECK(pool.stats().respawns == 0);
+}
+
+TEST_CASE("nested pools in a worker with concurrency 2, next to a plain job" * doctest::skip(under_tsan)) {
+  pc::pool pool;
+  pool.start({.workers = 1, .concurrency = 2});
+  auto a = pool.job(&runs_a_pool, 10);
+  auto b = pool.job(&runs_a_pool, 30);
+  auto plain = pool.job([](int x) { return x * 3; }, 5);
+  REQUIRE(a.wait_for(15s));
+  REQUIRE(b.wait_for(15s));
+  CHECK(a.result().sum == squares_up_to(10));
+  CHECK(b.result().sum == squares_up_to(30));
+  CHECK(a.result().own_processes);
+  CHECK(b.result().own_processes);
+  CHECK(plain.result() == 15);
+  CHECK(pool.job([](int x) { return x; }, 7).result() == 7);
+  CHECK(pool.stats().respawns == 0);
+}

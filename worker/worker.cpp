@@ -27,6 +27,7 @@
 
 #include "frame.hpp"
 #include "process_title.hpp"
+#include "tracked.hpp"
 #include "unique_fd.hpp"
 #include "wake.hpp"
 #include "worker_entry.hpp"
@@ -72,7 +73,7 @@ int move_high(int fd) noexcept {
 // One fd of the worker's own, checked before each use: a job may close any fd, and
 // its next file may get that number. An eventfd's inode is the one anonymous inode
 // the kernel shares, so that check tells it from a file, pipe or socket, not from
-// another eventfd.
+// another eventfd. Tracked (unique_fd): a pool a job starts here drops it in its workers.
 class own_fd {
  public:
   own_fd() = default;
@@ -279,8 +280,13 @@ void run_worker(const worker_start& start) {
   if (::getppid() != start.fork_server) ::_exit(0);
   set_process_title(("pc-worker-" + std::to_string(start.id)).c_str(),
                     ("parallelcode: worker " + std::to_string(start.id)).c_str());
+  // Ours alone: a pool a job starts here must not hand our rings to its workers.
+  track_mapping(start.shm->address(), start.shm->bytes());
 
-  static worker w(start);  // static: the threads below outlive no frame of ours
+  // On the heap, one per run_worker(): a pool a job starts here forks its workers from
+  // this process, and each of them needs a worker of its own, not a copy of ours. Never
+  // freed: the threads below use it until the process ends.
+  auto* w = new worker(start);
   if (start.init) {
     try {
       start.init(start.id);
@@ -288,13 +294,13 @@ void run_worker(const worker_start& start) {
       ::_exit(exit_init_failed);
     }
   }
-  w.say_ready();
+  w->say_ready();
   try {
-    for (unsigned i = 1; i < start.concurrency; ++i) std::thread([] { w.serve(); }).detach();
+    for (unsigned i = 1; i < start.concurrency; ++i) std::thread([w] { w->serve(); }).detach();
   } catch (...) {
     ::_exit(exit_no_threads);
   }
-  w.serve();
+  w->serve();
 }
 
 }  // namespace parallelcode::detail

@@ -42,6 +42,7 @@ class region {
 
   explicit operator bool() const noexcept { return control_ != nullptr; }
   const void* address() const noexcept { return control_; }
+  std::size_t bytes() const noexcept { return mapping_.get_size(); }
   unsigned channels() const noexcept { return control_->channels; }
   std::atomic<std::uint32_t>& supervisor_sleeping() const noexcept { return control_->supervisor_sleeping; }
   std::atomic<std::uint32_t>& fork_server_reports() const noexcept { return control_->fork_server_reports; }
