@@ -319,6 +319,89 @@ TEST_CASE("a forked copy of the host can start its own copy of the pool afresh" 
 
 namespace {
 
+constexpr uid_t nobody = 65534;
+
+void drop_to_nobody(int) {
+  if (::setresgid(nobody, nobody, nobody) != 0 || ::setresuid(nobody, nobody, nobody) != 0) std::abort();
+}
+
+int drops_to_nobody_and_blocks(int) {
+  drop_to_nobody(0);
+  return blocks_forever(0);
+}
+
+uid_t uid_of(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string word;
+  while (status >> word)
+    if (word == "Uid:") {
+      uid_t real = 0;
+      status >> real;
+      return real;
+    }
+  return static_cast<uid_t>(-1);
+}
+
+// In a child host: a pool whose busy worker runs as nobody; the test SIGKILLs the
+// host and expects the worker and the fork server gone within 5 s.
+void check_unprivileged_busy_worker_dies_with_host(void (*init)(int), int (*job)(int)) {
+  if (::geteuid() != 0) {
+    WARN("not root: setresuid to nobody is not allowed, nothing to check");
+    return;
+  }
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t host = ::fork();
+  if (host == 0) {
+    ::close(fds[0]);
+    pc::pool pool;
+    pool.start({.workers = 1, .worker_init = init});
+    auto j = pool.job(job, 0);
+    const pid_t worker = j.worker().pid;
+    // The job has begun; wait until the worker runs as nobody, whoever dropped the privileges.
+    if (!test::eventually([&] { return uid_of(worker) == nobody; })) ::_exit(1);
+    const pid_t both[2] = {worker, pool.stats().fork_server};
+    (void)!::write(fds[1], both, sizeof both);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  pid_t both[2] = {0, 0};
+  std::size_t got = 0;
+  while (got < sizeof both) {
+    const ssize_t n = ::read(fds[0], reinterpret_cast<char*>(both) + got, sizeof both - got);
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fds[0]);
+  if (got != sizeof both) {
+    ::kill(host, SIGKILL);
+    ::waitpid(host, nullptr, 0);
+    FAIL("the host child never reported a busy worker running as nobody");
+  }
+  const auto [worker, fork_server] = both;
+  REQUIRE(test::process_alive(worker));
+  REQUIRE(uid_of(worker) == nobody);
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  ::waitpid(host, nullptr, 0);
+  CHECK_MESSAGE(test::process_gone(fork_server, 5000ms), "the fork server " << fork_server << " outlived its host");
+  const bool worker_gone = test::process_gone(worker, 5000ms);
+  CHECK_MESSAGE(worker_gone, "the busy worker " << worker << ", running as nobody, outlived its host");
+  if (!worker_gone) ::kill(worker, SIGKILL);  // leave no process behind for the next cases
+}
+
+}  // namespace
+
+TEST_CASE("a busy worker whose worker_init dropped privileges still dies with a SIGKILLed host") {
+  check_unprivileged_busy_worker_dies_with_host(&drop_to_nobody, &blocks_forever);
+}
+
+TEST_CASE("a busy worker whose job dropped privileges still dies with a SIGKILLed host") {
+  check_unprivileged_busy_worker_dies_with_host(nullptr, &drops_to_nobody_and_blocks);
+}
+
+namespace {
+
 // A job that starts a pool of its own and then never ends.
 int runs_a_pool_forever(int) {
   pc::pool inner;
