@@ -115,6 +115,12 @@ void reset_signals() {
         fs_request req{};
         const ssize_t got = ::recv(sock, &req, sizeof req, MSG_DONTWAIT);
         if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (got == sizeof req && req.command == fs_command::kill) {
+          // Reaped, and reported, when its pidfd says it is gone.
+          for (const child& c : children)
+            if (c.channel == req.channel && c.id == req.id) ::pidfd_send_signal(c.pidfd, SIGKILL, nullptr, 0);
+          continue;
+        }
         // End of file (the host is gone), stop, or garbage: we are done.
         if (got != sizeof req || req.command != fs_command::spawn) kill_all_and_exit(children);
         const pid_t pid = ::fork();
@@ -204,13 +210,18 @@ fork_server::receive_status fork_server::receive(fs_report& report, unique_fd& p
   if (got < 0 && errno == EAGAIN) return receive_status::nothing;
   if (got != static_cast<ssize_t>(sizeof report)) return receive_status::gone;
   pidfd.reset();
+  // Every fd that did arrive is ours to close; with MSG_CTRUNC the kernel dropped one.
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < fds; ++i) {
       int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      pidfd.reset(fd);
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      unique_fd got_fd(fd);
+      if (!pidfd && report.event == fs_event::spawned) pidfd = std::move(got_fd);
     }
   }
+  if (msg.msg_flags & MSG_CTRUNC) pidfd.reset();
   return receive_status::report;
 }
 

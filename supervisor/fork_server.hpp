@@ -16,6 +16,7 @@ namespace parallelcode::detail {
 enum class fs_command : std::uint32_t {
   spawn = 1,  // fork a worker for id on channel
   stop,       // kill and reap every worker, then exit
+  kill,       // SIGKILL the worker on channel: the host lost its pidfd and cannot signal it
 };
 
 struct fs_request {
@@ -68,7 +69,9 @@ class fork_server {
   send_status request(const fs_request& r) noexcept;
 
   enum class receive_status { report, nothing, gone };
-  // Takes one report if there is one; a spawned report's pidfd lands in pidfd.
+  // Takes one report if there is one; a spawned report's pidfd lands in pidfd. A
+  // pidfd the kernel dropped (our fd limit) leaves pidfd empty: the caller must not
+  // keep a worker it cannot signal.
   receive_status receive(fs_report& report, unique_fd& pidfd) noexcept;
 
   // Tells it to kill and reap its workers and exit, waits up to grace, then

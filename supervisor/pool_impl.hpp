@@ -53,6 +53,7 @@ struct process {
   std::size_t rss = 0;         // resident bytes, as last measured
   std::size_t rss_at_ready = 0;
   bool corrupt = false;        // wrote garbage: it was killed
+  bool unwatched = false;      // its pidfd never arrived: it was killed, it takes no job
   bool over_limit = false;     // max_jobs or max_worker_rss reached: replaced once its replacement is ready
   bool ending = false;         // the pool ends it: it takes no job
   exit_reason reason = exit_reason::died;  // why, if the pool ends it

@@ -302,6 +302,13 @@ void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out)
       p.pidfd = std::move(pidfd);
       p.state = process::phase::starting;
       ++stats_.forks;
+      if (!p.pidfd) {
+        // Out of fds, the kernel dropped it: a worker we cannot signal is no worker.
+        // Its parent kills it; the exit that follows is a death at start-up.
+        p.unwatched = true;
+        requests_.push_back({fs_command::kill, r.id, r.channel});
+        requests_added_ = true;
+      }
       return;
     case fs_event::exited:
       if (p.pid == r.pid) process_exited(slot, p, r.code, r.status, out);
@@ -347,6 +354,7 @@ bool pool_impl::read_results(worker_slot& slot, process& p, outcome& out) {
 void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& frame, outcome& out) {
   const frame_header& h = frame.header();
   if (h.type == frame_type::ready) {
+    if (p.unwatched) return;  // being killed: it never serves
     p.rss = p.rss_at_ready = h.rss;
     became_ready(slot, p, out);
     return;
@@ -547,7 +555,8 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
     slot.young_deaths = died_young ? slot.young_deaths + 1 : 0;
     ++slot.respawns;
     ++stats_.respawns;
-    last_death_ = describe(signal, exit_status);
+    last_death_ = gone->unwatched ? "was killed: its pidfd was lost, the pool's process is out of file descriptors"
+                                  : describe(signal, exit_status);
     if (phase_ == phase::starting && slot.young_deaths >= 3) {
       start_failure_ = std::make_exception_ptr(std::system_error(
           std::make_error_code(std::errc::no_child_process),

@@ -411,6 +411,43 @@ case_at_exit_the_daemon_removes_only_its_own_socket_and_pidfile() {
   rm -f "$tmp/sock" "$tmp/sock.moved" "$tmp/pid"
 }
 
+case_a_low_fd_limit_costs_clients_never_watched_workers() {
+  local real=$D
+  printf '#!/bin/sh\nulimit -n 256 && exec "%s" "$@"\n' "$real" > "$tmp/limited"
+  chmod +x "$tmp/limited"
+  D=$tmp/limited
+  timeout 10 "$D" --socket "$tmp/sock" --workers 2 --max-workers 90 2> "$tmp/err"
+  [ $? -ne 0 ] && grep -q "raise ulimit -n or lower --max-workers" "$tmp/err" ||
+    { D=$real; fail "90 workers in 256 fds were accepted: $(cat "$tmp/err")"; return 1; }
+  start_daemon --workers 2 --max-workers 60
+  local started=$?
+  D=$real
+  [ $started -eq 0 ] || return 1
+  grep -q -- "--max-clients lowered to" "$tmp/log" || { fail "--max-clients was not lowered"; return 1; }
+  # 200 idle clients at once, as many as the limit lets in, while the pool grows to 60.
+  python3 - "$tmp/sock" "$tmp/held" <<'PY' &
+import socket, sys, time
+held = []
+for i in range(200):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
+open(sys.argv[2], "w").close()
+time.sleep(30)
+PY
+  local holders=$!
+  eventually 10 test -e "$tmp/held" || { kill $holders; fail "the clients did not connect"; return 1; }
+  pc scale 60 >/dev/null || { kill $holders; fail "scale 60"; return 1; }
+  sixty() { [ "$(pc status --json | json 'len([w for w in d["workers"] if w["state"] == "ready"])')" = 60 ]; }
+  eventually 20 sixty || { kill $holders; fail "60 workers did not become ready"; return 1; }
+  local server
+  server=$(pc status --json | json 'd["fork_server"]')
+  [ "$(cat /proc/"$server"/task/*/children | wc -w)" -eq 60 ] || { kill $holders; fail "$(cat /proc/"$server"/task/*/children | wc -w) processes for 60 slots"; return 1; }
+  for p in $(pc status --json | json '" ".join(str(w["pid"]) for w in d["workers"])'); do
+    pc kill "$p" >/dev/null || { kill $holders; fail "kill refused worker $p"; return 1; }
+  done
+  kill $holders; wait $holders 2>/dev/null
+  stop_daemon
+}
+
 case_the_cli_refuses_a_socket_served_by_another_user() {
   [ "$(id -u)" -eq 0 ] || { echo "skip: only root can serve a socket as another user"; return 0; }
   local open

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -417,4 +418,63 @@ TEST_CASE("a freed pool's processes are gone, not zombies: none is a child of ou
       if (::access(("/proc/" + std::to_string(w)).c_str(), F_OK) == 0) return false;
     return true;
   }));
+}
+
+TEST_CASE("a worker whose pidfd the host could not receive is killed, never kept, and the pool recovers once fds are free") {
+  pc::pool pool;
+  std::mutex m;
+  std::vector<pid_t> exited;
+  std::vector<int> hogs;
+  bool hogging = false;
+  auto hog = [&] {
+    for (int fd; (fd = ::dup(0)) >= 0;) hogs.push_back(fd);
+  };
+  pool.on_worker_exit([&](const pc::worker_exit& e) {
+    std::lock_guard lock(m);
+    exited.push_back(e.pid);
+    if (hogging) hog();  // the dead worker's pidfd, just closed: before the pool asks for a replacement
+  });
+  pool.start({.workers = 1});
+  const pid_t first = pool.workers()[0].pid;
+  const pid_t server = pool.stats().fork_server;
+
+  // Every fd this process may have is taken: the replacement's pidfd, passed over
+  // the fork server's socket, is dropped by the kernel (MSG_CTRUNC).
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  {
+    std::lock_guard lock(m);
+    hogging = true;
+    hog();
+    REQUIRE(errno == EMFILE);
+  }
+  REQUIRE(pool.kill(first));
+  // Unwatched replacements are killed by the fork server and go on dying young.
+  const bool replacement_killed = test::eventually([&] {
+    std::lock_guard lock(m);
+    return std::any_of(exited.begin(), exited.end(), [&](pid_t p) { return p != first; });
+  }, 10s);
+  const auto forked = test::children_of(server).size();
+  {
+    std::lock_guard lock(m);
+    hogging = false;
+    for (int fd : hogs) ::close(fd);
+    hogs.clear();
+  }
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  CHECK_MESSAGE(replacement_killed, "a replacement the pool cannot signal was kept as a worker");
+  CHECK(forked <= 1);
+
+  // Once fds are free, the next replacement is watched: it serves, and kill() reaches it.
+  REQUIRE(test::eventually([&] { return test::all_ready(pool, 1, {first}); }, 15s));
+  auto job = pool.job([](int x) { return x + 1; }, 41);
+  CHECK(job.result() == 42);
+  const pid_t now = pool.workers()[0].pid;
+  CHECK(test::children_of(server) == std::set<pid_t>{now});
+  CHECK(pool.kill(now));
+  CHECK(test::process_gone(now));
+  pool.free();
 }

@@ -233,10 +233,17 @@ int main(int argc, char** argv) {
     if (serving.max_frame < 64 || serving.max_frame > 0xffffffffu)
       throw std::invalid_argument("--max-frame must be 64 bytes to 4G - 1");
     if (serving.idle_timeout < std::chrono::seconds(1)) throw std::invalid_argument("--idle-timeout must be 1s or more");
-    // A client is a file descriptor: there must be enough of them, with room for the pool's own.
+    // A client is a file descriptor: there must be enough of them, with room for the
+    // pool's own: a pidfd for each worker process (up to 3 a slot while one is
+    // replaced), and a few dozen for the daemon, plugins and the pool's thread.
     rlimit files{};
     ::getrlimit(RLIMIT_NOFILE, &files);
-    const auto room = files.rlim_cur > 64 ? files.rlim_cur - 64 : 1;
+    const rlim_t reserve = 32 + 3 * rlim_t{opts.max_workers} + 2;
+    if (files.rlim_cur <= reserve)
+      throw std::invalid_argument("the file descriptor limit (" + std::to_string(files.rlim_cur) + ") leaves no room for clients: " +
+                                  std::to_string(opts.max_workers) + " workers at most need " + std::to_string(reserve) +
+                                  "; raise ulimit -n or lower --max-workers");
+    const auto room = files.rlim_cur - reserve;
     if (serving.max_clients > room) {
       serving.max_clients = static_cast<unsigned>(room);
       log("--max-clients lowered to %u: the file descriptor limit is %llu", serving.max_clients,
