@@ -312,6 +312,59 @@ PY
   stop_daemon
 }
 
+case_a_client_that_half_closes_after_its_requests_gets_every_answer() {
+  start_daemon --workers 2 || return 1
+  python3 - "$tmp/sock" <<'PY' || { fail "answers after a half-close: see above"; return 1; }
+import socket, sys
+from control_client import connect, frame, answer
+s = connect(sys.argv[1], timeout=10)
+s.sendall(frame(b'{"op":"submit","id":1,"task":"sleep","args":{"ms":300}}') +
+          frame(b'{"op":"submit","id":2,"task":"hello","args":{"text":"a"}}') +
+          frame(b'{"op":"submit","id":3,"task":"sleep","args":{"ms":200}}') + b"\x05\x00")  # and half a frame
+s.shutdown(socket.SHUT_WR)  # what socat does at the end of its input
+got = {}
+for _ in range(3):
+    a = answer(s)
+    if a is None: sys.exit("the daemon closed after %d answers: %r" % (len(got), got))
+    got[a["id"]] = a
+if got != {1: {"id": 1, "ok": True, "result": 300}, 2: {"id": 2, "ok": True, "result": "Hello a!"},
+           3: {"id": 3, "ok": True, "result": 200}}:
+    sys.exit("answers: %r" % got)
+if s.recv(1) != b"": sys.exit("the daemon did not close once it had answered")
+PY
+  [ "$(pc status --json | json 'd["completed"]')" = 3 ] || { fail "not every job completed"; return 1; }
+  stop_daemon
+}
+
+case_unfinished_frames_of_many_clients_stay_within_max_request_bytes() {
+  start_daemon --workers 1 --max-request-bytes 8M || return 1
+  rss() { awk '/^VmRSS/ {print $2}' /proc/"$daemon_pid"/status; }
+  local before
+  before=$(rss)
+  # 20 clients, each 3 MB into a 4 MB frame: 60 MB if nothing counts them together.
+  python3 - "$tmp/sock" "$tmp/sent" <<'PY' &
+import struct, sys, time
+from control_client import connect
+held, refused = [], 0
+for i in range(20):
+    s = connect(sys.argv[1], timeout=10)
+    try:
+        s.sendall(struct.pack("<I", 4 << 20) + b'{"op":"submit","task":"echo","args":"' + b"x" * (3 << 20))
+    except OSError:
+        refused += 1
+    held.append(s)
+open(sys.argv[2], "w").write(str(refused))
+time.sleep(20)
+PY
+  local holders=$!
+  eventually 20 test -s "$tmp/sent" || { kill $holders; fail "the clients did not send"; return 1; }
+  local grown=$(( ($(rss) - before) / 1024 ))
+  [ $grown -lt 24 ] || { kill $holders; fail "the daemon grew by $grown MiB for an 8 MiB limit"; return 1; }
+  [ "$(pc submit hello '{"text":"still"}' --raw)" = 'Hello still!' ] || { kill $holders; fail "the daemon no longer serves"; return 1; }
+  kill $holders; wait $holders 2>/dev/null
+  stop_daemon
+}
+
 case_a_flooding_client_does_not_starve_the_others() {
   start_daemon --workers 1 || return 1
   python3 - "$tmp/sock" <<'PY' &

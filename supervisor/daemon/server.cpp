@@ -1,5 +1,6 @@
 #include "server.hpp"
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -246,14 +247,26 @@ void server::read_client(std::uint64_t id) {
   char chunk[read_chunk];
   for (int turn = 0; turn < chunks_per_turn; ++turn) {
     const ssize_t got = ::recv(c.fd.get(), chunk, sizeof chunk, MSG_DONTWAIT);
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+    if (got == 0) {
+      end_of_requests(id, c);
+      return;
+    }
+    if (got < 0 && errno != EAGAIN && errno != EINTR) {
       drop(id);  // gone: its queued jobs are cancelled, its running ones end unheard
       return;
     }
     if (got < 0) break;
     c.last_heard = clock::now();
     if (c.closing) continue;  // refused: read and forget what it still sends
+    // Unfinished frames of many clients together must not grow the daemon past the limit.
+    if (unfinished_bytes_ + static_cast<std::size_t>(got) > settings_.max_request_bytes) {
+      fail_and_close(id, c, "busy",
+                     "the daemon holds " + std::to_string(unfinished_bytes_) +
+                         " bytes of unfinished requests, the most --max-request-bytes allows: try again later");
+      break;
+    }
     c.in.append(chunk, static_cast<std::size_t>(got));
+    unfinished_bytes_ += static_cast<std::size_t>(got);
     // Frames as they complete; a bad length ends the connection before anything is buffered for it.
     while (!c.closing && c.in.size() >= 4) {
       const std::uint32_t n = frame_length(c.in.data());
@@ -264,7 +277,7 @@ void server::read_client(std::uint64_t id) {
       }
       if (c.in.size() < 4 + std::size_t{n}) break;
       const std::string body = c.in.substr(4, n);
-      c.in.erase(0, 4 + std::size_t{n});
+      consume_input(c, 4 + std::size_t{n});
       handle_frame(id, c, body);
     }
     if (c.jobs.size() >= max_jobs_per_client || c.request_bytes > max_request_bytes_per_client ||
@@ -289,12 +302,39 @@ void server::write_client(std::uint64_t id) {
   // A refused client gets its answer, then an end of file: closing at once while
   // it still sends would reset the connection and lose the answer.
   if (c.out.empty() && c.closing) ::shutdown(c.fd.get(), SHUT_WR);
+  if (c.out.empty() && c.done_sending && c.jobs.empty()) {
+    drop(id);  // every answer it waited for is sent
+    return;
+  }
   update_interest(id, c);
 }
 
+// An end of file is either a client gone (both directions closed: its peer hung up)
+// or a half-close (shutdown(SHUT_WR), as socat does at the end of its input), which
+// only means no more requests: what is in flight is still answered.
+void server::end_of_requests(std::uint64_t id, client& c) {
+  pollfd p{c.fd.get(), POLLIN, 0};  // readable: its end of file
+  const bool hung_up = ::poll(&p, 1, 0) != 1 || (p.revents & (POLLHUP | POLLERR));
+  if (hung_up || c.closing || (c.jobs.empty() && c.out.empty())) {
+    drop(id);  // gone: its queued jobs are cancelled, its running ones end unheard
+    return;
+  }
+  c.done_sending = true;
+  consume_input(c, c.in.size());  // half a frame will never be whole
+  update_interest(id, c);
+}
+
+void server::consume_input(client& c, std::size_t n) {
+  c.in.erase(0, n);
+  unfinished_bytes_ -= n;
+  if (c.in.empty() && c.in.capacity() > read_chunk * chunks_per_turn) std::string().swap(c.in);  // a big frame's room goes back
+}
+
 void server::update_interest(std::uint64_t id, client& c) {
-  const bool read = c.closing || (c.jobs.size() < max_jobs_per_client &&
-                                  c.request_bytes <= max_request_bytes_per_client && c.out.size() <= max_unsent_bytes);
+  // Not read once it half-closed: its end of file would be seen again and again. A hang-up still shows (EPOLLHUP).
+  const bool read = !c.done_sending && (c.closing || (c.jobs.size() < max_jobs_per_client &&
+                                                      c.request_bytes <= max_request_bytes_per_client &&
+                                                      c.out.size() <= max_unsent_bytes));
   epoll_event e{};
   e.events = (read ? EPOLLIN : 0u) | (c.out.empty() ? 0u : EPOLLOUT);
   e.data.u64 = id;
@@ -306,6 +346,7 @@ void server::drop(std::uint64_t id) {
   if (it == clients_.end()) return;
   // Nobody is left to hear them: queued jobs go; running ones end unheard.
   for (auto& [seq, job] : it->second.jobs) job.cancel();
+  unfinished_bytes_ -= it->second.in.size();
   clients_.erase(it);
   watch_listener(true);  // a file descriptor is free again
 }
@@ -315,7 +356,7 @@ void server::respond(client& c, std::string_view body) { append_frame(c.out, bod
 void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message) {
   respond(c, error_response(std::nullopt, type, message));
   c.closing = true;
-  c.in.clear();
+  consume_input(c, c.in.size());
   write_client(id);
 }
 

@@ -51,6 +51,7 @@ class server {
     std::size_t request_bytes = 0;                           // their arguments' size
     clock::time_point last_heard = clock::now();
     bool closing = false;  // answer sent: shut down, read what still comes, close
+    bool done_sending = false;  // it half-closed: no more requests; answer what is in flight, then close
   };
   struct completion {
     std::uint64_t client;
@@ -73,6 +74,8 @@ class server {
   void begin_stop(bool graceful);
   void update_interest(std::uint64_t id, client& c);
   void drop(std::uint64_t id);
+  void end_of_requests(std::uint64_t id, client& c);
+  void consume_input(client& c, std::size_t n);
   void respond(client& c, std::string_view body);
   void fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message);
   void watch_listener(bool on);
@@ -88,6 +91,7 @@ class server {
   std::uint64_t next_job_ = 1;
   std::size_t jobs_ = 0;            // in flight, all clients
   std::size_t request_bytes_ = 0;   // their arguments, all clients
+  std::size_t unfinished_bytes_ = 0;  // of frames still arriving, all clients: counted against max_request_bytes too
   bool listening_ = true;           // off while out of file descriptors
 
   std::mutex completions_mutex_;
