@@ -345,8 +345,11 @@ bool pool_impl::drain(clock::duration timeout) {
   if (thread_ && std::this_thread::get_id() == thread_->get_id())
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "parallelcode: drain() from a callback on the pool's thread would wait for itself");
+  // A job() is refused at once or runs: from here on submit() takes the lock and
+  // sees the drain; what got into the inbox before is queued now, and runs.
+  close_inbox_locked();
   outcome out;
-  take_inbox_locked(out);  // submitted before the drain: they run
+  take_inbox_locked(out);
   phase_ = phase::draining;
   ::eventfd_write(doorbell_.get(), 1);
   if (!out.jobs.empty()) {

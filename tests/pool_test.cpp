@@ -2,15 +2,21 @@
 
 #include <doctest/doctest.h>
 
+#include <dirent.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -582,4 +588,57 @@ TEST_CASE("two pools in one process: each fork server and worker holds only its 
   a.free();
   CHECK(std::chrono::steady_clock::now() - t0 < 2s);
   CHECK(b.job([](int x) { return x * 2; }, 21).result() == 42);
+}
+
+TEST_CASE("a job submitted while drain() begins is either refused by job() or runs to its end") {
+  int late = 0, refused = 0, ran = 0;
+  for (int round = 0; round < 20 && late == 0; ++round) {
+    pc::pool pool;
+    pool.start({.workers = 2});
+    std::atomic<int> submitting{0};
+    std::atomic<bool> stop{false};
+    struct submitted {
+      pc::job_handle<int> handle;
+      bool ended_at_return;
+    };
+    std::vector<std::vector<submitted>> by_thread(4);
+    std::vector<std::thread> threads;
+    for (auto& mine : by_thread)
+      threads.emplace_back([&] {
+        ++submitting;
+        while (!stop) {
+          auto j = pool.job(&twice, 1);
+          const bool ended = j.wait_for(0s);
+          mine.push_back({std::move(j), ended});
+          if (ended && mine.back().handle.valid()) {
+            try {
+              (void)mine.back().handle.result();
+            } catch (const pc::job_cancelled&) {
+              break;  // refused: the drain has begun
+            }
+          }
+        }
+      });
+    while (submitting < 4) std::this_thread::yield();
+    while (pool.stats().submitted < 200) std::this_thread::yield();
+    CHECK(pool.drain(10s));
+    stop = true;
+    for (auto& t : threads) t.join();
+    for (auto& mine : by_thread)
+      for (auto& s : mine) {
+        REQUIRE(s.handle.wait_for(5s));
+        int got = 0;
+        try {
+          got = s.handle.result();
+        } catch (const pc::job_cancelled&) {
+          ++(s.ended_at_return ? refused : late);  // late: accepted by job(), then cancelled by the drain
+          continue;
+        }
+        CHECK(got == 2);
+        ++ran;
+      }
+  }
+  CHECK(late == 0);
+  CHECK(refused > 0);
+  CHECK(ran > 0);
 }

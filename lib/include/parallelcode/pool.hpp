@@ -58,7 +58,8 @@ class pool {
   void free();
 
   // Takes no new job, lets the queued and running ones finish until the timeout,
-  // then free()s. True if every job had ended by then.
+  // then free()s. True if every job had ended by then. A job() racing it is
+  // either refused (its handle has ended when job() returns) or runs.
   bool drain(std::chrono::steady_clock::duration timeout);
 
   // Grows or shrinks the pool to n workers (1 to options::max_workers). Removed
