@@ -415,21 +415,25 @@ bool pool_impl::inherited() const noexcept {
 }
 
 void pool_impl::on_worker_spawn(std::function<void(const worker_info&)> f) {
+  if (inherited()) return;  // its lock may have been held at the fork
   std::lock_guard lock(mutex_);
   on_spawn_ = std::move(f);
 }
 
 void pool_impl::on_worker_exit(std::function<void(const worker_exit&)> f) {
+  if (inherited()) return;
   std::lock_guard lock(mutex_);
   on_exit_ = std::move(f);
 }
 
 void pool_impl::on_crash_loop(std::function<void(const worker_info&, unsigned, std::chrono::milliseconds)> f) {
+  if (inherited()) return;
   std::lock_guard lock(mutex_);
   on_crash_loop_ = std::move(f);
 }
 
 void pool_impl::on_fork_server_lost(std::function<void(pid_t)> f) {
+  if (inherited()) return;
   std::lock_guard lock(mutex_);
   on_fork_server_lost_ = std::move(f);
 }

@@ -590,6 +590,50 @@ TEST_CASE("two pools in one process: each fork server and worker holds only its 
   CHECK(b.job([](int x) { return x * 2; }, 21).result() == 42);
 }
 
+TEST_CASE("a child forked by a raw fork system call cannot drive the pool: its jobs are refused, the parent's run") {
+  auto pool = std::make_unique<pc::pool>();
+  pool->start({.workers = 1});
+  REQUIRE(pool->job(&twice, 1).result() == 2);
+  const pid_t worker = pool->workers()[0].pid;
+  // No pthread_atfork handler runs for it: only the kernel tells the child apart.
+  const pid_t child = static_cast<pid_t>(::syscall(SYS_fork));
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int code = 0;
+    auto j = pool->job(&twice, 2);
+    if (!j.wait_for(0s)) {
+      code = 1;  // accepted: it went into the parent's rings
+    } else {
+      try {
+        (void)j.result();
+        code = 2;
+      } catch (const pc::job_cancelled&) {
+      } catch (...) {
+        code = 3;
+      }
+    }
+    if (pool->kill(worker)) code = 4;
+    if (!pool->workers().empty()) code = 5;
+    pool->free();   // touches nothing of the original's
+    pool.reset();   // nor does the destructor
+    ::_exit(code);
+  }
+  const bool exited = test::process_gone(child, 10000ms);
+  if (!exited) ::kill(child, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(exited);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(test::process_alive(worker));
+  for (int i = 0; i < 20; ++i) {
+    auto j = pool->job(&twice, i);
+    REQUIRE(j.wait_for(5s));
+    CHECK(j.result() == 2 * i);
+  }
+  CHECK(pool->workers()[0].pid == worker);
+}
+
 TEST_CASE("a job submitted while drain() begins is either refused by job() or runs to its end") {
   int late = 0, refused = 0, ran = 0;
   for (int round = 0; round < 20 && late == 0; ++round) {
