@@ -138,7 +138,10 @@ void pool_impl::start(const options& requested) {
   inbox_gate_.fetch_or(1, std::memory_order_seq_cst);
   {
     signal_block block;  // the host's signals are the host's: none reaches our thread or processes
-    thread_ = std::make_unique<std::thread>(&pool_impl::run, this);
+    thread_ = std::make_unique<std::thread>([this] {
+      serve_as_pool_thread(this);  // a callback there waiting for one of our jobs would wait forever
+      run();
+    });
   }
 
   const bool ready = changed_.wait_for(lock, start_deadline, [&] {
@@ -171,6 +174,7 @@ std::string pool_impl::refusal_locked() const {
 
 void pool_impl::submit(job_ptr job, const job_options& o) {
   outcome out;
+  job->owner = this;
   if (inherited()) {
     job->fail(job_cancelled("parallelcode: this process is a fork of the pool's process: submit from the original"));
     out.jobs.push_back(std::move(job));

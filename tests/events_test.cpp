@@ -9,7 +9,10 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <stdexcept>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "helpers.hpp"
@@ -175,4 +178,190 @@ TEST_CASE("moving the result out waits for the on_done callbacks that read it") 
   CHECK(mine.size() == 100000);
   CHECK(finished.load());
   CHECK(seen.load() == 100000);
+}
+
+namespace {
+
+int spin_ms(int ms) {
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+       std::chrono::steady_clock::now() < until;) {
+  }
+  return ms;
+}
+
+int sleeps_forever(int) {
+  for (;;) ::pause();
+}
+
+}  // namespace
+
+TEST_CASE("the last on_done callback of a job may move its result out, and the pool goes on") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  std::promise<std::string> taken;
+  std::atomic<bool> on_pool_thread{false};
+  const auto me = std::this_thread::get_id();
+  auto j = pool.job([](int n) { return std::string(static_cast<std::size_t>(spin_ms(n)), 'v'); }, 100);
+  j.on_done([&](const std::string&, const pc::job_context&) {
+    on_pool_thread = std::this_thread::get_id() != me;
+    taken.set_value(std::move(j).result());
+  });
+  auto f = taken.get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  CHECK(on_pool_thread.load());
+  CHECK(f.get() == std::string(100, 'v'));
+  auto next = pool.job([](int x) { return x + 1; }, 1);
+  REQUIRE(next.wait_for(5s));
+  CHECK(next.result() == 2);
+}
+
+TEST_CASE("moving the result out in an on_done while another on_done has yet to read it throws logic_error at once") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  std::promise<bool> refused;
+  std::promise<std::string> second_saw;
+  auto j = pool.job([](int n) { return std::string(static_cast<std::size_t>(spin_ms(n)), 'v'); }, 100);
+  j.on_done([&](const std::string&, const pc::job_context&) {
+    try {
+      (void)std::move(j).result();
+      refused.set_value(false);
+    } catch (const std::logic_error&) {
+      refused.set_value(true);
+    }
+  });
+  j.on_done([&](const std::string& r, const pc::job_context&) { second_saw.set_value(r); });
+  auto f = refused.get_future();
+  auto g = second_saw.get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  REQUIRE(g.wait_for(5s) == std::future_status::ready);
+  CHECK(f.get());
+  CHECK(g.get() == std::string(100, 'v'));
+  CHECK(j.result() == std::string(100, 'v'));
+}
+
+TEST_CASE("a wait on the pool's thread for a job of its pool not yet ended throws resource_deadlock_would_occur at once") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto is_deadlock = [](const std::system_error& e) { return e.code() == std::errc::resource_deadlock_would_occur; };
+  auto quick = pool.job(&spin_ms, 50);
+  auto running = pool.job(&sleeps_forever, 0);  // holds the only worker: `queued` never reaches it
+  auto queued = pool.job(&spin_ms, 1);
+  struct seen {
+    bool result = false, moved = false, wait = false, worker = false, wait_for_at_once = false, own_start = false;
+  };
+  std::promise<seen> p;
+  quick.on_done([&](const int&, const pc::job_context&) {
+    seen s;
+    try {
+      (void)running.result();
+    } catch (const std::system_error& e) {
+      s.result = is_deadlock(e);
+    }
+    try {
+      (void)std::move(running).result();
+    } catch (const std::system_error& e) {
+      s.moved = is_deadlock(e);
+    }
+    try {
+      running.wait();
+    } catch (const std::system_error& e) {
+      s.wait = is_deadlock(e);
+    }
+    try {
+      (void)queued.worker();
+    } catch (const std::system_error& e) {
+      s.worker = is_deadlock(e);
+    }
+    const auto before = std::chrono::steady_clock::now();
+    s.wait_for_at_once = !running.wait_for(10s) && std::chrono::steady_clock::now() - before < 5s;
+    p.set_value(s);
+  });
+  auto f = p.get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  const seen s = f.get();
+  CHECK(s.result);
+  CHECK(s.moved);
+  CHECK(s.wait);
+  CHECK(s.worker);
+  CHECK(s.wait_for_at_once);
+  // The pool's thread is not stuck: the running job is killed, the queued one runs.
+  REQUIRE(pool.kill(running.worker().pid));
+  REQUIRE(queued.wait_for(5s));
+  CHECK(queued.result() == 1);
+}
+
+TEST_CASE("a job's own on_start on the pool's thread cannot wait for its end: it throws at once") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto first = pool.job(&spin_ms, 100);  // the second starts from the pool's thread, when this one ends
+  auto second = pool.job(&spin_ms, 50);
+  std::promise<int> p;  // 1: refused, 2: waited on another thread, 0: other
+  const auto me = std::this_thread::get_id();
+  second.on_start([&](const pc::worker_info&) {
+    try {
+      (void)second.result();
+      p.set_value(std::this_thread::get_id() != me ? 0 : 2);
+    } catch (const std::system_error& e) {
+      p.set_value(e.code() == std::errc::resource_deadlock_would_occur ? 1 : 0);
+    }
+  });
+  auto f = p.get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  CHECK(f.get() == 1);
+  CHECK(second.result() == 50);
+}
+
+TEST_CASE("a callback may move out the result of a job that ended in the same batch: that job's callbacks run first") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto running = pool.job(&sleeps_forever, 0);
+  running.worker();
+  auto queued = pool.job(&spin_ms, 1);
+  // free() cancels both in one batch on the pool's thread, the running job first.
+  std::atomic<int> queued_errors{0};
+  std::atomic<int> queued_errors_seen_first{-1};
+  std::atomic<bool> took{false};
+  queued.on_error([&](const pc::job_error&, const pc::job_context&) { ++queued_errors; });
+  running.on_error([&](const pc::job_error&, const pc::job_context&) {
+    try {
+      (void)std::move(queued).result();
+    } catch (const pc::job_cancelled&) {
+      took = true;
+    }
+    queued_errors_seen_first = queued_errors.load();
+  });
+  auto freed = std::async(std::launch::async, [&] { pool.free(); });
+  REQUIRE(freed.wait_for(10s) == std::future_status::ready);
+  CHECK(took.load());
+  CHECK(queued_errors_seen_first.load() == 1);
+  CHECK(queued_errors.load() == 1);
+}
+
+TEST_CASE("inside a job's own on_done and on_error, result(), worker(), wait() and wait_for() answer at once") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  auto ok = pool.job(&spin_ms, 100);
+  auto bad = pool.job([](int) -> int { throw std::runtime_error("no"); }, 0);
+  std::promise<bool> ok_seen, bad_seen;
+  ok.on_done([&](const int& r, const pc::job_context& c) {
+    ok.wait();
+    ok_seen.set_value(r == 100 && ok.result() == 100 && ok.worker().pid == c.worker.pid && ok.wait_for(0s) &&
+                      std::move(ok).result() == 100);
+  });
+  bad.on_error([&](const pc::job_error&, const pc::job_context& c) {
+    bad.wait();
+    bool threw = false;
+    try {
+      (void)std::move(bad).result();
+    } catch (const pc::job_failed&) {
+      threw = true;
+    }
+    bad_seen.set_value(threw && bad.worker().pid == c.worker.pid && bad.wait_for(1h));
+  });
+  auto f = ok_seen.get_future();
+  auto g = bad_seen.get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  REQUIRE(g.wait_for(5s) == std::future_status::ready);
+  CHECK(f.get());
+  CHECK(g.get());
 }

@@ -39,6 +39,8 @@ class job_handle {
     if constexpr (!std::is_void_v<R>) return *state_->value;
   }
   // Moves the result out, once the job's callbacks, which may be reading it, are done.
+  // In a callback of this job: at once in the last one that reads it, std::logic_error
+  // in one with others still to run.
   R result() && {
     state().wait_published();
     state().rethrow_error();
@@ -50,10 +52,8 @@ class job_handle {
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const noexcept {
     if (!state_) return true;
     // Clamped in floating point: a cast of hours::max() to nanoseconds overflows.
-    if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365)) {
-      state_->wait_ended();
-      return true;
-    }
+    if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365))
+      return state_->wait_ended_for(std::chrono::nanoseconds::max());
     return state_->wait_ended_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
   void wait() const { state().wait_ended(); }
@@ -63,7 +63,10 @@ class job_handle {
   bool cancel() { return state().cancel(); }
 
   // Callbacks run on the pool's thread, or at once on the caller's if the event
-  // already happened; each fires exactly once. They must not throw or block.
+  // already happened; each fires exactly once. They must not throw or block: on the
+  // pool's thread, worker(), result() and wait() for a job of the same pool that has
+  // not ended throw std::system_error (resource_deadlock_would_occur) at once, and
+  // wait_for returns false at once, since only that thread could end it.
   job_handle& on_start(std::function<void(const worker_info&)> f) {
     state().add_on_start(std::move(f));
     return *this;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -29,6 +30,10 @@ using clock = std::chrono::steady_clock;
 // queue when it sees the count move.
 std::uint64_t cancellations() noexcept;
 
+// Marks the calling thread, for its life, as the thread of this pool: there a wait
+// for a job of that pool which has not ended could never end, and throws.
+void serve_as_pool_thread(const void* pool) noexcept;
+
 class job_state_base {
  public:
   using start_fn = std::function<void(const worker_info&)>;
@@ -42,6 +47,7 @@ class job_state_base {
   // What the pool sends and how it runs it. Set before submit, then used only
   // by the pool, under its lock.
   std::uint64_t id = 0;
+  const void* owner = nullptr;  // the pool it was submitted to
   invoke_fn invoke = nullptr;
   std::uintptr_t fn = 0;
   byte_buffer payload;
@@ -84,8 +90,10 @@ class job_state_base {
   // Handle side.
   worker_info wait_assigned();  // throws the job's error if it ended unassigned
   void wait_ended();
-  void wait_published();  // ended, and its callbacks have run
-  bool wait_ended_for(std::chrono::nanoseconds limit);
+  // Ended, and its callbacks have run; a job's own callback may take the result in the
+  // last of them that reads it (std::logic_error in an earlier one).
+  void wait_published();
+  bool wait_ended_for(std::chrono::nanoseconds limit);  // nanoseconds::max(): no limit
   void rethrow_error();  // after wait_ended
   bool cancel();         // true if the job was still queued: it fails with job_cancelled
   void add_on_start(start_fn f);
@@ -110,6 +118,8 @@ class job_state_base {
  private:
   void end_locked(clock::time_point at);
   bool spin_for(int stage) const;  // true once progress_ reached stage; spins only while that looks near
+  bool on_own_pool_thread() const noexcept;  // where nothing could end it while the caller waits
+  bool may_take_locked(std::unique_lock<std::mutex>& lock);  // wait_published's test; may publish, may throw
 
   std::condition_variable changed_;
   // What waiters may spin on without the lock. settled: ended, and its callbacks have run.
@@ -121,6 +131,8 @@ class job_state_base {
   bool end_published_ = false;
   bool publishing_ = false;
   bool publish_again_ = false;
+  std::thread::id publisher_;  // while publishing_
+  std::size_t done_left_ = 0;  // done callbacks still to run after the one running now; read by the publisher
   worker_info worker_;
   unsigned attempt_ = 0;
   clock::time_point started_at_;
