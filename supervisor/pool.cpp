@@ -326,6 +326,12 @@ void pool_impl::free() {
   if (thread_) thread_->join();
   lock.lock();
   outcome out;
+  release_locked(out);
+  lock.unlock();
+  out.fire();
+}
+
+void pool_impl::release_locked(outcome& out) {
   take_inbox_locked(out);  // left by submitters the pool's thread no longer saw: refused
   thread_.reset();
   trim_buffer_cache();
@@ -337,8 +343,32 @@ void pool_impl::free() {
   doorbell_.reset();
   phase_ = phase::stopped;
   changed_.notify_all();
-  lock.unlock();
+}
+
+bool pool_impl::end_from_own_thread() noexcept {
+  std::lock_guard lock(mutex_);
+  if (!thread_ || std::this_thread::get_id() != thread_->get_id()) return false;
+  // Another thread's free() joins us and touches the pool after: it stays, unfreed, rather than crash that thread.
+  if (phase_ == phase::stopping) return true;
+  // A thread cannot join itself: it stops like free() asked, and when its loop ends it finishes the free alone.
+  phase_ = phase::stopping;
+  stop_ = true;
+  close_inbox_locked();
+  ::eventfd_write(doorbell_.get(), 1);
+  orphaned_ = true;
+  thread_->detach();
+  changed_.notify_all();
+  return true;
+}
+
+void pool_impl::delete_orphaned() noexcept {
+  outcome out;
+  {
+    std::lock_guard lock(mutex_);
+    release_locked(out);
+  }
   out.fire();
+  delete this;
 }
 
 bool pool_impl::drain(clock::duration timeout) {
@@ -529,6 +559,8 @@ pool::pool() : impl_(std::make_unique<detail::pool_impl>()) {}
 pool::~pool() {
   // A forked copy of a running pool may hold state torn mid-update at the fork: leave it.
   if (impl_->inherited()) (void)impl_.release();
+  // Destroyed from its own callback: its thread frees it and deletes it once the callback returns.
+  else if (impl_->end_from_own_thread()) (void)impl_.release();
 }
 
 void pool::start(const options& opts) {

@@ -143,6 +143,9 @@ class pool_impl {
   std::vector<worker_info> workers() const;
   pool_stats stats() const;
   void free();
+  // From ~pool: false, or true if called on the pool's own thread (a callback), which
+  // then frees the pool once the callback returns and deletes it: the caller lets go.
+  bool end_from_own_thread() noexcept;
   bool drain(clock::duration timeout);
   void resize(unsigned n);
   void replace_workers();
@@ -166,6 +169,7 @@ class pool_impl {
 
   // The pool's thread (supervisor.cpp).
   void run();
+  void delete_orphaned() noexcept;  // the end of run() for a pool destroyed from its callback
   void serve();
   bool step(outcome& out);
   bool start_fork_server(outcome& out);
@@ -214,6 +218,7 @@ class pool_impl {
   bool take_inbox_locked(outcome& out);  // oldest first; false if it was empty
   void accept_locked(job_ptr job, outcome& out);  // queues it, or fails it if the pool takes none
   void close_inbox_locked();  // and waits for submitters inside to leave
+  void release_locked(outcome& out);  // once its thread ended: refuses the inbox, gives back memory and fds
 
   // What the pool's thread waits for, and helpers (pool.cpp).
   bool results_pending() const noexcept;  // reads watched_: runs without the lock
@@ -265,6 +270,7 @@ class pool_impl {
   clock::time_point next_server_check_{};
   unsigned server_young_deaths_ = 0;
   std::unique_ptr<std::thread> thread_;
+  bool orphaned_ = false;  // destroyed from a callback: the pool's thread deletes it (only that thread touches it)
   std::deque<worker_slot> slots_;        // by id; a deque keeps them in place as it grows
   std::vector<process*> by_channel_;     // the process on each channel, or none
   std::vector<process*> watched_;        // the pool's thread's copy of by_channel_, to spin on without the lock

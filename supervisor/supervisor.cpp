@@ -109,6 +109,7 @@ void pool_impl::run() {
     stats_.fork_server = 0;
   }
   out.fire();
+  if (orphaned_) delete_orphaned();  // destroyed from a callback: nobody joins this thread
 }
 
 void pool_impl::serve() {

@@ -590,6 +590,62 @@ TEST_CASE("two pools in one process: each fork server and worker holds only its 
   CHECK(b.job([](int x) { return x * 2; }, 21).result() == 42);
 }
 
+namespace {
+
+// This process's threads with this name (the pool's thread is "pc-supervisor").
+int threads_named(const std::string& name) {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
+      std::string comm;
+      std::getline(f, comm);
+      n += comm == name;
+    }
+    ::closedir(d);
+  }
+  return n;
+}
+
+int spins_ms(int ms) {
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+       std::chrono::steady_clock::now() < until;) {
+  }
+  return ms;
+}
+
+int waits_forever(int) {
+  for (;;) ::pause();
+}
+
+}  // namespace
+
+TEST_CASE("a pool destroyed by its own on_done callback frees itself on its thread: no abort, nothing left") {
+  REQUIRE(threads_named("pc-supervisor") == 0);
+  auto owner = std::make_unique<pc::pool>();
+  owner->start({.workers = 2});
+  std::vector<pid_t> processes = test::pids(owner->workers());
+  processes.push_back(owner->stats().fork_server);
+  auto last = owner->job(&spins_ms, 100);
+  auto stuck = owner->job(&waits_forever, 0);  // running when the pool goes: cancelled
+  std::promise<bool> destroyed;
+  const auto me = std::this_thread::get_id();
+  last.on_done([&](const int&, const pc::job_context&) {
+    const bool on_pool_thread = std::this_thread::get_id() != me;
+    owner.reset();
+    destroyed.set_value(on_pool_thread);
+  });
+  auto f = destroyed.get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  CHECK(f.get());
+  REQUIRE(stuck.wait_for(5s));
+  CHECK_THROWS_AS(stuck.result(), pc::job_cancelled);
+  for (pid_t pid : processes) CHECK_MESSAGE(test::process_gone(pid, 5000ms), "pid " << pid << " outlived its pool");
+  CHECK(test::eventually([] { return threads_named("pc-supervisor") == 0; }));
+  CHECK(test::eventually([] { return test::children().empty(); }));
+}
+
 TEST_CASE("a child forked by a raw fork system call cannot drive the pool: its jobs are refused, the parent's run") {
   auto pool = std::make_unique<pc::pool>();
   pool->start({.workers = 1});

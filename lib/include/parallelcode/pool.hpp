@@ -28,7 +28,9 @@ class pool_impl;
 class pool {
  public:
   pool();
-  ~pool();  // free()
+  // free(). From one of the pool's own callbacks, the pool's thread finishes the
+  // free once the callback returns (the others it still fires must not use the pool).
+  ~pool();
   pool(const pool&) = delete;
   pool& operator=(const pool&) = delete;
 
