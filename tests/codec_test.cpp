@@ -1,11 +1,16 @@
 // The cereal archives: values round-trip, and corrupt bytes are refused before
-// they can make a large allocation.
+// they can make a large allocation. The JSON codec keeps strings whole and
+// doubles exact, and says what it cannot write.
 
 #include <doctest/doctest.h>
 
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <array>
 #include <cstring>
+#include <limits>
+#include <random>
 #include <deque>
 #include <forward_list>
 #include <list>
@@ -13,9 +18,11 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <parallelcode/detail/codec.hpp>
+#include <parallelcode/detail/json.hpp>
 
 namespace pd = parallelcode::detail;
 
@@ -32,6 +39,35 @@ struct record {
   }
   bool operator==(const record&) const = default;
 };
+
+struct labels {
+  std::string text;
+  std::vector<std::string> list;
+  std::map<std::string, std::string> by_name;
+  template <class A>
+  void serialize(A& a) {
+    a(CEREAL_NVP(text), CEREAL_NVP(list), CEREAL_NVP(by_name));
+  }
+  bool operator==(const labels&) const = default;
+};
+
+struct order {
+  std::string customer;
+  std::vector<record> lines;
+  std::optional<std::string> note;
+  std::variant<std::int64_t, std::string> ref;
+  std::uint32_t priority = 0;
+  bool urgent = false;
+  template <class A>
+  void serialize(A& a) {
+    a(CEREAL_NVP(customer), CEREAL_NVP(lines), CEREAL_NVP(note), CEREAL_NVP(ref), CEREAL_NVP(priority),
+      CEREAL_NVP(urgent));
+  }
+  bool operator==(const order&) const = default;
+};
+
+// The same double, -0.0 apart from 0.0.
+bool same_double(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 }  // namespace
 
@@ -195,4 +231,82 @@ TEST_CASE("a bool byte other than 0 or 1 is refused, not read as a bool") {
   pd::encode(flag, true);
   flag.data()[0] = std::byte{7};
   CHECK_THROWS_AS(pd::decode<bool>(flag.data(), flag.size()), pd::codec_error);
+}
+
+TEST_CASE("JSON strings keep what follows a NUL, in fields, vectors and map keys") {
+  const std::string text =
+      R"({"text":"ab\u0000cd","list":["x\u0000y",""],"by_name":[{"key":"k\u0000","value":"v\u0000w"}]})";
+  const auto l = pd::from_json<labels>(text);
+  CHECK(l.text == std::string("ab\0cd", 5));
+  REQUIRE(l.list.size() == 2);
+  CHECK(l.list[0] == std::string("x\0y", 3));
+  REQUIRE(l.by_name.size() == 1);
+  CHECK(l.by_name.begin()->first == std::string("k\0", 2));
+  CHECK(l.by_name.begin()->second == std::string("v\0w", 3));
+  CHECK(pd::to_json(l) == text);
+  CHECK(pd::from_json<std::string>(R"("\u0000")") == std::string(1, '\0'));
+}
+
+TEST_CASE("a double goes through JSON and back as itself, written in the fewest digits that read back as it") {
+  std::mt19937_64 bits(2002);
+  std::uniform_real_distribution<double> unit(0, 1);
+  for (int i = 0; i < 4004; ++i) {
+    double d = unit(bits);
+    if (i % 2) {
+      const std::uint64_t b = bits();
+      std::memcpy(&d, &b, sizeof d);
+      if (!std::isfinite(d)) continue;
+    }
+    char shortest[32];
+    const auto end = std::to_chars(shortest, shortest + sizeof shortest, d).ptr;
+    const std::string text = pd::to_json(d);
+    CHECK(same_double(pd::from_json<double>(text), d));
+    CHECK(text.size() <= std::size_t(end - shortest) + 2);  // ".0" may mark an integral double
+    CHECK(same_double(pd::from_json<double>(std::string(shortest, end)), d));
+  }
+  CHECK(pd::to_json(0.1 + 0.2) == "0.30000000000000004");
+  CHECK(pd::to_json(8.5744025984476e+19) == "8.5744025984476e+19");  // RapidJSON's Grisu2: 85744025984476000000.0
+  CHECK(pd::to_json(6.0) == "6.0");
+  CHECK(pd::to_json(-0.0) == "-0.0");
+  CHECK(pd::to_json(std::vector<double>{5e-324, 1.7976931348623157e308}) == "[5e-324,1.7976931348623157e+308]");
+  CHECK(same_double(pd::from_json<double>("-0.0"), -0.0));
+  CHECK(pd::from_json<double>("1e-400") == 0.0);
+  CHECK(pd::from_json<double>("1" + std::string(30, '0')) == 1e30);
+  CHECK(pd::from_json<std::uint64_t>("18446744073709551615") == std::numeric_limits<std::uint64_t>::max());
+  CHECK(pd::from_json<std::int64_t>("-9223372036854775808") == std::numeric_limits<std::int64_t>::min());
+}
+
+TEST_CASE("a number out of its field's range does not fit, and says so") {
+  CHECK_THROWS_WITH_AS(pd::from_json<double>("1e400"), doctest::Contains("out of the range of a double"), pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::from_json<std::int64_t>("9223372036854775808"), doctest::Contains("range"), pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::from_json<std::uint8_t>("256"), doctest::Contains("range"), pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::from_json<float>("1e39"), doctest::Contains("range"), pd::codec_error);
+  CHECK_THROWS_AS(pd::from_json<int>("1.5"), pd::codec_error);
+}
+
+TEST_CASE("an infinite or NaN result, or a string that is not UTF-8, cannot be written as JSON, and says so") {
+  CHECK_THROWS_WITH_AS(pd::to_json(std::numeric_limits<double>::infinity()),
+                       "the result cannot be written as JSON: inf is not a JSON number", pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::to_json(std::vector<double>{1, -std::numeric_limits<double>::infinity()}),
+                       "the result cannot be written as JSON: -inf is not a JSON number", pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::to_json(std::nan("")), "the result cannot be written as JSON: NaN is not a JSON number",
+                       pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::to_json(std::string("lone \xed\xa0\x80 surrogate")),
+                       doctest::Contains("the result cannot be written as JSON: a string is not UTF-8"), pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::to_json(std::string("\xff")), doctest::Contains("not UTF-8"), pd::codec_error);
+  CHECK(pd::to_json(std::string("caf\xc3\xa9")) == "\"caf\xc3\xa9\"");
+}
+
+TEST_CASE("JSON reads what cereal's JSON archive writes: named fields in any order, unnamed ones in turn") {
+  const order o{"ann", {{"x", {1.5, -0.0}, {{"a", 1}}, 7}, {"y", {}, {}, std::nullopt}}, "rush", std::string("r-1"), 3,
+                true};
+  CHECK(pd::from_json<order>(pd::to_json(o)) == o);
+  const auto swapped = pd::from_json<labels>(R"({"by_name":[],"list":["b"],"extra":{"x":[1e400]},"text":"a"})");
+  CHECK(swapped == labels{"a", {"b"}, {}});
+  CHECK_THROWS_WITH_AS(pd::from_json<labels>(R"({"text":"a","list":[]})"), doctest::Contains("\"by_name\" is missing"),
+                       pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::from_json<order>(R"({"customer":"c","lines":[{"value0":"n","value1":[1,"2"]}]})"),
+                       doctest::Contains("lines[0].value1[1]: expected a number, got a string"), pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::from_json<labels>("[1, 2]"), doctest::Contains("expected an object"), pd::codec_error);
+  CHECK_THROWS_WITH_AS(pd::from_json<labels>(R"({"text":"a")"), doctest::Contains("not JSON"), pd::codec_error);
 }
