@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -127,7 +128,26 @@ std::string run_job(std::optional<std::int64_t> rid, const std::string& task, co
   return "{" + id_field(rid) + "\"ok\":true,\"result\":" + text + "}";
 }
 
-void submit(const rapidjson::Value& request, std::optional<std::int64_t> rid) {
+// a and b alike member by member in order (RapidJSON's == finds members by name, so
+// an object with a key twice never equals itself).
+bool same_value(const rapidjson::Value& a, const rapidjson::Value& b) {
+  if (a.GetType() != b.GetType()) return false;
+  if (a.IsObject()) {
+    if (a.MemberCount() != b.MemberCount()) return false;
+    for (auto i = a.MemberBegin(), j = b.MemberBegin(); i != a.MemberEnd(); ++i, ++j)
+      if (i->name != j->name || !same_value(i->value, j->value)) return false;
+    return true;
+  }
+  if (a.IsArray()) {
+    if (a.Size() != b.Size()) return false;
+    for (rapidjson::SizeType k = 0; k < a.Size(); ++k)
+      if (!same_value(a[k], b[k])) return false;
+    return true;
+  }
+  return a == b;
+}
+
+void submit(const rapidjson::Value& request, std::string_view body, std::optional<std::int64_t> rid) {
   if (!request.HasMember("task") || !request["task"].IsString())
     return respond(rid, ctl::error_response(rid, "bad_request", "submit needs a string \"task\""));
   const std::string task = string_member(request, "task");
@@ -139,7 +159,14 @@ void submit(const rapidjson::Value& request, std::optional<std::int64_t> rid) {
     return respond(rid, ctl::error_response(rid, "bad_request", "\"timeout_ms\" out of range"));
   if (request.HasMember("retries") && (!request["retries"].IsUint() || request["retries"].GetUint() > 100))
     return respond(rid, ctl::error_response(rid, "bad_request", "\"retries\" must be 0 to 100"));
-  const std::string args = request.HasMember("args") ? ctl::to_text(request["args"]) : "null";
+  // As the daemon does: the arguments as the client wrote them.
+  const auto text = ctl::member_text(body, "args");
+  if (request.HasMember("args") != text.has_value()) std::abort();
+  const std::string args = text ? std::string(*text) : "null";
+  if (text) {
+    rapidjson::Document same;  // the text found is the value parsed, and a whole JSON text
+    if (ctl::parse(args, same) || !same_value(same, request["args"])) std::abort();
+  }
   respond(rid, run_job(rid, task, args));
 }
 
@@ -154,7 +181,13 @@ bool handle_frame(std::string_view body) {
     respond(std::nullopt, ctl::error_response(std::nullopt, "bad_frame", "a request is a JSON object with a string \"op\""));
     return false;
   }
-  const auto rid = request_id(request);
+  std::optional<std::int64_t> rid;
+  try {
+    rid = request_id(request);
+  } catch (const std::invalid_argument& e) {
+    respond(std::nullopt, ctl::error_response(std::nullopt, "bad_request", e.what()));
+    return true;
+  }
   const std::string op = string_member(request, "op");
   auto number = [&](const char* key) -> std::optional<std::int64_t> {
     if (!request.HasMember(key) || !request[key].IsInt64()) return std::nullopt;
@@ -162,7 +195,7 @@ bool handle_frame(std::string_view body) {
   };
   const std::string ok = "{" + id_field(rid) + "\"ok\":true}";
   if (op == "submit") {
-    submit(request, rid);
+    submit(request, body, rid);
   } else if (op == "tasks") {
     std::string list;
     for (const auto& t : pc::tasks())
@@ -178,8 +211,9 @@ bool handle_frame(std::string_view body) {
     const auto n = number("workers");
     respond(rid, !n || *n < 1 || *n > 4096 ? ctl::error_response(rid, "bad_request", "scale needs \"workers\"") : ok);
   } else if (op == "stop") {
-    (void)(request.HasMember("now") && request["now"].IsBool() && request["now"].GetBool());
-    respond(rid, ok);
+    respond(rid, request.HasMember("now") && !request["now"].IsBool()
+                     ? ctl::error_response(rid, "bad_request", "stop's \"now\" must be true or false")
+                     : ok);
   } else if (op == "status") {
     respond(rid, ok);  // the pool's numbers only: nothing of the request but its id
   } else {

@@ -4,38 +4,72 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 
-#include <rapidjson/error/en.h>
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "json_text.hpp"
+
 namespace parallelcode::control {
 
 namespace {
 
-// Counts nesting while RapidJSON's iterative reader walks the text.
-struct depth_check : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, depth_check> {
+namespace json_text = parallelcode::detail::json_text;
+
+// Finds where member `key` of the top-level object starts and ends as RapidJSON walks
+// the text: a scalar ends where the stream is after its event, an array or object
+// one past the stream at its end event (the iterative reader takes the bracket after).
+struct member_finder {
+  std::string_view text;
+  std::string_view key;
+  const rapidjson::MemoryStream* in;
   unsigned depth = 0;
-  bool too_deep = false;
-  bool Default() { return true; }
-  bool StartObject() { return enter(); }
-  bool EndObject(rapidjson::SizeType) { return leave(); }
-  bool StartArray() { return enter(); }
-  bool EndArray(rapidjson::SizeType) { return leave(); }
-  bool enter() {
-    too_deep = ++depth > max_json_depth;
-    return !too_deep;
+  std::size_t begin = std::string_view::npos;
+  std::size_t end = std::string_view::npos;
+
+  bool Key(const char* s, rapidjson::SizeType n, bool) {
+    if (depth == 1 && begin == std::string_view::npos && std::string_view(s, n) == key) {
+      begin = text.find_first_not_of(" \t\r\n", in->Tell());  // the ':'
+      begin = text.find_first_not_of(" \t\r\n", begin + 1);
+    }
+    return true;
   }
-  bool leave() {
+  bool value() { return !found_at(in->Tell()); }
+  bool Null() { return value(); }
+  bool Bool(bool) { return value(); }
+  bool Int(int) { return value(); }
+  bool Uint(unsigned) { return value(); }
+  bool Int64(std::int64_t) { return value(); }
+  bool Uint64(std::uint64_t) { return value(); }
+  bool Double(double) { return value(); }
+  bool RawNumber(const char*, rapidjson::SizeType, bool) {
+    // Numbers are read as 0s padded with blanks (json_text.hpp): the number's own text ends later.
+    return !found_at(json_text::number_end(text, in->Tell() - 1));
+  }
+  bool String(const char*, rapidjson::SizeType, bool) { return value(); }
+  bool StartObject() { return open(); }
+  bool EndObject(rapidjson::SizeType) { return close(); }
+  bool StartArray() { return open(); }
+  bool EndArray(rapidjson::SizeType) { return close(); }
+
+  bool open() {
+    ++depth;
+    return true;
+  }
+  bool close() {
     --depth;
+    return !found_at(in->Tell() + 1);
+  }
+  // Whether the value just ended is the one sought (then the walk stops).
+  bool found_at(std::size_t after) {
+    if (begin == std::string_view::npos || depth != 1) return false;
+    end = after;
     return true;
   }
 };
-
-constexpr unsigned parse_flags =
-    rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseValidateEncodingFlag;
 
 }  // namespace
 
@@ -58,33 +92,21 @@ std::uint32_t frame_length(const char* header) noexcept {
 }
 
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc) {
-  try {
-    depth_check check;
-    rapidjson::Reader reader;
-    rapidjson::MemoryStream in(text.data(), text.size());
-    const rapidjson::ParseResult walked = reader.Parse<parse_flags>(in, check);
-    if (check.too_deep) return "JSON nested more than " + std::to_string(max_json_depth) + " levels deep";
-    if (!walked)
-      return std::string("not JSON: ") + rapidjson::GetParseError_En(walked.Code()) + " at byte " +
-             std::to_string(walked.Offset());
-    rapidjson::MemoryStream again(text.data(), text.size());
-    doc.ParseStream<parse_flags>(again);
-    if (doc.HasParseError()) return std::string("not JSON: ") + rapidjson::GetParseError_En(doc.GetParseError());
-    // Nothing but blanks may follow the value.
-    for (std::size_t i = again.Tell(); i < text.size(); ++i)
-      if (!std::strchr(" \t\r\n", text[i])) return std::string("not JSON: text after the value");
-    return std::nullopt;
-  } catch (const std::exception& e) {
-    return std::string("not JSON: ") + e.what();
-  }
+  return json_text::read(text, doc, {.max_depth = max_json_depth});
 }
 
-std::string to_text(const rapidjson::Value& v) {
-  rapidjson::StringBuffer out;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
-  v.Accept(writer);
-  return std::string(out.GetString(), out.GetSize());
+std::optional<std::string_view> member_text(std::string_view text, std::string_view key) {
+  const std::string zeros = json_text::numbers_as_zeros(text);
+  rapidjson::MemoryStream in(zeros.data(), zeros.size());
+  member_finder finder{text, key, &in};
+  rapidjson::Reader reader;
+  reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag |
+               rapidjson::kParseNumbersAsStringsFlag>(in, finder);
+  if (finder.end == std::string_view::npos) return std::nullopt;
+  return text.substr(finder.begin, finder.end - finder.begin);
 }
+
+std::string to_text(const rapidjson::Value& v) { return json_text::write(v); }
 
 namespace {
 
@@ -142,8 +164,10 @@ std::string string_member(const rapidjson::Value& v, const char* key) {
 }
 
 std::optional<std::int64_t> request_id(const rapidjson::Value& request) {
-  if (request.HasMember("id") && request["id"].IsInt64()) return request["id"].GetInt64();
-  return std::nullopt;
+  if (!request.IsObject() || !request.HasMember("id")) return std::nullopt;
+  if (!request["id"].IsInt64())
+    throw std::invalid_argument("\"id\" must be an integer from -9223372036854775808 to 9223372036854775807");
+  return request["id"].GetInt64();
 }
 
 std::string id_field(std::optional<std::int64_t> rid) { return rid ? "\"id\":" + std::to_string(*rid) + "," : ""; }

@@ -3,7 +3,7 @@
 // The control socket's protocol, shared by the daemon and the CLI.
 //
 // A frame is a 4-byte little-endian length n (1 <= n <= the receiver's limit),
-// then n bytes of one JSON object. Requests carry "op" and an optional numeric
+// then n bytes of one JSON object. Requests carry "op" and an optional integer
 // "id" that the response repeats; responses carry "ok" and either the answer or
 // "error": {"type": ..., "message": ..., ...}. Submissions may be pipelined and
 // answered out of order.
@@ -35,17 +35,26 @@ std::uint32_t frame_length(const char* header) noexcept;
 
 // Parses one JSON text of at most max_json_depth levels of nesting, without
 // recursion (RapidJSON's recursive parser, writer and destructor would overflow
-// the stack on a hostile [[[[...). Returns the error, or nothing.
+// the stack on a hostile [[[[...). Numbers are exact: integers within int64 or
+// uint64 as such, others as the nearest double, and one past a double's range
+// (1e400, valid JSON) as +-infinity. Returns the error, or nothing.
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc);
+
+// The text of member `key` of the object `text` (which parse() took) as it was
+// written, blanks, escapes and digits and all; nothing if it has none.
+std::optional<std::string_view> member_text(std::string_view text, std::string_view key);
 
 // A string member, NULs and all (GetString alone would stop at the first NUL).
 std::string string_member(const rapidjson::Value& v, const char* key);
-// The request's numeric "id", if it has one.
+// The request's "id", if it has one; std::invalid_argument if it is no integer
+// from -2^63 to 2^63-1.
 std::optional<std::int64_t> request_id(const rapidjson::Value& request);
 // "\"id\":N," to open a response with, or nothing.
 std::string id_field(std::optional<std::int64_t> rid);
 
-// Compact JSON text of a value.
+// Compact JSON text of a value, each double in its shortest exact form; throws
+// std::invalid_argument for what JSON cannot hold (an infinite number, a string
+// that is not UTF-8).
 std::string to_text(const rapidjson::Value& v);
 // A JSON string literal for s.
 std::string quote(std::string_view s);

@@ -370,7 +370,13 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
     fail_and_close(id, c, "bad_frame", "a request is a JSON object with a string \"op\"");
     return;
   }
-  const auto rid = request_id(request);
+  std::optional<std::int64_t> rid;
+  try {
+    rid = request_id(request);
+  } catch (const std::invalid_argument& e) {
+    respond(c, error_response(std::nullopt, "bad_request", e.what()));
+    return;
+  }
   const std::string op = string_member(request, "op");
   auto number = [&](const char* key) -> std::optional<std::int64_t> {
     if (!request.HasMember(key) || !request[key].IsInt64()) return std::nullopt;
@@ -378,6 +384,9 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   };
 
   if (op == "submit") {
+    // The task gets its arguments as the client wrote them (1e400, -0.0, escapes): their text stands in for them.
+    if (const auto args = member_text(body, "args"))
+      request["args"].SetString(rapidjson::StringRef(args->data(), static_cast<rapidjson::SizeType>(args->size())));
     submit(id, c, request, rid, body.size());
   } else if (op == "status") {
     respond(c, status(rid));
@@ -409,7 +418,11 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
       respond(c, error_response(rid, "bad_request", e.what()));
     }
   } else if (op == "stop") {
-    const bool now = request.HasMember("now") && request["now"].IsBool() && request["now"].GetBool();
+    if (request.HasMember("now") && !request["now"].IsBool()) {
+      respond(c, error_response(rid, "bad_request", "stop's \"now\" must be true or false"));
+      return;
+    }
+    const bool now = request.HasMember("now") && request["now"].GetBool();
     respond(c, "{" + id_field(rid) + "\"ok\":true}");
     log("stop requested%s", now ? " (now)" : "");
     begin_stop(!now);
@@ -441,19 +454,20 @@ void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request
   if (request.HasMember("timeout_ms")) {
     if (!request["timeout_ms"].IsInt64() || request["timeout_ms"].GetInt64() < 0 ||
         request["timeout_ms"].GetInt64() > longest_timeout_ms) {
-      respond(c, error_response(rid, "bad_request", "\"timeout_ms\" must be 0 to " + std::to_string(longest_timeout_ms)));
+      respond(c, error_response(rid, "bad_request",
+                                "\"timeout_ms\" must be an integer from 0 to " + std::to_string(longest_timeout_ms)));
       return;
     }
     opts.timeout = std::chrono::milliseconds(request["timeout_ms"].GetInt64());
   }
   if (request.HasMember("retries")) {
     if (!request["retries"].IsUint() || request["retries"].GetUint() > 100) {
-      respond(c, error_response(rid, "bad_request", "\"retries\" must be 0 to 100"));
+      respond(c, error_response(rid, "bad_request", "\"retries\" must be an integer from 0 to 100"));
       return;
     }
     opts.retries = request["retries"].GetUint();
   }
-  const std::string args = request.HasMember("args") ? to_text(request["args"]) : "null";
+  const std::string args = request.HasMember("args") ? string_member(request, "args") : "null";  // its text: handle_frame
 
   const std::uint64_t seq = next_job_++;
   auto deliver = [this, id, seq, bytes](std::string response) {
