@@ -91,13 +91,13 @@ class connection {
     return bodies;
   }
 
-  // One request, its one response.
-  void ask(std::string_view body, rapidjson::Document& response) {
+  // One request, its one response; returns the response's text.
+  std::string ask(std::string_view body, rapidjson::Document& response) {
     queue(body);
     for (;;)
       for (auto& b : exchange()) {
         if (auto bad = ctl::parse(b, response)) throw no_daemon("the daemon answered something that is not JSON: " + *bad);
-        return;
+        return std::move(b);
       }
   }
 
@@ -108,9 +108,32 @@ class connection {
   std::string in_;
 };
 
-std::string text_of(const rapidjson::Value& v, bool raw) {
-  if (raw && v.IsString()) return std::string(v.GetString(), v.GetStringLength());
-  return ctl::to_text(v);
+// JSON text without the blanks between its tokens: one line, each token as it was.
+std::string compact(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+      out += c;
+    } else if (std::string_view(" \t\r\n").find(c) == std::string_view::npos) {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// A response's result as the daemon wrote it (re-encoding would change its numbers), or a string's bytes.
+std::string result_of(std::string_view body, const rapidjson::Value& response, bool raw) {
+  if (raw && response.HasMember("result") && response["result"].IsString()) return ctl::string_member(response, "result");
+  const auto text = ctl::member_text(body, "result");
+  return text ? compact(*text) : "null";
 }
 
 bool ok(const rapidjson::Value& response) {
@@ -124,7 +147,7 @@ const rapidjson::Value& error_of(const rapidjson::Value& response) {
 
 std::string error_field(const rapidjson::Value& response, const char* key) {
   const auto& e = error_of(response);
-  return e.HasMember(key) && e[key].IsString() ? e[key].GetString() : "";
+  return e.HasMember(key) && e[key].IsString() ? ctl::string_member(e, key) : "";
 }
 
 // The daemon's refusals (exit 2) as against failures of a job that ran (exit 1).
@@ -162,9 +185,9 @@ int submit(connection& conn, const std::string& task, const std::string& args, c
     return exit_refused;
   }
   rapidjson::Document response;
-  conn.ask(submit_request(task, args, std::nullopt, timeout, retries), response);
+  const std::string body = conn.ask(submit_request(task, args, std::nullopt, timeout, retries), response);
   if (!ok(response)) return report_error(response);
-  std::cout << text_of(response["result"], raw) << "\n";
+  std::cout << result_of(body, response, raw) << "\n";
   return 0;
 }
 
@@ -230,7 +253,7 @@ int map(connection& conn, const std::string& task, const std::string& timeout, u
       --in_flight;
       const auto i = static_cast<std::size_t>(response["id"].GetUint64());
       if (ok(response))
-        answer(i, text_of(response["result"], raw), false);
+        answer(i, result_of(body, response, raw), false);
       else
         answer(i, "{\"error\":" + ctl::to_text(error_of(response)) + "}", true);
     }
