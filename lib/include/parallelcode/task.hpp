@@ -3,7 +3,7 @@
 // Named tasks: functions registered under a name at load time, so that a caller
 // who has no address to send (the daemon's clients) can name one. From C++,
 // pool.task<R>("name", data) runs one with the binary codec; from JSON,
-// pool.job(&run_json, json_call{"name", args}) runs it through cereal's JSON archive.
+// pool.job(&run_json, json_call{"name", args}) runs it through the JSON codec (detail/json.hpp).
 //
 //   struct greeting { std::string text; template <class A> void serialize(A& a) { a(CEREAL_NVP(text)); } };
 //   PARALLELCODE_TASK("hello", [](const greeting& g) { return "Hello " + g.text + "!"; });
