@@ -65,8 +65,9 @@ class server {
   void read_client(std::uint64_t id);
   void write_client(std::uint64_t id);
   void handle_frame(std::uint64_t id, client& c, std::string_view body);
+  // body: the request's text, whose "args" the task gets as the client wrote them.
   void submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid,
-              std::size_t bytes);
+              std::string_view body);
   std::string status(std::optional<std::int64_t> rid) const;
   void handle_signals();
   void deliver_completions();
