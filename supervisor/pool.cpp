@@ -350,7 +350,7 @@ bool pool_impl::end_from_own_thread() noexcept {
   if (!thread_ || std::this_thread::get_id() != thread_->get_id()) return false;
   // Another thread's free() joins us and touches the pool after: it stays, unfreed, rather than crash that thread.
   if (phase_ == phase::stopping) return true;
-  // A thread cannot join itself: it stops like free() asked, and when its loop ends it finishes the free alone.
+  // It cannot join itself: it stops as for free(), and once its loop ends it finishes the free alone.
   phase_ = phase::stopping;
   stop_ = true;
   close_inbox_locked();

@@ -19,7 +19,7 @@ constexpr std::chrono::microseconds wait_spin_queued{5};
 // The pool whose thread this is, if any: that thread ends the pool's jobs, so it
 // must not wait for one.
 thread_local const void* serving_pool = nullptr;
-// The job whose callback this thread runs now, innermost first, while it publishes.
+// The job whose callbacks this thread runs now (the innermost, when they nest).
 thread_local const job_state_base* publishing_job = nullptr;
 
 // While this thread runs a job's callbacks.
