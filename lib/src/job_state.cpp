@@ -146,7 +146,7 @@ void job_state_base::publish() noexcept {
       if (!done.empty() || !failed.empty()) {
         const in_callbacks_of mark(this);
         for (std::size_t i = 0; i < done.size(); ++i) {
-          done_left_ = done.size() - i - 1;
+          done_left_ = static_cast<std::uint32_t>(done.size() - i - 1);
           done[i](ctx);
         }
         done_left_ = 0;

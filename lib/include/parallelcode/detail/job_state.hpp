@@ -131,8 +131,8 @@ class job_state_base {
   bool end_published_ = false;
   bool publishing_ = false;
   bool publish_again_ = false;
-  std::thread::id publisher_;  // while publishing_
-  std::size_t done_left_ = 0;  // done callbacks still to run after the one running now; read by the publisher
+  std::uint32_t done_left_ = 0;  // done callbacks still to run after the one running now; read by the publisher
+  std::thread::id publisher_;    // while publishing_
   worker_info worker_;
   unsigned attempt_ = 0;
   clock::time_point started_at_;
