@@ -325,11 +325,6 @@ void drop_to_nobody(int) {
   if (::setresgid(nobody, nobody, nobody) != 0 || ::setresuid(nobody, nobody, nobody) != 0) std::abort();
 }
 
-int drops_to_nobody_and_blocks(int) {
-  drop_to_nobody(0);
-  return blocks_forever(0);
-}
-
 uid_t uid_of(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string word;
@@ -394,10 +389,6 @@ void check_unprivileged_busy_worker_dies_with_host(void (*init)(int), int (*job)
 
 TEST_CASE("a busy worker whose worker_init dropped privileges still dies with a SIGKILLed host") {
   check_unprivileged_busy_worker_dies_with_host(&drop_to_nobody, &blocks_forever);
-}
-
-TEST_CASE("a busy worker whose job dropped privileges still dies with a SIGKILLed host") {
-  check_unprivileged_busy_worker_dies_with_host(nullptr, &drops_to_nobody_and_blocks);
 }
 
 namespace {

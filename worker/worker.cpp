@@ -124,22 +124,6 @@ class worker {
     if (s.max_rss) statm_ = own_fd(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
   }
 
-  // A credential change (a worker_init or a job that drops privileges) clears the
-  // parent-death signal, and check_parent() runs only between jobs: a thread of ours
-  // keeps one armed whatever the job does.
-  void watch_parent() {
-    // Every signal blocked in it: the process's signals go to the job's threads, as before.
-    sigset_t all, old;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old);
-    try {
-      std::thread([this] { watch(); }).detach();
-    } catch (...) {
-      ::_exit(exit_no_threads);
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  }
-
   void say_ready() {
     std::lock_guard lock(out_mutex_);
     frame_header ready = make_header(frame_type::ready, 0, 0);
@@ -278,17 +262,6 @@ class worker {
     if (::getppid() != start_.fork_server) ::_exit(0);
   }
 
-  // PR_SET_PDEATHSIG is per thread, and any thread's kills the whole process. A thread's
-  // credential change clears its own: glibc's setuid() and the like change every thread's
-  // by signalling each (nptl(7)), which also wakes this one from pause() to arm it again.
-  [[noreturn]] void watch() const {
-    for (;;) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      check_parent();  // it may have died while ours was cleared
-      ::pause();
-    }
-  }
-
   const worker_start start_;
   own_fd doorbell_;  // eventfd the supervisor sleeps on
   own_fd statm_;     // /proc/self/statm, when max_worker_rss asks for RSS
@@ -313,7 +286,6 @@ void run_worker(const worker_start& start) {
   // this process, and each of them needs a worker of its own, not a copy of ours. Never
   // freed: the threads below use it until the process ends.
   auto* w = new worker(start);
-  w->watch_parent();
   if (start.init) {
     try {
       start.init(start.id);
