@@ -26,9 +26,10 @@ struct worker_start {
 // Runs in the freshly forked worker; never returns.
 [[noreturn]] void run_worker(const worker_start& start);
 
-// Counts the forks this process descends from, once watch_forks() ran. A pool
-// remembers it at start(): a forked copy of a pool (in a worker, or in a child the
-// host forked) must not drive the processes or the memory of the original.
+// Differs from its value in every process this one was forked from (however it was
+// forked), once watch_forks() ran. A pool remembers it at start(): a forked copy of a
+// pool (in a worker, or in a child the host forked) must not drive the processes or
+// the memory of the original.
 void watch_forks() noexcept;
 unsigned fork_generation() noexcept;
 
