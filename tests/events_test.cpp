@@ -180,28 +180,13 @@ TEST_CASE("moving the result out waits for the on_done callbacks that read it") 
   CHECK(seen.load() == 100000);
 }
 
-namespace {
-
-int spin_ms(int ms) {
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-       std::chrono::steady_clock::now() < until;) {
-  }
-  return ms;
-}
-
-int sleeps_forever(int) {
-  for (;;) ::pause();
-}
-
-}  // namespace
-
 TEST_CASE("the last on_done callback of a job may move its result out, and the pool goes on") {
   pc::pool pool;
   pool.start({.workers = 1});
   std::promise<std::string> taken;
   std::atomic<bool> on_pool_thread{false};
   const auto me = std::this_thread::get_id();
-  auto j = pool.job([](int n) { return std::string(static_cast<std::size_t>(spin_ms(n)), 'v'); }, 100);
+  auto j = pool.job([](int n) { return std::string(static_cast<std::size_t>(test::spin_ms(n)), 'v'); }, 100);
   j.on_done([&](const std::string&, const pc::job_context&) {
     on_pool_thread = std::this_thread::get_id() != me;
     taken.set_value(std::move(j).result());
@@ -220,7 +205,7 @@ TEST_CASE("moving the result out in an on_done while another on_done has yet to 
   pool.start({.workers = 1});
   std::promise<bool> refused;
   std::promise<std::string> second_saw;
-  auto j = pool.job([](int n) { return std::string(static_cast<std::size_t>(spin_ms(n)), 'v'); }, 100);
+  auto j = pool.job([](int n) { return std::string(static_cast<std::size_t>(test::spin_ms(n)), 'v'); }, 100);
   j.on_done([&](const std::string&, const pc::job_context&) {
     try {
       (void)std::move(j).result();
@@ -243,9 +228,9 @@ TEST_CASE("a wait on the pool's thread for a job of its pool not yet ended throw
   pc::pool pool;
   pool.start({.workers = 1});
   auto is_deadlock = [](const std::system_error& e) { return e.code() == std::errc::resource_deadlock_would_occur; };
-  auto quick = pool.job(&spin_ms, 50);
-  auto running = pool.job(&sleeps_forever, 0);  // holds the only worker: `queued` never reaches it
-  auto queued = pool.job(&spin_ms, 1);
+  auto quick = pool.job(&test::spin_ms, 50);
+  auto running = pool.job(&test::pause_forever, 0);  // holds the only worker: `queued` never reaches it
+  auto queued = pool.job(&test::spin_ms, 1);
   struct seen {
     bool result = false, moved = false, wait = false, worker = false, wait_for_at_once = false, own_start = false;
   };
@@ -293,8 +278,8 @@ TEST_CASE("a wait on the pool's thread for a job of its pool not yet ended throw
 TEST_CASE("a job's own on_start on the pool's thread cannot wait for its end: it throws at once") {
   pc::pool pool;
   pool.start({.workers = 1});
-  auto first = pool.job(&spin_ms, 100);  // the second starts from the pool's thread, when this one ends
-  auto second = pool.job(&spin_ms, 50);
+  auto first = pool.job(&test::spin_ms, 100);  // the second starts from the pool's thread, when this one ends
+  auto second = pool.job(&test::spin_ms, 50);
   std::promise<int> p;  // 1: refused, 2: waited on another thread, 0: other
   const auto me = std::this_thread::get_id();
   second.on_start([&](const pc::worker_info&) {
@@ -314,9 +299,9 @@ TEST_CASE("a job's own on_start on the pool's thread cannot wait for its end: it
 TEST_CASE("a callback may move out the result of a job that ended in the same batch: that job's callbacks run first") {
   pc::pool pool;
   pool.start({.workers = 1});
-  auto running = pool.job(&sleeps_forever, 0);
+  auto running = pool.job(&test::pause_forever, 0);
   running.worker();
-  auto queued = pool.job(&spin_ms, 1);
+  auto queued = pool.job(&test::spin_ms, 1);
   // free() cancels both in one batch on the pool's thread, the running job first.
   std::atomic<int> queued_errors{0};
   std::atomic<int> queued_errors_seen_first{-1};
@@ -340,7 +325,7 @@ TEST_CASE("a callback may move out the result of a job that ended in the same ba
 TEST_CASE("inside a job's own on_done and on_error, result(), worker(), wait() and wait_for() answer at once") {
   pc::pool pool;
   pool.start({.workers = 1});
-  auto ok = pool.job(&spin_ms, 100);
+  auto ok = pool.job(&test::spin_ms, 100);
   auto bad = pool.job([](int) -> int { throw std::runtime_error("no"); }, 0);
   std::promise<bool> ok_seen, bad_seen;
   ok.on_done([&](const int& r, const pc::job_context& c) {

@@ -103,6 +103,17 @@ inline std::vector<pid_t> pids(const std::vector<parallelcode::worker_info>& ws)
   return out;
 }
 
+// Jobs: a busy one of ms milliseconds that returns ms, and one that never returns.
+inline int spin_ms(int ms) {
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+       std::chrono::steady_clock::now() < until;) {
+  }
+  return ms;
+}
+inline int pause_forever(int) {
+  for (;;) ::pause();
+}
+
 // All n workers ready, none with a pid in `old`.
 inline bool all_ready(const parallelcode::pool& p, std::size_t n, const std::vector<pid_t>& old = {}) {
   const auto ws = p.workers();

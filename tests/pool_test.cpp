@@ -618,17 +618,6 @@ int threads_named(const std::string& name) {
   return n;
 }
 
-int spins_ms(int ms) {
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-       std::chrono::steady_clock::now() < until;) {
-  }
-  return ms;
-}
-
-int waits_forever(int) {
-  for (;;) ::pause();
-}
-
 }  // namespace
 
 TEST_CASE("a pool destroyed by its own on_done callback frees itself on its thread: no abort, nothing left") {
@@ -637,8 +626,8 @@ TEST_CASE("a pool destroyed by its own on_done callback frees itself on its thre
   owner->start({.workers = 2});
   std::vector<pid_t> processes = test::pids(owner->workers());
   processes.push_back(owner->stats().fork_server);
-  auto last = owner->job(&spins_ms, 100);
-  auto stuck = owner->job(&waits_forever, 0);  // running when the pool goes: cancelled
+  auto last = owner->job(&test::spin_ms, 100);
+  auto stuck = owner->job(&test::pause_forever, 0);  // running when the pool goes: cancelled
   std::promise<bool> destroyed;
   const auto me = std::this_thread::get_id();
   last.on_done([&](const int&, const pc::job_context&) {
