@@ -658,6 +658,10 @@ int main(int argc, char** argv) {
               mib(rss_start), std::chrono::duration<double>(warm_up).count(), mib(rss_end), mib(rss_untrimmed),
               mib(rss_peak), mib(rss_bound), sanitized ? " (not judged under a sanitizer)" : "");
   std::printf("live workers       %zu of %u at the end\n", live, cfg.workers);
+  if (live != cfg.workers)  // which slot, and in what state: what a failure needs to be read
+    for (const auto& w : pool.workers())
+      std::printf("  worker %d: pid %d, state %d, alive %d, running %u, respawns %u\n", w.id, static_cast<int>(w.pid),
+                  static_cast<int>(w.state), w.pid > 0 && test::process_alive(w.pid), w.running, w.respawns);
   std::printf("open fds           %zu before start, %zu after free\n", fds_before, fds_after);
   {
     std::lock_guard lock(t.m);
