@@ -1,4 +1,4 @@
-// The W1-W5 workloads of ../shared/WORKLOADS.md, through the public API only,
+// The W1-W5 workloads of bench/README.md, through the public API only,
 // and the floor this machine sets, measured by the same program.
 //
 //   workloads [all|w1|w3|w4|w5|floor] [--runs N] [--json FILE] [--quick]

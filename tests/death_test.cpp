@@ -337,9 +337,9 @@ uid_t uid_of(pid_t pid) {
   return static_cast<uid_t>(-1);
 }
 
-// In a child host: a pool whose busy worker runs as nobody; the test SIGKILLs the
-// host and expects the worker and the fork server gone within 5 s.
-void check_unprivileged_busy_worker_dies_with_host(void (*init)(int), int (*job)(int)) {
+// In a child host: a pool whose worker_init drops to nobody runs a job that blocks;
+// the test SIGKILLs the host and expects the worker and the fork server gone within 5 s.
+void check_unprivileged_busy_worker_dies_with_host() {
   if (::geteuid() != 0) {
     WARN("not root: setresuid to nobody is not allowed, nothing to check");
     return;
@@ -350,10 +350,10 @@ void check_unprivileged_busy_worker_dies_with_host(void (*init)(int), int (*job)
   if (host == 0) {
     ::close(fds[0]);
     pc::pool pool;
-    pool.start({.workers = 1, .worker_init = init});
-    auto j = pool.job(job, 0);
+    pool.start({.workers = 1, .worker_init = &drop_to_nobody});
+    auto j = pool.job(&blocks_forever, 0);
     const pid_t worker = j.worker().pid;
-    // The job has begun; wait until the worker runs as nobody, whoever dropped the privileges.
+    // The job has begun; wait until the worker runs as nobody.
     if (!test::eventually([&] { return uid_of(worker) == nobody; })) ::_exit(1);
     const pid_t both[2] = {worker, pool.stats().fork_server};
     (void)!::write(fds[1], both, sizeof both);
@@ -388,7 +388,7 @@ void check_unprivileged_busy_worker_dies_with_host(void (*init)(int), int (*job)
 }  // namespace
 
 TEST_CASE("a busy worker whose worker_init dropped privileges still dies with a SIGKILLed host") {
-  check_unprivileged_busy_worker_dies_with_host(&drop_to_nobody, &blocks_forever);
+  check_unprivileged_busy_worker_dies_with_host();
 }
 
 namespace {
