@@ -25,8 +25,10 @@
 #include <parallelcode/detail/codec.hpp>
 #include <parallelcode/detail/invoke.hpp>
 
+#include "demangle.hpp"
 #include "frame.hpp"
 #include "process_title.hpp"
+#include "statm.hpp"
 #include "tracked.hpp"
 #include "unique_fd.hpp"
 #include "wake.hpp"
@@ -110,12 +112,6 @@ std::string clip(std::string s) {
   return s;
 }
 
-std::string demangle(const char* name) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
-  return status == 0 && s ? std::string(s.get()) : std::string(name);
-}
-
 class worker {
  public:
   // Takes its fds before any user code runs (worker_init may close or reopen fds too).
@@ -185,16 +181,7 @@ class worker {
   }
 
   // Resident bytes now, for max_worker_rss; 0 when nobody asked.
-  std::uint64_t rss() const {
-    if (!statm_) return 0;
-    char text[128];
-    const ssize_t n = ::pread(statm_.get(), text, sizeof text - 1, 0);
-    if (n <= 0) return 0;
-    text[n] = '\0';
-    unsigned long size = 0, resident = 0;
-    if (std::sscanf(text, "%lu %lu", &size, &resident) != 2) return 0;
-    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  }
+  std::uint64_t rss() const { return statm_ ? resident_bytes(statm_.get()) : 0; }
 
   frame_header run(const frame_reader& reader, byte_buffer& out) {
     const frame_header& h = reader.header();

@@ -5,18 +5,19 @@
 
 namespace parallelcode {
 
+std::string signal_name(int signal) {
+  const char* abbrev = ::sigabbrev_np(signal);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signal);
+}
+
+std::string describe_exit(int signal, int exit_status) {
+  return signal ? "killed by " + signal_name(signal) : "exited with status " + std::to_string(exit_status);
+}
+
 namespace {
 
 std::string describe_death(pid_t pid, int signal, int exit_status) {
-  std::string s = "parallelcode: worker " + std::to_string(pid);
-  if (signal) {
-    const char* abbrev = ::sigabbrev_np(signal);
-    s += " was killed by signal " + std::to_string(signal);
-    if (abbrev) s += std::string(" (SIG") + abbrev + ")";
-  } else {
-    s += " exited with status " + std::to_string(exit_status);
-  }
-  return s + " while running the job";
+  return "parallelcode: worker " + std::to_string(pid) + " " + describe_exit(signal, exit_status) + " while running the job";
 }
 
 }  // namespace

@@ -1,7 +1,5 @@
 #include <parallelcode/task.hpp>
 
-#include <cxxabi.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +10,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "demangle.hpp"
 #include "json_text.hpp"
 
 namespace parallelcode {
@@ -36,19 +35,7 @@ registry& tasks_registry() {
   return r;
 }
 
-// A C++ type's name as people write it: std::string, not std::__cxx11::basic_string<...>.
-std::string type_name(const std::type_info& t) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(t.name(), nullptr, nullptr, &status), std::free);
-  std::string name = status == 0 && s ? std::string(s.get()) : std::string(t.name());
-  for (const auto& [long_form, short_form] :
-       {std::pair<std::string, std::string>{"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
-                                            "std::string"},
-        {"(anonymous namespace)::", ""}}) {
-    for (std::size_t at; (at = name.find(long_form)) != std::string::npos;) name.replace(at, long_form.size(), short_form);
-  }
-  return name;
-}
+std::string type_name(const std::type_info& t) { return demangle(t.name()); }
 
 }  // namespace
 

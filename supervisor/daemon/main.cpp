@@ -150,8 +150,7 @@ void log_worker_events(pc::pool& pool) {
     log("worker %d started: pid %d", w.id, static_cast<int>(w.pid));
   });
   pool.on_worker_exit([](const pc::worker_exit& e) {
-    std::string how = e.signal ? std::string("killed by SIG") + (::sigabbrev_np(e.signal) ? ::sigabbrev_np(e.signal) : "?")
-                               : "exited with status " + std::to_string(e.exit_status);
+    const std::string how = pc::describe_exit(e.signal, e.exit_status);
     const char* why = e.reason == pc::exit_reason::died        ? "respawning"
                       : e.reason == pc::exit_reason::timed_out ? "a job ran past its timeout"
                       : e.reason == pc::exit_reason::recycled  ? "recycled"

@@ -41,10 +41,6 @@ constexpr std::uint64_t completions_key = ~std::uint64_t{0} - 1;
 
 std::mutex log_mutex;
 
-std::string signal_name(int signal) {
-  const char* abbrev = ::sigabbrev_np(signal);
-  return abbrev ? std::string("SIG") + abbrev : std::to_string(signal);
-}
 
 // How a job ended badly, as the error object of a response.
 std::string job_error_response(std::optional<std::int64_t> rid, const job_error& e) {

@@ -64,4 +64,9 @@ class job_cancelled : public job_error {
   using job_error::job_error;
 };
 
+// "SIGKILL", or "signal 77" for one without a name.
+std::string signal_name(int signal);
+// How a process ended: "killed by SIGKILL" or "exited with status 3".
+std::string describe_exit(int signal, int exit_status);
+
 }  // namespace parallelcode

@@ -18,6 +18,7 @@
 
 #include "pidfd.hpp"
 #include "pool_impl.hpp"
+#include "statm.hpp"
 #include "wake.hpp"
 #include "worker_entry.hpp"
 
@@ -34,17 +35,6 @@ constexpr auto longest_timeout = std::chrono::hours(24 * 365);
 constexpr auto idle_wake = 1s;  // the pool's thread wakes at least this often
 constexpr std::size_t big_payload = std::size_t{256} << 10;
 constexpr std::size_t queued_bytes_ease = std::size_t{64} << 20;
-
-std::size_t read_rss(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
-  std::FILE* f = std::fopen(path, "re");
-  if (!f) return 0;
-  unsigned long size = 0, resident = 0;
-  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
-  std::fclose(f);
-  return got == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
-}
 
 void check(const options& o) {
   if (o.workers < 1 || o.workers > 4096) throw std::invalid_argument("parallelcode: workers must be 1 to 4096");
@@ -292,7 +282,7 @@ std::vector<worker_info> pool_impl::workers() const {
   out.reserve(order_.size());
   for (int id : order_) {
     out.push_back(info(slots_[static_cast<std::size_t>(id)]));
-    if (out.back().pid) out.back().rss = read_rss(out.back().pid);  // fresh: this is no hot path
+    if (out.back().pid) out.back().rss = resident_bytes_of(out.back().pid);  // fresh: this is no hot path
   }
   return out;
 }

@@ -60,13 +60,6 @@ void add_to_epoll(int ep, int fd) {
   ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
 }
 
-std::string describe(int signal, int exit_status) {
-  if (signal) {
-    const char* abbrev = ::sigabbrev_np(signal);
-    return std::string("killed by SIG") + (abbrev ? abbrev : std::to_string(signal).c_str());
-  }
-  return "exited with status " + std::to_string(exit_status);
-}
 
 }  // namespace
 
@@ -557,7 +550,7 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
     ++slot.respawns;
     ++stats_.respawns;
     last_death_ = gone->unwatched ? "was killed: its pidfd was lost, the pool's process is out of file descriptors"
-                                  : describe(signal, exit_status);
+                                  : describe_exit(signal, exit_status);
     if (phase_ == phase::starting && slot.young_deaths >= 3) {
       start_failure_ = std::make_exception_ptr(std::system_error(
           std::make_error_code(std::errc::no_child_process),
