@@ -20,14 +20,10 @@
 #include <parallelcode/named_tasks.hpp>
 #include <parallelcode/options.hpp>
 #include <parallelcode/pool.hpp>
+#include <parallelcode/process_names.hpp>
 #include <parallelcode/version.hpp>
 
 namespace parallelcode {
-
-// Lets the pools name their processes in ps ("parallelcode: worker 3"): call it
-// first thing in main(), with main's arguments. It moves the environment to the
-// heap and gives the memory that held argv and environ to the titles.
-PARALLELCODE_API void name_processes(int argc, char** argv);
 
 // The process-wide pool behind the free functions below.
 PARALLELCODE_API pool& default_pool();

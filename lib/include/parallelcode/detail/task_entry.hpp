@@ -26,7 +26,6 @@ struct task_entry {
 // Lock-free lookups: a worker, forked while some host thread may hold any lock,
 // must still find its tasks. Register at load time, before start().
 PARALLELCODE_API bool register_task(std::string_view name, const task_entry& entry) noexcept;
-PARALLELCODE_API const task_entry* find_task(std::string_view name) noexcept;
 // The task, if it takes `argument` and returns `result`; throws std::invalid_argument.
 PARALLELCODE_API const task_entry& checked_task(std::string_view name, const std::type_info& argument,
                                                 const std::type_info& result);
