@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <parallelcode/task.hpp>
+
 #include "helpers.hpp"
 
 using namespace std::chrono_literals;

@@ -2,10 +2,11 @@
 
 #include <sys/prctl.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
-#include <parallelcode/parallelcode.hpp>
+#include <parallelcode/process_names.hpp>
 
 extern char** environ;
 

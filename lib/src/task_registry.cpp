@@ -58,12 +58,16 @@ bool register_task(std::string_view name, const task_entry& entry) noexcept {
   }
 }
 
+namespace {
+
 const task_entry* find_task(std::string_view name) noexcept {
   const task_map* now = tasks_registry().current.load();
   if (!now) return nullptr;
   const auto it = now->find(name);
   return it == now->end() ? nullptr : &it->second;
 }
+
+}  // namespace
 
 const task_entry& checked_task(std::string_view name, const std::type_info& argument, const std::type_info& result) {
   const task_entry* entry = find_task(name);

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include <parallelcode/export.hpp>
+
 namespace parallelcode::detail {
 
 namespace {
@@ -28,7 +30,8 @@ constexpr std::uintptr_t filling = 1;
 
 }  // namespace
 
-void track_fd(int fd) noexcept {
+// Exported: the daemon's own fds (its unique_fd) must be dropped in its workers too.
+PARALLELCODE_API void track_fd(int fd) noexcept {
   if (fd < 0) return;
   for (auto& slot : fds) {
     int empty = 0;
@@ -36,7 +39,7 @@ void track_fd(int fd) noexcept {
   }
 }
 
-void untrack_fd(int fd) noexcept {
+PARALLELCODE_API void untrack_fd(int fd) noexcept {
   if (fd < 0) return;
   for (auto& slot : fds) {
     int mine = fd + 1;

@@ -4,10 +4,12 @@
 #include <cstddef>
 #include <optional>
 
+#include <parallelcode/export.hpp>
+
 namespace parallelcode {
 
 // The machine's hardware threads, at least 1.
-unsigned default_workers() noexcept;
+PARALLELCODE_API unsigned default_workers() noexcept;
 
 // How a pool is built. The first four fields keep this order so designated
 // initializers written against them stay valid.

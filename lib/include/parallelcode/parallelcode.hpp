@@ -6,27 +6,27 @@
 //   pool.start({.workers = 4});
 //   auto job = pool.job([](const greeting& g) { return "Hello " + g.text + "!"; }, greeting{"world"});
 //   std::cout << job.result() << "\n";
+//
+// Defining named tasks (PARALLELCODE_TASK) takes <parallelcode/task.hpp> as well.
 
 #include <utility>
 #include <vector>
 #include <sys/types.h>
 
 #include <parallelcode/errors.hpp>
+#include <parallelcode/export.hpp>
 #include <parallelcode/info.hpp>
 #include <parallelcode/job_handle.hpp>
+#include <parallelcode/named_tasks.hpp>
 #include <parallelcode/options.hpp>
 #include <parallelcode/pool.hpp>
-#include <parallelcode/task.hpp>
+#include <parallelcode/process_names.hpp>
+#include <parallelcode/version.hpp>
 
 namespace parallelcode {
 
-// Lets the pools name their processes in ps ("parallelcode: worker 3"): call it
-// first thing in main(), with main's arguments. It moves the environment to the
-// heap and gives the memory that held argv and environ to the titles.
-void name_processes(int argc, char** argv);
-
 // The process-wide pool behind the free functions below.
-pool& default_pool();
+PARALLELCODE_API pool& default_pool();
 
 inline void start(const options& opts = {}) { default_pool().start(opts); }
 

@@ -4,18 +4,21 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 #include <sys/types.h>
 
 #include <parallelcode/detail/invoke.hpp>
 #include <parallelcode/detail/job_state.hpp>
+#include <parallelcode/detail/task_entry.hpp>
 #include <parallelcode/errors.hpp>
+#include <parallelcode/export.hpp>
 #include <parallelcode/info.hpp>
 #include <parallelcode/job_handle.hpp>
 #include <parallelcode/options.hpp>
-#include <parallelcode/task.hpp>
 
 namespace parallelcode {
 
@@ -25,7 +28,7 @@ class pool_impl;
 
 // A pool of worker processes forked from this one. Jobs go to the first worker
 // with a free slot, which then moves to the back; dead workers are respawned.
-class pool {
+class PARALLELCODE_API pool {
  public:
   pool();
   // free(). From one of the pool's own callbacks, the pool's thread finishes the
@@ -43,7 +46,7 @@ class pool {
   template <class F, class T>
   auto job(F fn, T&& data, const job_options& opts = {});
 
-  // Queues the task registered under name (task.hpp). Throws std::invalid_argument
+  // Queues the task registered under name (task.hpp, named_tasks.hpp). Throws std::invalid_argument
   // for an unknown name, or when data or R are not the task's types.
   template <class R, class T>
   job_handle<R> task(std::string_view name, T&& data, const job_options& opts = {});

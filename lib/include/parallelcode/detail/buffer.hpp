@@ -6,14 +6,17 @@
 #include <memory>
 #include <utility>
 
+#include <parallelcode/export.hpp>
+
 namespace parallelcode::detail {
 
 // Memory for byte_buffer. Big blocks come from a small cache of freed ones when
 // it can: a fresh big block costs a page fault per 4 KiB, more than copying into it.
-std::byte* allocate_bytes(std::size_t& capacity);  // at least capacity bytes; says how many
-void free_bytes(std::byte* data, std::size_t capacity) noexcept;
-// Gives the cached big blocks back; the pool's thread calls it once the pool idles.
-void trim_buffer_cache() noexcept;
+PARALLELCODE_API std::byte* allocate_bytes(std::size_t& capacity);  // at least capacity bytes; says how many
+PARALLELCODE_API void free_bytes(std::byte* data, std::size_t capacity) noexcept;
+// Gives the cached big blocks back; the pool's thread calls it once the pool idles
+// (exported for tests/soak's leak check).
+PARALLELCODE_API void trim_buffer_cache() noexcept;
 
 // A growable byte buffer that never zero-fills: encoding overwrites every byte anyway.
 // The first bytes live in the buffer itself: a tiny job's data or result costs no

@@ -23,11 +23,12 @@
 #include <cereal/types/vector.hpp>
 
 #include <parallelcode/detail/archive.hpp>
+#include <parallelcode/export.hpp>
 
 namespace parallelcode::detail {
 
 // A value could not be encoded or decoded; becomes payload_error for the job.
-class codec_error : public std::runtime_error {
+class PARALLELCODE_API codec_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

@@ -34,7 +34,7 @@ std::uint64_t cancellations() noexcept;
 // for a job of that pool which has not ended could never end, and throws.
 void serve_as_pool_thread(const void* pool) noexcept;
 
-class job_state_base {
+class PARALLELCODE_API job_state_base {
  public:
   using start_fn = std::function<void(const worker_info&)>;
   using error_fn = std::function<void(const job_error&, const job_context&)>;

@@ -20,6 +20,7 @@
 
 #include <parallelcode/detail/codec.hpp>
 #include <parallelcode/detail/invoke.hpp>
+#include <parallelcode/export.hpp>
 
 namespace parallelcode {
 
@@ -39,7 +40,7 @@ namespace detail {
 // arrays) but from text parsed with lengths and exact numbers: cereal's cuts a
 // string at its first NUL and refuses a number past a double's range as not JSON.
 // Throws std::runtime_error naming what does not fit.
-class json_input_archive : public cereal::InputArchive<json_input_archive>, public cereal::traits::TextArchive {
+class PARALLELCODE_API json_input_archive : public cereal::InputArchive<json_input_archive>, public cereal::traits::TextArchive {
  public:
   explicit json_input_archive(std::string_view text);
   json_input_archive(const json_input_archive&) = delete;
@@ -182,7 +183,7 @@ void CEREAL_LOAD_FUNCTION_NAME(json_input_archive& ar, cereal::SizeTag<T>& tag) 
 
 // cereal writes {"value0": ...} across several lines: the value alone, on one, each
 // double shortest; throws, saying what JSON cannot hold (NaN, inf, a string not UTF-8).
-std::string compact_json_value(const std::string& cereal_json);
+PARALLELCODE_API std::string compact_json_value(const std::string& cereal_json);
 
 template <class T>
 T from_json(std::string_view text) {
