@@ -159,7 +159,7 @@ int server::run() {
 
 void server::watch_listener(bool on) {
   if (listening_ == on) return;
-  // If epoll refuses, the listener stays as it was: clients wait in the backlog or spin it once a turn.
+  // If epoll refuses, listening_ still says what epoll watches (the refusal is logged).
   if (watch(EPOLL_CTL_MOD, listener_.get(), on ? EPOLLIN : 0u, listener_key)) listening_ = on;
 }
 
