@@ -1,12 +1,13 @@
-// The daemon's control socket, driven the way server::read_client and
-// server::handle_frame drive it: 4-byte length prefixes checked against the frame
-// limit, each body through protocol.cpp's parser, and for a submit the named task's
-// JSON arguments decoded the way a worker does it (json_call through the binary
-// codec, run_json's invoke trampoline, from_json of the task's real argument type),
-// with no pool and no fork. Every answer must be one JSON object a client can parse.
-//
-// server's loop and handle_frame need a live pool and sockets, so their dispatch is
-// mirrored here; everything that parses or decodes is the product's own code.
+// The daemon's control socket, driven through the control layer the daemon itself
+// calls: frames cut by cut_frame against the frame limit as server::read_client does,
+// each body through decode_request (with has_task, as server::handle_frame passes it),
+// each typed request written back by encode and decoded again to itself, and every
+// answer the daemon could give it written by the answer encoders. A submit's job runs
+// the way a worker runs it (json_call through the binary codec, run_json's invoke
+// trampoline, from_json of the task's real argument type), with no pool and no fork;
+// its result or error goes through result_answer or job_error_answer. Every answer
+// must be one JSON object a client can parse, with "ok" and the request's id.
+// What is left out needs a live pool or a socket: the pool's kill, resize and stats.
 
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +26,9 @@
 
 #include <cereal/types/variant.hpp>
 #include <parallelcode/task.hpp>
+
+#include "answers.hpp"
+#include "requests.hpp"
 
 namespace pc = parallelcode;
 namespace pd = parallelcode::detail;
@@ -93,39 +97,32 @@ PARALLELCODE_TASK("fuzz.order", [](const order& o) { return o; });
 
 namespace {
 
-using ctl::id_field;
-using ctl::request_id;
-using ctl::string_member;
-
 // What the client reads back: a frame holding one JSON object with a boolean "ok"
 // and the request's id.
-void respond(std::optional<std::int64_t> rid, std::string_view body) {
+void check_answer(ctl::request_id rid, std::string_view body) {
   std::string frame;
   ctl::append_frame(frame, body);
-  if (frame.size() != 4 + body.size() || ctl::frame_length(frame.data()) != body.size()) std::abort();
+  const ctl::frame_cut cut = ctl::cut_frame(frame, ctl::default_max_frame);
+  if (cut.kind != ctl::frame_cut::whole || cut.length != body.size() || frame.size() != 4 + body.size()) std::abort();
   rapidjson::Document doc;
   if (ctl::parse(body, doc) || !doc.IsObject() || !doc.HasMember("ok") || !doc["ok"].IsBool()) std::abort();
-  if (rid && (!doc.HasMember("id") || !doc["id"].IsInt64() || doc["id"].GetInt64() != *rid)) std::abort();
+  if (rid ? !doc.HasMember("id") || !doc["id"].IsInt64() || doc["id"].GetInt64() != *rid : doc.HasMember("id")) std::abort();
 }
 
 // pool.job(&run_json, json_call{task, args}): the supervisor encodes the call, a worker's
 // invoke trampoline decodes and runs it, the supervisor decodes the string result.
-std::string run_job(std::optional<std::int64_t> rid, const std::string& task, const std::string& args) {
+std::string run_job(const ctl::submit_request& r) {
   pd::byte_buffer data, result;
-  pd::encode(data, pc::json_call{task, args});
+  pd::encode(data, pc::json_call{r.task, r.args});
   try {
     pd::invoke<decltype(&pc::run_json), pc::json_call>(reinterpret_cast<std::uintptr_t>(&pc::run_json), data.data(),
                                                        data.size(), result);
   } catch (const pd::codec_error& e) {
-    return ctl::error_response(rid, "payload_error", e.what());
+    return ctl::job_error_answer(r.id, pc::payload_error(e.what()));
   } catch (const std::exception& e) {
-    return ctl::error_response(rid, "job_failed", e.what(), ",\"exception\":" + ctl::quote(typeid(e).name()));
+    return ctl::job_error_answer(r.id, pc::job_failed(typeid(e).name(), e.what()));
   }
-  const std::string text = pd::decode<std::string>(result.data(), result.size());
-  rapidjson::Document check;
-  if (auto bad = ctl::parse(text, check))
-    return ctl::error_response(rid, "payload_error", "the task answered something that is not JSON: " + *bad);
-  return "{" + id_field(rid) + "\"ok\":true,\"result\":" + text + "}";
+  return ctl::result_answer(r.id, pd::decode<std::string>(result.data(), result.size()));
 }
 
 // a and b alike member by member in order (RapidJSON's == finds members by name, so
@@ -147,77 +144,65 @@ bool same_value(const rapidjson::Value& a, const rapidjson::Value& b) {
   return a == b;
 }
 
-void submit(const rapidjson::Value& request, std::string_view body, std::optional<std::int64_t> rid) {
-  if (!request.HasMember("task") || !request["task"].IsString())
-    return respond(rid, ctl::error_response(rid, "bad_request", "submit needs a string \"task\""));
-  const std::string task = string_member(request, "task");
-  if (!pc::has_task(task))
-    return respond(rid, ctl::error_response(rid, "unknown_task", "no task is named '" + task + "'"));
-  if (request.HasMember("timeout_ms") &&
-      (!request["timeout_ms"].IsInt64() || request["timeout_ms"].GetInt64() < 0 ||
-       request["timeout_ms"].GetInt64() > ctl::longest_timeout_ms))
-    return respond(rid, ctl::error_response(rid, "bad_request", "\"timeout_ms\" out of range"));
-  if (request.HasMember("retries") && (!request["retries"].IsUint() || request["retries"].GetUint() > 100))
-    return respond(rid, ctl::error_response(rid, "bad_request", "\"retries\" must be 0 to 100"));
-  // As the daemon does: the arguments as the client wrote them.
-  const auto text = ctl::member_text(body, "args");
-  if (request.HasMember("args") != text.has_value()) std::abort();
-  const std::string args = text ? std::string(*text) : "null";
-  if (text) {
-    rapidjson::Document same;  // the text found is the value parsed, and a whole JSON text
-    if (ctl::parse(args, same) || !same_value(same, request["args"])) std::abort();
+// The arguments a submit passes on are the text of the very member parsed, and one JSON text.
+void check_args(std::string_view body, const ctl::submit_request& r) {
+  rapidjson::Document request, args;
+  if (ctl::parse(body, request) || ctl::parse(r.args, args)) std::abort();
+  if (request.HasMember("args") ? !same_value(args, request["args"]) : r.args != "null") std::abort();
+}
+
+bool same_request(const ctl::request& a, const ctl::request& b) {
+  if (a.index() != b.index() || ctl::id_of(a) != ctl::id_of(b)) return false;
+  if (const auto* s = std::get_if<ctl::submit_request>(&a)) {
+    const auto& t = std::get<ctl::submit_request>(b);
+    return s->task == t.task && s->args == t.args && s->timeout == t.timeout && s->retries == t.retries;
   }
-  respond(rid, run_job(rid, task, args));
+  if (const auto* k = std::get_if<ctl::kill_request>(&a)) return k->pid == std::get<ctl::kill_request>(b).pid;
+  if (const auto* n = std::get_if<ctl::scale_request>(&a)) return n->workers == std::get<ctl::scale_request>(b).workers;
+  if (const auto* s = std::get_if<ctl::stop_request>(&a)) return s->now == std::get<ctl::stop_request>(b).now;
+  return true;
+}
+
+// Every answer the daemon could write about a job, with numbers taken from the request.
+void check_job_errors(ctl::request_id rid, std::int64_t n) {
+  const auto pid = static_cast<pid_t>(n & 0x7fffffff);
+  const int sig = static_cast<int>(n & 0x7f);
+  check_answer(rid, ctl::job_error_answer(rid, pc::worker_lost(pid, sig, sig ? -1 : static_cast<int>(n & 0xff))));
+  check_answer(rid, ctl::job_error_answer(rid, pc::job_timeout(std::chrono::milliseconds(n), pid)));
+  check_answer(rid, ctl::job_error_answer(rid, pc::job_cancelled("parallelcode: the pool was freed")));
 }
 
 // Returns false when the daemon would answer and close the connection.
 bool handle_frame(std::string_view body) {
-  rapidjson::Document request;
-  if (auto error = ctl::parse(body, request)) {
-    respond(std::nullopt, ctl::error_response(std::nullopt, "bad_frame", *error));
-    return false;
+  const ctl::request r = ctl::decode_request(body, &pc::has_task);
+  const ctl::request_id rid = ctl::id_of(r);
+  if (const auto* refused = std::get_if<ctl::request_error>(&r)) {
+    if (refused->closes && rid) std::abort();  // a frame that is no request has no id to repeat
+    check_answer(rid, ctl::error_answer(*refused));
+    return !refused->closes;
   }
-  if (!request.IsObject() || !request.HasMember("op") || !request["op"].IsString()) {
-    respond(std::nullopt, ctl::error_response(std::nullopt, "bad_frame", "a request is a JSON object with a string \"op\""));
-    return false;
-  }
-  std::optional<std::int64_t> rid;
-  try {
-    rid = request_id(request);
-  } catch (const std::invalid_argument& e) {
-    respond(std::nullopt, ctl::error_response(std::nullopt, "bad_request", e.what()));
-    return true;
-  }
-  const std::string op = string_member(request, "op");
-  auto number = [&](const char* key) -> std::optional<std::int64_t> {
-    if (!request.HasMember(key) || !request[key].IsInt64()) return std::nullopt;
-    return request[key].GetInt64();
-  };
-  const std::string ok = "{" + id_field(rid) + "\"ok\":true}";
-  if (op == "submit") {
-    submit(request, body, rid);
-  } else if (op == "tasks") {
-    std::string list;
-    for (const auto& t : pc::tasks())
-      list += (list.empty() ? "" : ",") + std::string("{\"name\":") + ctl::quote(t.name) +
-              ",\"argument\":" + ctl::quote(t.argument) + ",\"result\":" + ctl::quote(t.result) + "}";
-    respond(rid, "{" + id_field(rid) + "\"ok\":true,\"tasks\":[" + list + "]}");
-  } else if (op == "kill") {
-    const auto pid = number("pid");
-    respond(rid, !pid || *pid <= 0 || *pid > 0x7fffffff
-                     ? ctl::error_response(rid, "bad_request", "kill needs a \"pid\" from 1 to 2147483647")
-                     : ctl::error_response(rid, "not_a_worker", "pid " + std::to_string(*pid) + " is not a worker"));
-  } else if (op == "scale") {
-    const auto n = number("workers");
-    respond(rid, !n || *n < 1 || *n > 4096 ? ctl::error_response(rid, "bad_request", "scale needs \"workers\"") : ok);
-  } else if (op == "stop") {
-    respond(rid, request.HasMember("now") && !request["now"].IsBool()
-                     ? ctl::error_response(rid, "bad_request", "stop's \"now\" must be true or false")
-                     : ok);
-  } else if (op == "status") {
-    respond(rid, ok);  // the pool's numbers only: nothing of the request but its id
+  const std::string again = std::visit(
+      [](const auto& typed) -> std::string {
+        if constexpr (std::is_same_v<std::decay_t<decltype(typed)>, ctl::request_error>) std::abort();
+        else return ctl::encode(typed);
+      },
+      r);
+  if (!same_request(r, ctl::decode_request(again, &pc::has_task))) std::abort();
+
+  if (const auto* job = std::get_if<ctl::submit_request>(&r)) {
+    check_args(body, *job);
+    check_answer(rid, run_job(*job));
+    check_job_errors(rid, job->timeout ? job->timeout->count() : 9);
+  } else if (std::holds_alternative<ctl::tasks_request>(r)) {
+    check_answer(rid, ctl::tasks_answer(rid, pc::tasks()));
+  } else if (std::holds_alternative<ctl::status_request>(r)) {
+    pc::worker_info w;
+    w.id = 0;
+    w.pid = 4242;
+    w.state = pc::worker_state::ready;
+    check_answer(rid, ctl::status_answer(rid, {4240, false, pc::pool_stats{}, {w, pc::worker_info{}}}));
   } else {
-    respond(rid, ctl::error_response(rid, "bad_request", "unknown op '" + op + "'"));
+    check_answer(rid, ctl::ok_answer(rid));  // kill, scale and stop, when the pool agrees
   }
   return true;
 }
@@ -227,15 +212,15 @@ bool handle_frame(std::string_view body) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // What one client sent, as server::read_client takes it apart.
   std::string in(reinterpret_cast<const char*>(data), size);
-  while (in.size() >= 4) {
-    const std::uint32_t n = ctl::frame_length(in.data());
-    if (n == 0 || n > ctl::default_max_frame) {
-      respond(std::nullopt, ctl::error_response(std::nullopt, "bad_frame", "frame length " + std::to_string(n)));
+  for (;;) {
+    const ctl::frame_cut cut = ctl::cut_frame(in, ctl::default_max_frame);
+    if (cut.kind == ctl::frame_cut::bad_length) {
+      check_answer(std::nullopt, ctl::error_answer(std::nullopt, "bad_frame", "frame length " + std::to_string(cut.length)));
       break;
     }
-    if (in.size() < 4 + std::size_t{n}) break;  // the rest has not come yet
-    const std::string body = in.substr(4, n);
-    in.erase(0, 4 + std::size_t{n});
+    if (cut.kind == ctl::frame_cut::partial) break;  // the rest has not come yet
+    const std::string body = in.substr(4, cut.length);
+    in.erase(0, 4 + std::size_t{cut.length});
     if (!handle_frame(body)) break;
   }
   return 0;

@@ -26,14 +26,15 @@ fail() {
   return 1
 }
 
-# Polls a command until it succeeds, for up to $1 seconds.
-eventually() {
-  local limit=$1
-  shift
-  local until=$((SECONDS + limit + 1))
-  until "$@"; do
-    [ $SECONDS -ge $until ] && return 1
-    sleep 0.02
+# Polls CONDITION (a command line, run with eval) every 10 ms until it holds; fails
+# once TIMEOUT seconds (fractions allowed) have passed without it.
+wait_for() {
+  local condition=$1 timeout_us deadline
+  printf -v timeout_us '%.0f' "${2}e6"
+  deadline=$(( ${EPOCHREALTIME//[!0-9]/} + timeout_us ))
+  until eval "$condition"; do
+    (( ${EPOCHREALTIME//[!0-9]/} >= deadline )) && return 1
+    sleep 0.01
   done
 }
 
@@ -51,7 +52,7 @@ start_daemon() {
   rm -f "$tmp/log"
   "$D" --socket "$tmp/sock" "$@" 2>"$tmp/log" &
   daemon_pid=$!
-  eventually 10 pc status >/dev/null 2>&1 || { fail "the daemon did not come up"; return 1; }
+  wait_for "pc status >/dev/null 2>&1" 10 || { fail "the daemon did not come up"; return 1; }
   known_pids="$daemon_pid $(pool_pids)"
 }
 
@@ -64,13 +65,13 @@ stop_daemon() {
   local seen
   seen="$known_pids $(pool_pids 2>/dev/null)"
   kill -"$sig" "$daemon_pid"
-  eventually 10 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "the daemon did not stop on SIG$sig"; return 1; }
+  wait_for "! kill -0 $daemon_pid 2>/dev/null" 10 || { fail "the daemon did not stop on SIG$sig"; return 1; }
   wait "$daemon_pid"
   local status=$?
   daemon_pid=""
   [ $status -eq 0 ] || { fail "the daemon exited with $status"; return 1; }
   for p in $seen; do
-    eventually 2 bash -c "! kill -0 $p 2>/dev/null || [ \"\$(ps -o stat= -p $p | cut -c1)\" = Z ]" ||
+    wait_for "! alive $p" 2 ||
       { fail "pid $p outlived the daemon"; return 1; }
   done
   [ ! -e "$tmp/sock" ] || { fail "the socket file was left behind"; return 1; }
@@ -114,7 +115,7 @@ case_kill_9_from_the_shell_respawns_within_a_second() {
   victim=$(pc status --json | json 'd["workers"][0]["pid"]')
   kill -9 "$victim"
   new_pid() { [ "$(pc status --json | json '[w for w in d["workers"] if w["id"] == 0 and w["state"] == "ready"][0]["pid"]' 2>/dev/null)" -ne "$victim" ] 2>/dev/null; }
-  eventually 1 new_pid || { fail "worker 0 did not get a new pid within a second"; return 1; }
+  wait_for new_pid 1 || { fail "worker 0 did not get a new pid within a second"; return 1; }
   [ "$(pc submit hello '{"text":"again"}' --raw)" = 'Hello again!' ] || { fail "submit after the kill"; return 1; }
   grep -q "killed by SIGKILL" "$tmp/log" || { fail "the log does not show the death"; return 1; }
   stop_daemon
@@ -125,7 +126,7 @@ case_a_job_on_a_killed_worker_fails_naming_the_signal() {
   pc submit sleep '{"ms":30000}' > "$tmp/out" 2> "$tmp/err" &
   local client=$!
   busy() { [ "$(pc status --json | json 'd["workers"][0]["running"]')" = 1 ]; }
-  eventually 5 busy || { fail "the job never started"; return 1; }
+  wait_for busy 5 || { fail "the job never started"; return 1; }
   kill -9 "$(pc status --json | json 'd["workers"][0]["pid"]')"
   wait $client
   local status=$?
@@ -144,7 +145,7 @@ case_kill_refuses_a_pid_that_is_no_worker() {
   local victim
   victim=$(pc status --json | json 'd["workers"][0]["pid"]')
   pc kill "$victim" || { fail "kill of a worker"; return 1; }
-  eventually 2 bash -c "! kill -0 $victim 2>/dev/null" || { fail "the worker survived"; return 1; }
+  wait_for "! kill -0 $victim 2>/dev/null" 2 || { fail "the worker survived"; return 1; }
   stop_daemon
 }
 
@@ -190,7 +191,7 @@ case_term_drains_and_exits_0() {
   pc submit sleep '{"ms":700}' > "$tmp/out" 2>&1 &
   local client=$!
   busy() { [ "$(pc status --json | json 'd["workers"][0]["running"]')" = 1 ]; }
-  eventually 5 busy || { fail "the job never started"; return 1; }
+  wait_for busy 5 || { fail "the job never started"; return 1; }
   stop_daemon TERM || return 1
   wait $client || { fail "the job was not allowed to finish: $(cat "$tmp/out")"; return 1; }
   [ "$(cat "$tmp/out")" = 700 ] || { fail "the job's answer: $(cat "$tmp/out")"; return 1; }
@@ -202,7 +203,7 @@ case_int_stops_at_once() {
   pc submit sleep '{"ms":30000}' > "$tmp/out" 2> "$tmp/err" &
   local client=$!
   busy() { [ "$(pc status --json | json 'd["workers"][0]["running"]')" = 1 ]; }
-  eventually 5 busy || { fail "the job never started"; return 1; }
+  wait_for busy 5 || { fail "the job never started"; return 1; }
   stop_daemon INT || return 1
   wait $client
   [ $? -eq 1 ] && grep -q "freed\|cancel" "$tmp/err" || { fail "the running job was not cancelled: $(cat "$tmp/err")"; return 1; }
@@ -212,13 +213,13 @@ case_ttin_and_ttou_change_the_worker_count() {
   start_daemon --workers 2 --max-workers 3 || return 1
   count() { [ "$(pc status --json | json 'len([w for w in d["workers"] if w["state"] == "ready"])')" = "$1" ] &&
             [ "$(pc status --json | json 'len(d["workers"])')" = "$1" ]; }
-  kill -TTIN "$daemon_pid"; eventually 3 count 3 || { fail "TTIN did not make 3 workers"; return 1; }
-  kill -TTIN "$daemon_pid"; eventually 1 grep -q "staying at 3" "$tmp/log" || { fail "TTIN past --max-workers"; return 1; }
-  kill -TTOU "$daemon_pid"; eventually 3 count 2 || { fail "TTOU did not make 2 workers"; return 1; }
-  kill -TTOU "$daemon_pid"; eventually 3 count 1 || { fail "TTOU did not make 1 worker"; return 1; }
-  kill -TTOU "$daemon_pid"; eventually 1 grep -q "never fewer than 1" "$tmp/log" || { fail "TTOU below 1"; return 1; }
+  kill -TTIN "$daemon_pid"; wait_for "count 3" 3 || { fail "TTIN did not make 3 workers"; return 1; }
+  kill -TTIN "$daemon_pid"; wait_for 'grep -q "staying at 3" "$tmp/log"' 1 || { fail "TTIN past --max-workers"; return 1; }
+  kill -TTOU "$daemon_pid"; wait_for "count 2" 3 || { fail "TTOU did not make 2 workers"; return 1; }
+  kill -TTOU "$daemon_pid"; wait_for "count 1" 3 || { fail "TTOU did not make 1 worker"; return 1; }
+  kill -TTOU "$daemon_pid"; wait_for 'grep -q "never fewer than 1" "$tmp/log"' 1 || { fail "TTOU below 1"; return 1; }
   count 1 || { fail "TTOU went below 1"; return 1; }
-  pc scale 3 && eventually 3 count 3 || { fail "scale 3"; return 1; }
+  pc scale 3 && wait_for "count 3" 3 || { fail "scale 3"; return 1; }
   pc scale 0 2>/dev/null; [ $? -eq 2 ] || { fail "scale 0 should be refused"; return 1; }
   stop_daemon
 }
@@ -233,7 +234,7 @@ case_hup_replaces_every_worker_keeping_capacity() {
 ws=d["workers"]; sys.exit(0 if len(ws)==3 and all(w["state"]=="ready" and str(w["pid"]) not in old for w in ws) else 1)' \
       "$(pc status --json)" "$before"
   }
-  eventually 5 all_new || { fail "HUP did not replace every worker"; return 1; }
+  wait_for all_new 5 || { fail "HUP did not replace every worker"; return 1; }
   [ "$(pc submit hello '{"text":"x"}' --raw)" = 'Hello x!' ] || { fail "submit after HUP"; return 1; }
   stop_daemon
 }
@@ -274,12 +275,12 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.set
 print(s.recv(4096).decode().splitlines()[0], flush=True)
 PY
   local listener=$!
-  eventually 5 test -S "$tmp/notify" || { fail "no notify socket"; return 1; }
+  wait_for 'test -S "$tmp/notify"' 5 || { fail "no notify socket"; return 1; }
   NOTIFY_SOCKET=$tmp/notify start_daemon --workers 1 || return 1
   wait $listener
   [ "$(cat "$tmp/notified")" = "READY=1" ] || { fail "systemd heard '$(cat "$tmp/notified")'"; return 1; }
   pc stop --now || { fail "stop --now"; return 1; }
-  eventually 5 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "stop --now did not stop it"; return 1; }
+  wait_for "! kill -0 $daemon_pid 2>/dev/null" 5 || { fail "stop --now did not stop it"; return 1; }
   wait "$daemon_pid"; local status=$?; daemon_pid=""
   [ $status -eq 0 ] || { fail "exit status $status after stop --now"; return 1; }
   for p in $known_pids; do alive "$p" && { fail "pid $p outlived the daemon"; return 1; }; done
@@ -306,7 +307,7 @@ s.sendall(frame(b'{"op":"submit","task":"sleep","args":{"ms":600000}}') * 500)
 PY
   # Its one running job runs on; the 499 queued behind it go.
   drained() { [ "$(pc status --json | json 'd["queued"]')" = 0 ]; }
-  eventually 3 drained || { fail "the queued jobs of a client that left stayed: $(pc status --json)"; return 1; }
+  wait_for drained 3 || { fail "the queued jobs of a client that left stayed: $(pc status --json)"; return 1; }
   pc kill "$(pc status --json | json 'd["workers"][0]["pid"]')" >/dev/null
   [ "$(pc submit hello '{"text":"next"}' --raw)" = 'Hello next!' ] || { fail "the daemon no longer serves"; return 1; }
   stop_daemon
@@ -359,10 +360,10 @@ while held and busy < 18 and time.time() < until:
         busy += a is not None and a.get("error", {}).get("type") == "busy"
         held.remove(s)
 print(busy, flush=True)
-time.sleep(20)  # the two that fit stay, unfinished, while the daemon is checked
+time.sleep(60)  # the two that fit stay, unfinished, while the daemon is checked: until killed
 PY
   local holders=$!
-  eventually 20 test -s "$tmp/busy" || { kill $holders; fail "the clients did not send"; return 1; }
+  wait_for 'test -s "$tmp/busy"' 20 || { kill $holders; fail "the clients did not send"; return 1; }
   [ "$(cat "$tmp/busy")" -ge 18 ] || { kill $holders; fail "$(cat "$tmp/busy") of 20 clients were answered busy, not 18"; return 1; }
   [ "$(pc submit hello '{"text":"still"}' --raw)" = 'Hello still!' ] || { kill $holders; fail "the daemon no longer serves"; return 1; }
   kill $holders; wait $holders 2>/dev/null
@@ -371,16 +372,18 @@ PY
 
 case_a_flooding_client_does_not_starve_the_others() {
   start_daemon --workers 1 || return 1
-  python3 - "$tmp/sock" <<'PY' &
+  python3 - "$tmp/sock" "$tmp/flooding" <<'PY' &
 import sys, time
 from control_client import connect, frame
 s = connect(sys.argv[1], timeout=None)
 flood = frame(b'{"op":"kill","pid":0,"pad":"' + b"x" * 1000000 + b'"}')
+s.sendall(flood)
+open(sys.argv[2], "w").close()
 end = time.time() + 4
 while time.time() < end: s.sendall(flood)
 PY
   local flooder=$!
-  sleep 0.5
+  wait_for 'test -e "$tmp/flooding"' 10 || { kill $flooder; fail "the flood did not start"; return 1; }
   local t0=$SECONDS
   timeout 2 "$C" --socket "$tmp/sock" status >/dev/null || { kill $flooder; fail "status waited behind the flood"; return 1; }
   wait $flooder
@@ -389,23 +392,25 @@ PY
 
 case_idle_clients_make_room_and_limits_answer_busy() {
   start_daemon --workers 1 --max-clients 4 --max-jobs 3 || return 1
-  python3 - "$tmp/sock" <<'PY' &
+  python3 - "$tmp/sock" "$tmp/idle" <<'PY' &
 import socket, sys, time
 held = []
 for i in range(4):
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
-time.sleep(3)
+open(sys.argv[2], "w").close()
+time.sleep(60)  # until killed
 PY
   local idlers=$!
-  sleep 0.3
+  wait_for 'test -e "$tmp/idle"' 10 || { kill $idlers; fail "the idle clients did not connect"; return 1; }
   pc status >/dev/null || { kill $idlers; fail "idle clients locked status out"; return 1; }
   local sleepers=()
   for i in 1 2 3; do pc submit sleep '{"ms":1500}' >/dev/null 2>&1 & sleepers+=($!); done
   three() { [ "$(pc status --json | json 'd["submitted"]')" = 3 ]; }
-  eventually 2 three || { fail "the three jobs did not arrive"; return 1; }
+  wait_for three 2 || { kill $idlers; fail "the three jobs did not arrive"; return 1; }
   pc submit hello '{"text":"x"}' 2> "$tmp/err"
-  [ $? -eq 2 ] && grep -q "try again later" "$tmp/err" || { fail "a fourth job should be answered busy: $(cat "$tmp/err")"; return 1; }
-  wait "${sleepers[@]}" $idlers
+  [ $? -eq 2 ] && grep -q "try again later" "$tmp/err" || { kill $idlers; fail "a fourth job should be answered busy: $(cat "$tmp/err")"; return 1; }
+  wait "${sleepers[@]}"
+  kill $idlers; wait $idlers 2>/dev/null
   stop_daemon
 }
 
@@ -458,7 +463,7 @@ case_at_exit_the_daemon_removes_only_its_own_socket_and_pidfile() {
   echo mine > "$tmp/sock"
   echo other > "$tmp/pid.other" && mv "$tmp/pid.other" "$tmp/pid"
   kill -TERM "$daemon_pid"
-  eventually 10 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "the daemon did not stop"; return 1; }
+  wait_for "! kill -0 $daemon_pid 2>/dev/null" 10 || { fail "the daemon did not stop"; return 1; }
   wait "$daemon_pid"; local status=$?; daemon_pid=""
   [ $status -eq 0 ] || { fail "exit status $status"; return 1; }
   for p in $seen; do alive "$p" && { fail "pid $p outlived the daemon"; return 1; }; done
@@ -488,13 +493,13 @@ held = []
 for i in range(200):
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
 open(sys.argv[2], "w").close()
-time.sleep(30)
+time.sleep(60)  # until killed
 PY
   local holders=$!
-  eventually 10 test -e "$tmp/held" || { kill $holders; fail "the clients did not connect"; return 1; }
+  wait_for 'test -e "$tmp/held"' 10 || { kill $holders; fail "the clients did not connect"; return 1; }
   pc scale 60 >/dev/null || { kill $holders; fail "scale 60"; return 1; }
   sixty() { [ "$(pc status --json | json 'len([w for w in d["workers"] if w["state"] == "ready"])')" = 60 ]; }
-  eventually 20 sixty || { kill $holders; fail "60 workers did not become ready"; return 1; }
+  wait_for sixty 20 || { kill $holders; fail "60 workers did not become ready"; return 1; }
   local server
   server=$(pc status --json | json 'd["fork_server"]')
   [ "$(cat /proc/"$server"/task/*/children | wc -w)" -eq 60 ] || { kill $holders; fail "$(cat /proc/"$server"/task/*/children | wc -w) processes for 60 slots"; return 1; }
@@ -516,7 +521,7 @@ import socket, sys, os
 s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(1)
 c, _ = s.accept(); c.recv(100)' "$open/sock" &
   local impostor=$!
-  eventually 5 test -S "$open/sock" || { fail "no impostor socket"; return 1; }
+  wait_for 'test -S "$open/sock"' 5 || { fail "no impostor socket"; return 1; }
   "$C" --socket "$open/sock" submit hello '{"text":"secret"}' 2> "$tmp/err"
   local status=$?
   kill $impostor 2>/dev/null; wait $impostor 2>/dev/null
@@ -572,10 +577,10 @@ churn_then_stop_leaves_nothing() {
 sys.exit(0 if len(ws)==2 and all(w["state"]=="ready" and w["pid"]!=int(sys.argv[2]) for w in ws) else 1)' \
       "$(pc status --json)" "$victim"
   }
-  eventually 5 replaced || { fail "the killed worker was not replaced"; return 1; }
+  wait_for replaced 5 || { fail "the killed worker was not replaced"; return 1; }
   # Clients close on their own time: the daemon may not have seen every end of file yet.
   same_fd_count() { [ "$(daemon_fds | wc -l)" -eq "$(wc -l < "$tmp/fds.start")" ]; }
-  eventually 10 same_fd_count || {
+  wait_for same_fd_count 10 || {
     daemon_fds > "$tmp/fds.end"
     fail "$(wc -l < "$tmp/fds.start") fds after start, $(wc -l < "$tmp/fds.end") before stop:" \
       "$(diff "$tmp/fds.start" "$tmp/fds.end" | grep '^[<>]' | tr '\n' ' ')"
@@ -585,13 +590,13 @@ sys.exit(0 if len(ws)==2 and all(w["state"]=="ready" and w["pid"]!=int(sys.argv[
     local seen status p
     seen="$known_pids $(pool_pids)"
     pc stop --now >/dev/null || { fail "stop --now"; return 1; }
-    eventually 10 bash -c "! kill -0 $daemon_pid 2>/dev/null" || { fail "stop --now did not stop it"; return 1; }
+    wait_for "! kill -0 $daemon_pid 2>/dev/null" 10 || { fail "stop --now did not stop it"; return 1; }
     wait "$daemon_pid"
     status=$?
     daemon_pid=""
     [ $status -eq 0 ] || { fail "exit status $status after stop --now"; return 1; }
     gone() { ! alive "$1"; }
-    for p in $seen; do eventually 2 gone "$p" || { fail "pid $p outlived the daemon"; return 1; }; done
+    for p in $seen; do wait_for 'gone "$p"' 2 || { fail "pid $p outlived the daemon"; return 1; }; done
     [ ! -e "$tmp/sock" ] || { fail "the socket file was left behind"; return 1; }
   else
     stop_daemon TERM || return 1

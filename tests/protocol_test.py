@@ -202,6 +202,20 @@ def case_an_id_that_is_no_integer_is_a_bad_request_that_keeps_the_connection():
     assert ask(s, b'{"op":"status","id":5}')["id"] == 5
 
 
+def case_a_request_with_several_faults_is_refused_for_the_first_the_daemon_checks():
+    s = connect(sock_path)
+    a = ask(s, b'{"op":"submit","task":"nope","timeout_ms":-1,"retries":1000,"id":4}')
+    assert a == {"id": 4, "ok": False, "error": {"type": "unknown_task",
+                                                 "message": "no task is named 'nope': see 'parallelcode tasks'"}}, a
+    a = ask(s, b'{"op":"submit","task":7,"timeout_ms":-1,"id":4}')
+    assert a["error"]["type"] == "bad_request" and "task" in a["error"]["message"] and a["id"] == 4, a
+    a = ask(s, b'{"op":"submit","task":"hello","timeout_ms":-1,"retries":1000}')
+    assert a["error"]["type"] == "bad_request" and "timeout_ms" in a["error"]["message"], a
+    a = ask(s, b'{"op":"nope","id":1.5}')
+    assert "id" not in a and a["error"]["type"] == "bad_request" and '"id"' in a["error"]["message"], a
+    assert ask(s, b'{"op":"status","id":6}')["id"] == 6  # and the connection stays
+
+
 def main():
     cases = sys.argv[2:] or [name for name in globals() if name.startswith("case_")]
     proc = start_daemon()

@@ -1,4 +1,5 @@
-// parallelcode: feeds and operates a running parallelcode-supervisor.
+// parallelcode: feeds and operates a running parallelcode-supervisor. This room holds
+// the CLI alone: it speaks to the daemon through supervisor/control, never lib/.
 //
 // Exit status: 0 done; 1 a job failed; 2 the daemon refused the request (an
 // unknown task, a pid that is not a worker, bad arguments); 3 no daemon to talk to.
@@ -6,7 +7,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,11 +17,14 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "protocol.hpp"
+#include "requests.hpp"
+#include "socket.hpp"
 #include "units.hpp"
 
 namespace {
@@ -39,24 +42,13 @@ struct no_daemon : std::runtime_error {
 
 class connection {
  public:
-  explicit connection(const std::string& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) throw no_daemon("socket path too long: " + path);
-    std::memcpy(addr.sun_path, path.c_str(), path.size());
-    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-      throw no_daemon("cannot connect to " + path + " (" + std::strerror(errno) +
-                      "): is parallelcode-supervisor running there?");
+  explicit connection(const std::string& path) : fd_(connect(path)) {
     // Whoever serves this socket hears our jobs' arguments: only we or root may.
-    ucred peer{};
-    socklen_t len = sizeof peer;
-    if (::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || (peer.uid != ::getuid() && peer.uid != 0))
-      throw no_daemon(path + " is served by uid " + std::to_string(peer.uid) + ", neither you nor root: refusing to use it");
+    const auto uid = ctl::peer_uid(fd_);
+    if (!uid || (*uid != ::getuid() && *uid != 0))
+      throw no_daemon(path + " is served by uid " + std::to_string(uid.value_or(0)) +
+                      ", neither you nor root: refusing to use it");
   }
-  connection(const connection&) = delete;
-  connection& operator=(const connection&) = delete;
-  ~connection() { ::close(fd_); }
 
   void queue(std::string_view body) { ctl::append_frame(out_, body); }
   bool sending() const { return !out_.empty(); }
@@ -65,10 +57,10 @@ class connection {
   // Returns the complete response bodies received.
   std::vector<std::string> exchange() {
     const bool send_more = !out_.empty() && !write_closed_;
-    pollfd p{fd_, static_cast<short>(POLLIN | (send_more ? POLLOUT : 0)), 0};
+    pollfd p{fd_.get(), static_cast<short>(POLLIN | (send_more ? POLLOUT : 0)), 0};
     if (::poll(&p, 1, -1) < 0 && errno != EINTR) throw no_daemon(std::string("poll: ") + std::strerror(errno));
     if (send_more && (p.revents & (POLLOUT | POLLERR))) {
-      const ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       // It stopped reading us: what it said before may still wait to be read.
       if (n < 0 && errno != EAGAIN && errno != EINTR) write_closed_ = true;
       if (n > 0) out_.erase(0, static_cast<std::size_t>(n));
@@ -76,16 +68,16 @@ class connection {
     std::vector<std::string> bodies;
     if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
       char chunk[65536];
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT);
+      const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, MSG_DONTWAIT);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         if (in_.size() >= 4) throw no_daemon("the daemon closed the connection in the middle of an answer");
         throw no_daemon("the daemon closed the connection");
       }
       if (n > 0) in_.append(chunk, static_cast<std::size_t>(n));
-      while (in_.size() >= 4 && in_.size() >= 4 + std::size_t{ctl::frame_length(in_.data())}) {
-        const std::size_t len = ctl::frame_length(in_.data());
-        bodies.push_back(in_.substr(4, len));
-        in_.erase(0, 4 + len);
+      for (auto cut = ctl::cut_frame(in_, 0xffffffff); cut.kind != ctl::frame_cut::partial; cut = ctl::cut_frame(in_, 0xffffffff)) {
+        if (cut.kind == ctl::frame_cut::bad_length) throw no_daemon("the daemon sent an empty frame");
+        bodies.push_back(in_.substr(4, cut.length));
+        in_.erase(0, 4 + std::size_t{cut.length});
       }
     }
     return bodies;
@@ -102,7 +94,18 @@ class connection {
   }
 
  private:
-  int fd_ = -1;
+  static ctl::owned_fd connect(const std::string& path) {
+    try {
+      return ctl::connect_to(path);
+    } catch (const std::system_error& e) {
+      throw no_daemon("cannot connect to " + path + " (" + e.code().message() +
+                      "): is parallelcode-supervisor running there?");
+    } catch (const std::invalid_argument& e) {
+      throw no_daemon(e.what());
+    }
+  }
+
+  ctl::owned_fd fd_;
   bool write_closed_ = false;
   std::string out_;
   std::string in_;
@@ -168,13 +171,11 @@ int report_error(const rapidjson::Value& response) {
 
 std::string submit_request(const std::string& task, const std::string& args, std::optional<std::int64_t> id,
                            const std::string& timeout, unsigned retries) {
-  std::string body = "{\"op\":\"submit\",\"task\":" + ctl::quote(task) + ",\"args\":" + args;
-  if (id) body += ",\"id\":" + std::to_string(*id);
+  ctl::submit_request r{.id = id, .task = task, .args = args};
   if (!timeout.empty())  // rounded up: 100us must not become 0, which means no timeout
-    body += ",\"timeout_ms\":" +
-            std::to_string(std::chrono::ceil<std::chrono::milliseconds>(ctl::parse_duration(timeout)).count());
-  if (retries) body += ",\"retries\":" + std::to_string(retries);
-  return body + "}";
+    r.timeout = std::chrono::ceil<std::chrono::milliseconds>(ctl::parse_duration(timeout));
+  if (retries) r.retries = retries;
+  return ctl::encode(r);
 }
 
 int submit(connection& conn, const std::string& task, const std::string& args, const std::string& timeout,
@@ -233,9 +234,9 @@ int map(connection& conn, const std::string& task, const std::string& timeout, u
       const std::size_t i = read++;
       rapidjson::Document args;
       if (line.size() > ctl::default_max_frame - 1024) {
-        answer(i, ctl::error_response(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + " is too long"), true);
+        answer(i, ctl::error_answer(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + " is too long"), true);
       } else if (auto bad = ctl::parse(line, args)) {
-        answer(i, ctl::error_response(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + ": " + *bad), true);
+        answer(i, ctl::error_answer(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + ": " + *bad), true);
       } else {
         conn.queue(submit_request(task, line, static_cast<std::int64_t>(i), timeout, retries));
         ++in_flight;
@@ -280,7 +281,7 @@ std::string size_text(std::uint64_t bytes) {
 
 int status(connection& conn, bool json) {
   rapidjson::Document r;
-  conn.ask(R"({"op":"status"})", r);
+  conn.ask(ctl::encode(ctl::status_request{}), r);
   if (!ok(r)) return report_error(r);
   if (json) {
     r.RemoveMember("ok");
@@ -307,7 +308,7 @@ int simple(connection& conn, const std::string& request) {
 
 int list_tasks(connection& conn, bool json) {
   rapidjson::Document r;
-  conn.ask(R"({"op":"tasks"})", r);
+  conn.ask(ctl::encode(ctl::tasks_request{}), r);
   if (!ok(r)) return report_error(r);
   if (json) {
     std::cout << ctl::to_text(r["tasks"]) << "\n";
@@ -330,7 +331,7 @@ int main(int argc, char** argv) {
   unsigned retries = 0;
   bool raw = false, json = false, progress = false, now = false;
   std::size_t window = 256;
-  long long pid = 0;
+  std::int64_t pid = 0;
   unsigned workers = 0;
 
   auto* submit_cmd = app.add_subcommand("submit", "Run one job; print its result as JSON");
@@ -367,9 +368,9 @@ int main(int argc, char** argv) {
     if (map_cmd->parsed())
       return map(conn, task, timeout, retries, raw, progress || ::isatty(STDERR_FILENO), window);
     if (status_cmd->parsed()) return status(conn, json);
-    if (kill_cmd->parsed()) return simple(conn, "{\"op\":\"kill\",\"pid\":" + std::to_string(pid) + "}");
-    if (scale_cmd->parsed()) return simple(conn, "{\"op\":\"scale\",\"workers\":" + std::to_string(workers) + "}");
-    if (stop_cmd->parsed()) return simple(conn, std::string("{\"op\":\"stop\",\"now\":") + (now ? "true" : "false") + "}");
+    if (kill_cmd->parsed()) return simple(conn, ctl::encode(ctl::kill_request{std::nullopt, pid}));
+    if (scale_cmd->parsed()) return simple(conn, ctl::encode(ctl::scale_request{std::nullopt, workers}));
+    if (stop_cmd->parsed()) return simple(conn, ctl::encode(ctl::stop_request{std::nullopt, now}));
     if (tasks_cmd->parsed()) return list_tasks(conn, json);
   } catch (const no_daemon& e) {
     std::cerr << "parallelcode: " << e.what() << "\n";

@@ -8,10 +8,9 @@
 
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "json_text.hpp"
+#include "json_writer.hpp"
 
 namespace parallelcode::control {
 
@@ -91,6 +90,13 @@ std::uint32_t frame_length(const char* header) noexcept {
   return std::uint32_t{b[0]} | std::uint32_t{b[1]} << 8 | std::uint32_t{b[2]} << 16 | std::uint32_t{b[3]} << 24;
 }
 
+frame_cut cut_frame(std::string_view in, std::size_t max_frame) noexcept {
+  if (in.size() < 4) return {frame_cut::partial, 0};
+  const std::uint32_t n = frame_length(in.data());
+  if (n == 0 || n > max_frame) return {frame_cut::bad_length, n};
+  return {in.size() < 4 + std::size_t{n} ? frame_cut::partial : frame_cut::whole, n};
+}
+
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc) {
   return json_text::read(text, doc, {.max_depth = max_json_depth});
 }
@@ -108,11 +114,6 @@ std::optional<std::string_view> member_text(std::string_view text, std::string_v
 
 std::string to_text(const rapidjson::Value& v) { return json_text::write(v); }
 
-namespace {
-
-// s with every byte that does not start a valid UTF-8 sequence replaced by U+FFFD:
-// a client's text echoed back (a lone surrogate \ude2e decodes to such bytes) must
-// not make the answer JSON the client cannot parse.
 std::string valid_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -139,37 +140,16 @@ std::string valid_utf8(std::string_view s) {
   return out;
 }
 
-}  // namespace
+std::string quote(std::string_view s) { return json_writer().string(s).text(); }
 
-std::string quote(std::string_view s) {
-  const std::string text = valid_utf8(s);
-  rapidjson::StringBuffer out;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
-  writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
-  return std::string(out.GetString(), out.GetSize());
-}
-
-std::string error_response(std::optional<std::int64_t> id, std::string_view type, std::string_view message,
-                           std::string_view extra) {
-  std::string out = "{";
-  if (id) out += "\"id\":" + std::to_string(*id) + ",";
-  out += "\"ok\":false,\"error\":{\"type\":" + quote(type) + ",\"message\":" + quote(message);
-  out += extra;
-  out += "}}";
-  return out;
+std::string error_answer(std::optional<std::int64_t> id, std::string_view type, std::string_view message) {
+  json_writer out;
+  out.open_error(id, type, message).close().close();
+  return out.text();
 }
 
 std::string string_member(const rapidjson::Value& v, const char* key) {
   return std::string(v[key].GetString(), v[key].GetStringLength());
 }
-
-std::optional<std::int64_t> request_id(const rapidjson::Value& request) {
-  if (!request.IsObject() || !request.HasMember("id")) return std::nullopt;
-  if (!request["id"].IsInt64())
-    throw std::invalid_argument("\"id\" must be an integer from -9223372036854775808 to 9223372036854775807");
-  return request["id"].GetInt64();
-}
-
-std::string id_field(std::optional<std::int64_t> rid) { return rid ? "\"id\":" + std::to_string(*rid) + "," : ""; }
 
 }  // namespace parallelcode::control

@@ -1,6 +1,8 @@
 #pragma once
 
-// The control socket's protocol, shared by the daemon and the CLI.
+// The control layer: the control socket's protocol, shared by the daemon, the CLI and
+// the fuzzer. Frames and JSON text here; typed requests in requests.hpp; the daemon's
+// answers in answers.hpp; the fds and sockets both ends own in socket.hpp.
 //
 // A frame is a 4-byte little-endian length n (1 <= n <= the receiver's limit),
 // then n bytes of one JSON object. Requests carry "op" and an optional integer
@@ -33,6 +35,14 @@ void append_frame(std::string& out, std::string_view body);
 // A frame's length from its first 4 bytes.
 std::uint32_t frame_length(const char* header) noexcept;
 
+// What the front of a receive buffer holds: a whole frame of `length` body bytes, the
+// start of one, or a length outside 1..max_frame (the connection can only end).
+struct frame_cut {
+  enum kind_t { partial, whole, bad_length } kind;
+  std::uint32_t length;  // of the body, once the header came
+};
+frame_cut cut_frame(std::string_view in, std::size_t max_frame) noexcept;
+
 // Parses one JSON text of at most max_json_depth levels of nesting, without
 // recursion (RapidJSON's recursive parser, writer and destructor would overflow
 // the stack on a hostile [[[[...). Numbers are exact: integers within int64 or
@@ -46,22 +56,15 @@ std::optional<std::string_view> member_text(std::string_view text, std::string_v
 
 // A string member, NULs and all (GetString alone would stop at the first NUL).
 std::string string_member(const rapidjson::Value& v, const char* key);
-// The request's "id", if it has one; std::invalid_argument if it is no integer
-// from -2^63 to 2^63-1.
-std::optional<std::int64_t> request_id(const rapidjson::Value& request);
-// "\"id\":N," to open a response with, or nothing.
-std::string id_field(std::optional<std::int64_t> rid);
 
 // Compact JSON text of a value, each double in its shortest exact form; throws
 // std::invalid_argument for what JSON cannot hold (an infinite number, a string
 // that is not UTF-8).
 std::string to_text(const rapidjson::Value& v);
-// A JSON string literal for s.
+// A JSON string literal for s; bytes that are not UTF-8 become U+FFFD.
 std::string quote(std::string_view s);
 
-// {"id":id,"ok":false,"error":{"type":type,"message":message<extra>}}; extra is
-// either empty or starts with a comma.
-std::string error_response(std::optional<std::int64_t> id, std::string_view type, std::string_view message,
-                           std::string_view extra = {});
+// {"id":id,"ok":false,"error":{"type":type,"message":message}}, without "id" if none.
+std::string error_answer(std::optional<std::int64_t> id, std::string_view type, std::string_view message);
 
 }  // namespace parallelcode::control

@@ -1,4 +1,6 @@
-// parallelcode-supervisor: a pool of named tasks served on a Unix socket.
+// parallelcode-supervisor: a pool of named tasks served on a Unix socket. This room
+// holds the daemon: its options and start-up here, its socket loop in server.cpp, its
+// built-in tasks in builtin_tasks.cpp; the protocol itself is supervisor/control's.
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -29,7 +31,7 @@ namespace {
 
 namespace pc = parallelcode;
 using pc::control::log;
-using pc::detail::unique_fd;
+using pc::control::owned_fd;
 
 struct settings {
   unsigned workers = pc::default_workers();
@@ -81,7 +83,7 @@ struct file_identity {
 
 // The control socket: mode 0600, and ours alone. A lock beside it keeps a second
 // daemon off the same path; holding it, a socket file found there is stale.
-unique_fd listen_on(const std::string& path, unique_fd& lock, file_identity& bound_socket) {
+owned_fd listen_on(const std::string& path, owned_fd& lock, file_identity& bound_socket) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) die("--socket " + path + ": longer than a Unix socket path may be");
   lock.reset(::open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600));
@@ -96,7 +98,7 @@ unique_fd listen_on(const std::string& path, unique_fd& lock, file_identity& bou
     if (st.st_uid != ::geteuid()) die("--socket " + path + " belongs to another user: refusing to start");
     ::unlink(path.c_str());  // a stale socket: its daemon is gone, we hold the lock
   }
-  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  owned_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size());
   const mode_t old_umask = ::umask(0177);  // born 0600: never a moment with wider access
@@ -116,7 +118,7 @@ unique_fd listen_on(const std::string& path, unique_fd& lock, file_identity& bou
 file_identity write_pidfile(const std::string& path) {
   if (path.empty()) return {};
   std::string temp = path + ".XXXXXX";
-  unique_fd fd(::mkostemp(temp.data(), O_CLOEXEC));
+  owned_fd fd(::mkostemp(temp.data(), O_CLOEXEC));
   if (!fd) throw std::runtime_error("cannot write --pidfile " + path + ": " + std::strerror(errno));
   const std::string text = std::to_string(::getpid()) + "\n";
   const bool written = ::fchmod(fd.get(), 0644) == 0 &&
@@ -260,11 +262,12 @@ int main(int argc, char** argv) {
   sigemptyset(&owned);
   for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD}) sigaddset(&owned, sig);
   ::sigprocmask(SIG_BLOCK, &owned, nullptr);
-  unique_fd signals(::signalfd(-1, &owned, SFD_NONBLOCK | SFD_CLOEXEC));
+  owned_fd signals(::signalfd(-1, &owned, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signals) die(std::string("signalfd: ") + std::strerror(errno));
 
-  unique_fd lock;
+  owned_fd lock;
   file_identity socket_file;
-  unique_fd listener = listen_on(s.socket, lock, socket_file);
+  owned_fd listener = listen_on(s.socket, lock, socket_file);
 
   pc::pool pool;
   log_worker_events(pool);
@@ -287,8 +290,15 @@ int main(int argc, char** argv) {
       s.socket.c_str());
   pc::control::notify_systemd("READY=1");
 
-  pc::control::server server(pool, std::move(listener), std::move(signals), serving);
-  const int status = server.run();
+  int status;
+  try {
+    pc::control::server server(pool, std::move(listener), std::move(signals), serving);
+    status = server.run();
+  } catch (const std::system_error& e) {
+    socket_file.remove(s.socket);
+    pid_file.remove(s.pidfile);
+    die(std::string("cannot serve: ") + e.what());
+  }
   socket_file.remove(s.socket);  // the lock file stays: removing it would let two daemons race for two locks
   pid_file.remove(s.pidfile);
   log("stopped");

@@ -19,6 +19,10 @@
 #include <cstdio>
 #include <ctime>
 
+#include <system_error>
+#include <variant>
+
+#include "answers.hpp"
 #include "protocol.hpp"
 
 namespace parallelcode::control {
@@ -41,34 +45,9 @@ constexpr std::uint64_t completions_key = ~std::uint64_t{0} - 1;
 
 std::mutex log_mutex;
 
-
-// How a job ended badly, as the error object of a response.
-std::string job_error_response(std::optional<std::int64_t> rid, const job_error& e) {
-  if (const auto* lost = dynamic_cast<const worker_lost*>(&e))
-    return error_response(rid, "worker_lost", e.what(),
-                          ",\"pid\":" + std::to_string(lost->pid()) + ",\"signal\":" + std::to_string(lost->signal()) +
-                              (lost->signal() ? ",\"signal_name\":" + quote(signal_name(lost->signal())) : "") +
-                              ",\"exit_status\":" + std::to_string(lost->exit_status()));
-  if (const auto* failed = dynamic_cast<const job_failed*>(&e))
-    return error_response(rid, "job_failed", failed->message(), ",\"exception\":" + quote(failed->type()));
-  if (const auto* late = dynamic_cast<const job_timeout*>(&e))
-    return error_response(rid, "job_timeout", e.what(),
-                          ",\"timeout_ms\":" + std::to_string(late->timeout().count()) +
-                              ",\"pid\":" + std::to_string(late->pid()));
-  if (dynamic_cast<const payload_error*>(&e)) return error_response(rid, "payload_error", e.what());
-  return error_response(rid, "job_cancelled", e.what());
-}
-
-const char* state_name(worker_state s) {
-  switch (s) {
-    case worker_state::ready:
-      return "ready";
-    case worker_state::backoff:
-      return "backoff";
-    case worker_state::starting:
-      break;
-  }
-  return "starting";
+int checked(int result, const char* what) {
+  if (result < 0) throw std::system_error(errno, std::generic_category(), what);
+  return result;
 }
 
 }  // namespace
@@ -82,7 +61,7 @@ void notify_systemd(const char* state) {
   if (n >= sizeof addr.sun_path) return;
   std::memcpy(addr.sun_path, where, n);
   if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // an abstract socket
-  detail::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  owned_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   const std::string message = std::string(state) + "\nMAINPID=" + std::to_string(::getpid());
   ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
            static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
@@ -103,20 +82,29 @@ void log(const char* format, ...) {
   std::fprintf(stderr, "%s parallelcode-supervisor[%d]: %s\n", stamp, static_cast<int>(::getpid()), text);
 }
 
-server::server(pool& workers, detail::unique_fd listener, detail::unique_fd signals, const server_settings& settings)
+server::server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings)
     : pool_(workers),
       listener_(std::move(listener)),
       signals_(std::move(signals)),
-      completions_ready_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      completions_ready_(checked(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+      epoll_(checked(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
       settings_(settings) {
   for (auto [fd, key] : {std::pair{listener_.get(), listener_key}, std::pair{signals_.get(), signals_key},
                          std::pair{completions_ready_.get(), completions_key}}) {
     epoll_event e{};
     e.events = EPOLLIN;
     e.data.u64 = key;
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e);
+    checked(::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e), "epoll_ctl");
   }
+}
+
+bool server::watch(int op, int fd, std::uint32_t events, std::uint64_t key) {
+  epoll_event e{};
+  e.events = events;
+  e.data.u64 = key;
+  if (::epoll_ctl(epoll_.get(), op, fd, &e) == 0) return true;
+  log("epoll_ctl on fd %d: %s", fd, std::strerror(errno));
+  return false;
 }
 
 int server::run() {
@@ -171,16 +159,13 @@ int server::run() {
 
 void server::watch_listener(bool on) {
   if (listening_ == on) return;
-  listening_ = on;
-  epoll_event e{};
-  e.events = on ? EPOLLIN : 0u;
-  e.data.u64 = listener_key;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), &e);
+  // If epoll refuses, listening_ still says what epoll watches (the refusal is logged).
+  if (watch(EPOLL_CTL_MOD, listener_.get(), on ? EPOLLIN : 0u, listener_key)) listening_ = on;
 }
 
 void server::accept_clients() {
   for (;;) {
-    detail::unique_fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    owned_fd fd = accept_client(listener_);
     if (!fd) {
       // Out of file descriptors: the listener stays readable, so stop watching it
       // until a client leaves, rather than spin on it.
@@ -189,28 +174,24 @@ void server::accept_clients() {
       }
       return;
     }
-    ucred peer{};
-    socklen_t len = sizeof peer;
-    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || (peer.uid != ::geteuid() && peer.uid != 0)) {
-      log("refused a client of uid %d: only uid %d and root may use this socket", static_cast<int>(peer.uid),
+    const auto uid = peer_uid(fd);
+    if (!uid || (*uid != ::geteuid() && *uid != 0)) {
+      log("refused a client of uid %d: only uid %d and root may use this socket", static_cast<int>(uid.value_or(0)),
           static_cast<int>(::geteuid()));
       std::string out;
-      append_frame(out, error_response(std::nullopt, "forbidden", "this socket serves uid " +
-                                                                      std::to_string(::geteuid()) + " and root only"));
+      append_frame(out, error_answer(std::nullopt, "forbidden", "this socket serves uid " +
+                                                                    std::to_string(::geteuid()) + " and root only"));
       ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       continue;
     }
     if (clients_.size() >= settings_.max_clients && !evict_an_idle_client()) {
       std::string out;
-      append_frame(out, error_response(std::nullopt, "busy", "too many clients, all of them busy"));
+      append_frame(out, error_answer(std::nullopt, "busy", "too many clients, all of them busy"));
       ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       continue;
     }
     const std::uint64_t id = next_client_++;
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.u64 = id;
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd.get(), &e);
+    if (!watch(EPOLL_CTL_ADD, fd.get(), EPOLLIN, id)) continue;  // unwatched it would never be heard: closed
     clients_[id].fd = std::move(fd);
   }
 }
@@ -259,29 +240,30 @@ void server::read_client(std::uint64_t id) {
       fail_and_close(id, c, "busy",
                      "the daemon holds " + std::to_string(unfinished_bytes_) +
                          " bytes of unfinished requests, the most --max-request-bytes allows: try again later");
+      if (!clients_.count(id)) return;
       break;
     }
     c.in.append(chunk, static_cast<std::size_t>(got));
     unfinished_bytes_ += static_cast<std::size_t>(got);
     // Frames as they complete; a bad length ends the connection before anything is buffered for it.
-    while (!c.closing && c.in.size() >= 4) {
-      const std::uint32_t n = frame_length(c.in.data());
-      if (n == 0 || n > settings_.max_frame) {
+    while (!c.closing) {
+      const frame_cut cut = cut_frame(c.in, settings_.max_frame);
+      if (cut.kind == frame_cut::bad_length) {
         fail_and_close(id, c, "bad_frame",
-                       "frame length " + std::to_string(n) + " is outside 1.." + std::to_string(settings_.max_frame));
+                       "frame length " + std::to_string(cut.length) + " is outside 1.." + std::to_string(settings_.max_frame));
         break;
       }
-      if (c.in.size() < 4 + std::size_t{n}) break;
-      const std::string body = c.in.substr(4, n);
-      consume_input(c, 4 + std::size_t{n});
+      if (cut.kind == frame_cut::partial) break;
+      const std::string body = c.in.substr(4, cut.length);
+      consume_input(c, 4 + std::size_t{cut.length});
       handle_frame(id, c, body);
     }
+    if (!clients_.count(id)) return;  // answering a refusal found it gone
     if (c.jobs.size() >= max_jobs_per_client || c.request_bytes > max_request_bytes_per_client ||
         c.out.size() > max_unsent_bytes)
       break;
   }
-  update_interest(id, c);
-  if (!c.out.empty()) write_client(id);
+  if (update_interest(id, c) && !c.out.empty()) write_client(id);
 }
 
 void server::write_client(std::uint64_t id) {
@@ -326,15 +308,14 @@ void server::consume_input(client& c, std::size_t n) {
   if (c.in.empty() && c.in.capacity() > read_chunk * chunks_per_turn) std::string().swap(c.in);  // a big frame's room goes back
 }
 
-void server::update_interest(std::uint64_t id, client& c) {
+bool server::update_interest(std::uint64_t id, client& c) {
   // Not read once it half-closed: its end of file would be seen again and again. A hang-up still shows (EPOLLHUP).
   const bool read = !c.done_sending && (c.closing || (c.jobs.size() < max_jobs_per_client &&
                                                       c.request_bytes <= max_request_bytes_per_client &&
                                                       c.out.size() <= max_unsent_bytes));
-  epoll_event e{};
-  e.events = (read ? EPOLLIN : 0u) | (c.out.empty() ? 0u : EPOLLOUT);
-  e.data.u64 = id;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &e);
+  if (watch(EPOLL_CTL_MOD, c.fd.get(), (read ? EPOLLIN : 0u) | (c.out.empty() ? 0u : EPOLLOUT), id)) return true;
+  drop(id);  // a client epoll does not watch as it should would hang
+  return false;
 }
 
 void server::drop(std::uint64_t id) {
@@ -350,120 +331,75 @@ void server::drop(std::uint64_t id) {
 void server::respond(client& c, std::string_view body) { append_frame(c.out, body); }
 
 void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message) {
-  respond(c, error_response(std::nullopt, type, message));
+  respond(c, error_answer(std::nullopt, type, message));
   c.closing = true;
   consume_input(c, c.in.size());
   write_client(id);
 }
 
 void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
-  rapidjson::Document request;
-  if (auto error = parse(body, request)) {
-    fail_and_close(id, c, "bad_frame", *error);
-    return;
-  }
-  if (!request.IsObject() || !request.HasMember("op") || !request["op"].IsString()) {
-    fail_and_close(id, c, "bad_frame", "a request is a JSON object with a string \"op\"");
-    return;
-  }
-  std::optional<std::int64_t> rid;
-  try {
-    rid = request_id(request);
-  } catch (const std::invalid_argument& e) {
-    respond(c, error_response(std::nullopt, "bad_request", e.what()));
-    return;
-  }
-  const std::string op = string_member(request, "op");
-  auto number = [&](const char* key) -> std::optional<std::int64_t> {
-    if (!request.HasMember(key) || !request[key].IsInt64()) return std::nullopt;
-    return request[key].GetInt64();
-  };
-
-  if (op == "submit") {
-    submit(id, c, request, rid, body);
-  } else if (op == "status") {
-    respond(c, status(rid));
-  } else if (op == "tasks") {
-    std::string list;
-    for (const auto& t : tasks())
-      list += (list.empty() ? "" : ",") + std::string("{\"name\":") + quote(t.name) + ",\"argument\":" + quote(t.argument) +
-              ",\"result\":" + quote(t.result) + "}";
-    respond(c, "{" + id_field(rid) + "\"ok\":true,\"tasks\":[" + list + "]}");
-  } else if (op == "kill") {
-    const auto pid = number("pid");
-    if (!pid || *pid <= 0 || *pid > 0x7fffffff) {
-      respond(c, error_response(rid, "bad_request", "kill needs a \"pid\" from 1 to 2147483647"));
-    } else if (pool_.kill(static_cast<pid_t>(*pid))) {
-      log("killed worker pid %lld on request", static_cast<long long>(*pid));
-      respond(c, "{" + id_field(rid) + "\"ok\":true}");
-    } else {
-      respond(c, error_response(rid, "not_a_worker", "pid " + std::to_string(*pid) + " is not a worker of this daemon"));
-    }
-  } else if (op == "scale") {
-    const auto n = number("workers");
-    try {
-      if (stopping_) throw std::invalid_argument("the daemon is stopping");
-      if (!n || *n < 1 || *n > 4096) throw std::invalid_argument("scale needs \"workers\" from 1 to --max-workers");
-      pool_.resize(static_cast<unsigned>(*n));
-      log("scaled to %lld worker%s on request", static_cast<long long>(*n), *n == 1 ? "" : "s");
-      respond(c, "{" + id_field(rid) + "\"ok\":true}");
-    } catch (const std::invalid_argument& e) {
-      respond(c, error_response(rid, "bad_request", e.what()));
-    }
-  } else if (op == "stop") {
-    if (request.HasMember("now") && !request["now"].IsBool()) {
-      respond(c, error_response(rid, "bad_request", "stop's \"now\" must be true or false"));
-      return;
-    }
-    const bool now = request.HasMember("now") && request["now"].GetBool();
-    respond(c, "{" + id_field(rid) + "\"ok\":true}");
-    log("stop requested%s", now ? " (now)" : "");
-    begin_stop(!now);
-  } else {
-    respond(c, error_response(rid, "bad_request", "unknown op '" + op + "'"));
+  request r = decode_request(body, &has_task);
+  if (const auto* refused = std::get_if<request_error>(&r)) {
+    if (refused->closes) fail_and_close(id, c, refused->type, refused->message);
+    else respond(c, refusal(*refused, body.size()));
+  } else if (auto* job = std::get_if<submit_request>(&r)) {
+    submit(id, c, std::move(*job), body.size());
+  } else if (std::holds_alternative<status_request>(r)) {
+    respond(c, status_answer(id_of(r), {::getpid(), stopping_, pool_.stats(), pool_.workers()}));
+  } else if (std::holds_alternative<tasks_request>(r)) {
+    respond(c, tasks_answer(id_of(r), tasks()));
+  } else if (const auto* k = std::get_if<kill_request>(&r)) {
+    respond(c, kill(*k));
+  } else if (const auto* n = std::get_if<scale_request>(&r)) {
+    respond(c, scale(*n));
+  } else if (const auto* stop = std::get_if<stop_request>(&r)) {
+    respond(c, ok_answer(stop->id));
+    log("stop requested%s", stop->now ? " (now)" : "");
+    begin_stop(!stop->now);
   }
 }
 
-void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid,
-                    std::string_view body) {
-  const std::size_t bytes = body.size();
-  if (stopping_) {
-    respond(c, error_response(rid, "stopping", "the daemon is stopping and takes no new job"));
-    return;
+// A daemon that stops, or is full, says so before it looks at the request's own fields.
+std::string server::refusal(const request_error& e, std::size_t bytes) const {
+  if (e.in == op::submit)
+    if (auto no = admission(e.id, bytes)) return *no;
+  if (e.in == op::scale && stopping_) return error_answer(e.id, "bad_request", "the daemon is stopping");
+  return error_answer(e);
+}
+
+std::optional<std::string> server::admission(request_id rid, std::size_t bytes) const {
+  if (stopping_) return error_answer(rid, "stopping", "the daemon is stopping and takes no new job");
+  if (jobs_ >= settings_.max_jobs || request_bytes_ + bytes > settings_.max_request_bytes)
+    return error_answer(rid, "busy", "the daemon holds as many jobs as it may: try again later");
+  return std::nullopt;
+}
+
+std::string server::kill(const kill_request& r) {
+  if (!pool_.kill(static_cast<pid_t>(r.pid)))
+    return error_answer(r.id, "not_a_worker", "pid " + std::to_string(r.pid) + " is not a worker of this daemon");
+  log("killed worker pid %lld on request", static_cast<long long>(r.pid));
+  return ok_answer(r.id);
+}
+
+std::string server::scale(const scale_request& r) {
+  try {
+    if (stopping_) throw std::invalid_argument("the daemon is stopping");
+    pool_.resize(r.workers);
+    log("scaled to %u worker%s on request", r.workers, r.workers == 1 ? "" : "s");
+    return ok_answer(r.id);
+  } catch (const std::invalid_argument& e) {
+    return error_answer(r.id, "bad_request", e.what());
   }
-  if (jobs_ >= settings_.max_jobs || request_bytes_ + bytes > settings_.max_request_bytes) {
-    respond(c, error_response(rid, "busy", "the daemon holds as many jobs as it may: try again later"));
-    return;
-  }
-  if (!request.HasMember("task") || !request["task"].IsString()) {
-    respond(c, error_response(rid, "bad_request", "submit needs a string \"task\""));
-    return;
-  }
-  const std::string task = string_member(request, "task");
-  if (!has_task(task)) {
-    respond(c, error_response(rid, "unknown_task", "no task is named '" + task + "': see 'parallelcode tasks'"));
+}
+
+void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t bytes) {
+  if (auto no = admission(r.id, bytes)) {
+    respond(c, *no);
     return;
   }
   job_options opts;
-  if (request.HasMember("timeout_ms")) {
-    if (!request["timeout_ms"].IsInt64() || request["timeout_ms"].GetInt64() < 0 ||
-        request["timeout_ms"].GetInt64() > longest_timeout_ms) {
-      respond(c, error_response(rid, "bad_request",
-                                "\"timeout_ms\" must be an integer from 0 to " + std::to_string(longest_timeout_ms)));
-      return;
-    }
-    opts.timeout = std::chrono::milliseconds(request["timeout_ms"].GetInt64());
-  }
-  if (request.HasMember("retries")) {
-    if (!request["retries"].IsUint() || request["retries"].GetUint() > 100) {
-      respond(c, error_response(rid, "bad_request", "\"retries\" must be an integer from 0 to 100"));
-      return;
-    }
-    opts.retries = request["retries"].GetUint();
-  }
-  // The task gets its arguments as the client wrote them (1e400, -0.0, escapes), not as parsed.
-  const std::string args(member_text(body, "args").value_or("null"));
-
+  if (r.timeout) opts.timeout = *r.timeout;
+  if (r.retries) opts.retries = *r.retries;
   const std::uint64_t seq = next_job_++;
   auto deliver = [this, id, seq, bytes](std::string response) {
     {
@@ -472,38 +408,14 @@ void server::submit(std::uint64_t id, client& c, const rapidjson::Value& request
     }
     ::eventfd_write(completions_ready_.get(), 1);
   };
-  auto job = pool_.job(&run_json, json_call{task, args}, opts);
+  auto job = pool_.job(&run_json, json_call{std::move(r.task), std::move(r.args)}, opts);
   ++jobs_;
   c.request_bytes += bytes;
   request_bytes_ += bytes;
-  job.on_done([deliver, rid](const std::string& result, const job_context&) {
-    rapidjson::Document check;  // a task returning parallelcode::json answers what it likes: keep the protocol whole
-    if (auto bad = parse(result, check))
-      deliver(error_response(rid, "payload_error", "the task answered something that is not JSON: " + *bad));
-    else
-      deliver("{" + id_field(rid) + "\"ok\":true,\"result\":" + result + "}");
-  });
-  job.on_error([deliver, rid](const job_error& e, const job_context&) { deliver(job_error_response(rid, e)); });
+  const request_id rid = r.id;
+  job.on_done([deliver, rid](const std::string& result, const job_context&) { deliver(result_answer(rid, result)); });
+  job.on_error([deliver, rid](const job_error& e, const job_context&) { deliver(job_error_answer(rid, e)); });
   c.jobs.emplace(seq, std::move(job));
-}
-
-std::string server::status(std::optional<std::int64_t> rid) const {
-  const pool_stats s = pool_.stats();
-  std::string workers;
-  for (const auto& w : pool_.workers()) {
-    workers += (workers.empty() ? "" : ",") + std::string("{\"id\":") + std::to_string(w.id) +
-               ",\"pid\":" + std::to_string(w.pid) + ",\"state\":\"" + state_name(w.state) +
-               "\",\"running\":" + std::to_string(w.running) + ",\"done\":" + std::to_string(w.done) +
-               ",\"respawns\":" + std::to_string(w.respawns) + ",\"recycled\":" + std::to_string(w.recycled) +
-               ",\"uptime_ms\":" +
-               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(w.uptime).count()) +
-               ",\"rss\":" + std::to_string(w.rss) + "}";
-  }
-  return "{" + id_field(rid) + "\"ok\":true,\"supervisor\":" + std::to_string(::getpid()) +
-         ",\"fork_server\":" + std::to_string(s.fork_server) + ",\"stopping\":" + (stopping_ ? "true" : "false") +
-         ",\"queued\":" + std::to_string(s.queued) + ",\"submitted\":" + std::to_string(s.submitted) +
-         ",\"completed\":" + std::to_string(s.completed) + ",\"failed\":" + std::to_string(s.failed) +
-         ",\"respawns\":" + std::to_string(s.respawns) + ",\"workers\":[" + workers + "]}";
 }
 
 void server::deliver_completions() {

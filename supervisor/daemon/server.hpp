@@ -1,7 +1,8 @@
 #pragma once
 
 // The daemon's loop: one thread, epoll over the control socket, its clients, a
-// signalfd and an eventfd that the pool's thread rings when jobs end.
+// signalfd and an eventfd that the pool's thread rings when jobs end. It keeps the
+// I/O, the limits and the fairness; requests and answers are the control layer's.
 
 #include <chrono>
 #include <cstdint>
@@ -13,8 +14,8 @@
 
 #include <parallelcode/parallelcode.hpp>
 
-#include "protocol.hpp"
-#include "unique_fd.hpp"
+#include "requests.hpp"
+#include "socket.hpp"
 
 namespace parallelcode::control {
 
@@ -36,7 +37,8 @@ void notify_systemd(const char* state);
 class server {
  public:
   // listener: bound and listening; signals: a signalfd for the signals the daemon owns.
-  server(pool& workers, detail::unique_fd listener, detail::unique_fd signals, const server_settings& settings);
+  // std::system_error if the loop's own eventfd or epoll cannot be had.
+  server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings);
   // Serves until a signal or a stop request ends it; returns the exit status.
   int run();
 
@@ -44,7 +46,7 @@ class server {
   using clock = std::chrono::steady_clock;
 
   struct client {
-    detail::unique_fd fd;
+    owned_fd fd;
     std::string in;
     std::string out;
     std::map<std::uint64_t, job_handle<std::string>> jobs;  // in flight, by our sequence number
@@ -65,15 +67,20 @@ class server {
   void read_client(std::uint64_t id);
   void write_client(std::uint64_t id);
   void handle_frame(std::uint64_t id, client& c, std::string_view body);
-  // body: the request's text, whose "args" the task gets as the client wrote them.
-  void submit(std::uint64_t id, client& c, const rapidjson::Value& request, std::optional<std::int64_t> rid,
-              std::string_view body);
-  std::string status(std::optional<std::int64_t> rid) const;
+  // bytes: the frame's size, counted against the limits while its job runs.
+  void submit(std::uint64_t id, client& c, submit_request&& r, std::size_t bytes);
+  std::optional<std::string> admission(request_id rid, std::size_t bytes) const;
+  std::string refusal(const request_error& e, std::size_t bytes) const;
+  std::string kill(const kill_request& r);
+  std::string scale(const scale_request& r);
+  // Adds, changes (EPOLL_CTL_MOD) or removes what epoll watches; false, logged, if it cannot.
+  bool watch(int op, int fd, std::uint32_t events, std::uint64_t key);
   void handle_signals();
   void deliver_completions();
   void sweep_idle_clients();
   void begin_stop(bool graceful);
-  void update_interest(std::uint64_t id, client& c);
+  // False if the client had to be dropped.
+  bool update_interest(std::uint64_t id, client& c);
   void drop(std::uint64_t id);
   void end_of_requests(std::uint64_t id, client& c);
   void consume_input(client& c, std::size_t n);
@@ -82,10 +89,10 @@ class server {
   void watch_listener(bool on);
 
   pool& pool_;
-  detail::unique_fd listener_;
-  detail::unique_fd signals_;
-  detail::unique_fd completions_ready_;  // eventfd
-  detail::unique_fd epoll_;
+  owned_fd listener_;
+  owned_fd signals_;
+  owned_fd completions_ready_;  // eventfd
+  owned_fd epoll_;
   server_settings settings_;
   std::map<std::uint64_t, client> clients_;
   std::uint64_t next_client_ = 1;

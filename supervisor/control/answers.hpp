@@ -1,0 +1,39 @@
+#pragma once
+
+// The daemon's answers, written with rapidjson::Writer. These take the library's
+// types (its job errors, stats and task list): programs that use them link it.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/types.h>
+
+#include <parallelcode/errors.hpp>
+#include <parallelcode/info.hpp>
+#include <parallelcode/task.hpp>
+
+#include "requests.hpp"
+
+namespace parallelcode::control {
+
+// {"id":id,"ok":true}
+std::string ok_answer(request_id id);
+// The refusal decode_request found.
+std::string error_answer(const request_error& e);
+// A job's result, as the task wrote it; a payload_error if that is no JSON text
+// (a task returning parallelcode::json answers what it likes: the protocol stays whole).
+std::string result_answer(request_id id, std::string_view result);
+// How a job ended badly: worker_lost, job_failed, job_timeout, payload_error or job_cancelled.
+std::string job_error_answer(request_id id, const job_error& e);
+std::string tasks_answer(request_id id, const std::vector<task_info>& tasks);
+
+struct daemon_status {
+  pid_t supervisor;
+  bool stopping;
+  pool_stats stats;
+  std::vector<worker_info> workers;
+};
+std::string status_answer(request_id id, const daemon_status& s);
+
+}  // namespace parallelcode::control
