@@ -311,6 +311,15 @@ struct alignas(64) mailbox {
   char data[64];
 };
 
+// lib/src/wake.hpp's, which the bench cannot include (the public API only).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
 void futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t v) {
   timespec ts{0, 100'000'000};
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, v, &ts, nullptr, 0);
@@ -330,7 +339,7 @@ void await(mailbox& m, std::uint32_t seq, char* into) {
   const auto until = clock_type::now() + 50us;
   while (m.seq.load(std::memory_order_acquire) != seq) {
     if (clock_type::now() < until) {
-      for (int i = 0; i < 64 && m.seq.load(std::memory_order_acquire) != seq; ++i) __builtin_ia32_pause();
+      for (int i = 0; i < 64 && m.seq.load(std::memory_order_acquire) != seq; ++i) cpu_relax();
       ::sched_yield();
       continue;
     }

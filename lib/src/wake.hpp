@@ -35,14 +35,37 @@ inline bool wake_futex_sleeper(std::atomic<std::uint32_t>& flag) noexcept {
 // Rings an eventfd if the sleeper behind flag is asleep in epoll.
 void wake_eventfd_sleeper(std::atomic<std::uint32_t>& flag, int eventfd) noexcept;
 
-inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+// What a spinning thread tells the core: a pause on x86, a yield hint on ARM, else nothing.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 
-// Spins until ready() or the budget runs out; true if ready. Past the first
-// microseconds it yields between looks: on a machine with fewer cores than busy
-// threads, the thread it waits for may need this very core.
+// True if this process may run on one CPU only: then whatever it waits for needs this
+// very core. Asked once; a constant-initialized atomic, so no guard lock on the way.
+inline bool one_cpu() noexcept {
+  static std::atomic<int> known{0};  // 0: not asked yet, 1: one CPU, 2: more
+  int k = known.load(std::memory_order_relaxed);
+  if (k == 0) {
+    cpu_set_t set;
+    k = ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1 ? 1 : 2;
+    known.store(k, std::memory_order_relaxed);
+  }
+  return k == 1;
+}
+
+// Spins until ready() or the budget runs out; true if ready. It spins alone for
+// the first microseconds (a peer spinning on another core answers in ~0.2 us), then
+// yields between looks: on a machine with fewer cores than busy threads, the thread
+// it waits for may need this very core. On one CPU it yields from the start.
 template <class Pred>
 bool spin_until(Pred ready, std::chrono::nanoseconds budget) {
   if (ready()) return true;
+  constexpr std::chrono::microseconds spin_alone{5};
+  const auto yield_after = one_cpu() ? std::chrono::nanoseconds::zero() : std::chrono::nanoseconds(spin_alone);
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
     for (int i = 0; i < 64; ++i) {
@@ -51,7 +74,7 @@ bool spin_until(Pred ready, std::chrono::nanoseconds budget) {
     }
     const auto spent = std::chrono::steady_clock::now() - start;
     if (spent >= budget) return false;
-    if (spent >= std::chrono::microseconds(0)) sched_yield();
+    if (spent >= yield_after) ::sched_yield();
   }
 }
 
