@@ -22,7 +22,7 @@ TEST_CASE("a worker_init that aborts in every new worker triggers backoff: forks
   ::unlink(test::crash_flag.c_str());
   std::atomic<unsigned> loops{0};
   std::atomic<long long> longest_ms{0};
-  pc::pool pool;  // after what its callbacks test::touch: they may fire until it is destroyed
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_crash_loop([&](const pc::worker_info&, unsigned, std::chrono::milliseconds delay) {
     ++loops;
     if (delay.count() > longest_ms) longest_ms = delay.count();
@@ -69,7 +69,7 @@ TEST_CASE("a worker_init that always aborts makes start() fail at once, naming t
 
 TEST_CASE("killing the fork server: the pool starts a new one and respawns its workers; queued jobs run") {
   std::atomic<int> exits{0};
-  pc::pool pool;  // after what its callbacks test::touch: they may fire until it is destroyed
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_exit([&](const pc::worker_exit&) { ++exits; });
   pool.start({.workers = 2});
   const pid_t old_server = pool.stats().fork_server;
@@ -98,7 +98,7 @@ TEST_CASE("killing the fork server: the pool starts a new one and respawns its w
 
 TEST_CASE("jobs that crash their worker are not a crash loop: each replacement comes at once") {
   std::atomic<int> loops{0};
-  pc::pool pool;  // after what its callbacks test::touch: they may fire until it is destroyed
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_crash_loop([&](const pc::worker_info&, unsigned, std::chrono::milliseconds) { ++loops; });
   pool.start({.workers = 1});
   for (int i = 0; i < 12; ++i) {

@@ -23,7 +23,7 @@ namespace pc = parallelcode;
 TEST_CASE("with max_jobs_per_worker = 100, 1,000 jobs run on several processes per slot and none fails") {
   std::mutex m;
   std::vector<pc::worker_exit> exits;
-  pc::pool pool;  // after what its callbacks test::touch: they may fire until it is destroyed
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_exit([&](const pc::worker_exit& e) {
     std::lock_guard lock(m);
     exits.push_back(e);

@@ -20,7 +20,7 @@ TEST_CASE("worker events: on_worker_spawn and on_worker_exit report pids and how
   std::mutex m;
   std::vector<pc::worker_info> spawned;
   std::vector<pc::worker_exit> exited;
-  pc::pool pool;  // after what its callbacks test::touch: they may fire until it is destroyed
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_spawn([&](const pc::worker_info& w) {
     std::lock_guard lock(m);
     spawned.push_back(w);
@@ -55,7 +55,7 @@ TEST_CASE("worker events: on_worker_spawn and on_worker_exit report pids and how
 TEST_CASE("on_worker_spawn names the process that came up, replacements forked ahead included") {
   std::mutex m;
   std::set<pid_t> spawned;
-  pc::pool pool;  // after what its callbacks test::touch: they may fire until it is destroyed
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_spawn([&](const pc::worker_info& w) {
     std::lock_guard lock(m);
     spawned.insert(w.pid);
@@ -71,7 +71,7 @@ TEST_CASE("on_worker_spawn names the process that came up, replacements forked a
 TEST_CASE("free() reports every worker's exit with the reason stopped") {
   std::mutex m;
   std::vector<pc::worker_exit> exits;
-  pc::pool pool;  // after what its callbacks test::touch: they may fire until it is destroyed
+  pc::pool pool;  // after what its callbacks touch: they may fire until it is destroyed
   pool.on_worker_exit([&](const pc::worker_exit& e) {
     std::lock_guard lock(m);
     exits.push_back(e);
