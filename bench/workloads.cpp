@@ -311,6 +311,15 @@ struct alignas(64) mailbox {
   char data[64];
 };
 
+// lib/src/wake.hpp's, which the bench cannot include (the public API only).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
 void futex_wait(std::atomic<std::uint32_t>& w, std::uint32_t v) {
   timespec ts{0, 100'000'000};
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, v, &ts, nullptr, 0);
@@ -330,7 +339,7 @@ void await(mailbox& m, std::uint32_t seq, char* into) {
   const auto until = clock_type::now() + 50us;
   while (m.seq.load(std::memory_order_acquire) != seq) {
     if (clock_type::now() < until) {
-      for (int i = 0; i < 64 && m.seq.load(std::memory_order_acquire) != seq; ++i) __builtin_ia32_pause();
+      for (int i = 0; i < 64 && m.seq.load(std::memory_order_acquire) != seq; ++i) cpu_relax();
       ::sched_yield();
       continue;
     }
@@ -438,144 +447,172 @@ std::string fmt(double v) {
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct options {
   std::string which = "all", json_path;
   int runs = 3;
   scale s;
+  bool want(const char* w) const { return which == "all" || which == w; }
+};
+
+// Exits with status 2 and the usage on an unknown option.
+options parse(int argc, char** argv) {
+  options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
-    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else if (a == "--quick") s = {2'000, 20'000, 100, 2'000, 8, 10, 100, false};
-    else if (a[0] != '-') which = a;
+    if (a == "--runs" && i + 1 < argc) o.runs = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--json" && i + 1 < argc) o.json_path = argv[++i];
+    else if (a == "--quick") o.s = {2'000, 20'000, 100, 2'000, 8, 10, 100, false};
+    else if (a[0] != '-') o.which = a;
     else {
       std::fprintf(stderr, "usage: workloads [all|w1|w3|w4|w5|floor] [--runs N] [--json FILE] [--quick]\n");
-      return 2;
+      std::exit(2);
     }
   }
-  auto want = [&](const char* w) { return which == "all" || which == w; };
+  return o;
+}
 
+// The floor, every run; each of its figures is the median over the runs.
+floor_result measure_floor(int runs, std::vector<floor_result>& floors) {
+  for (int r = 0; r < runs; ++r) floors.push_back(run_floor());
+  auto med = [&](auto get) {
+    std::vector<double> v;
+    for (const auto& f : floors) v.push_back(get(f));
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return {med([](auto& f) { return f.rtt_p50_us; }), med([](auto& f) { return f.rtt_p99_us; }),
+          med([](auto& f) { return f.memcpy_gib_s; }), med([](auto& f) { return f.kill_exit_ms; })};
+}
+
+void add_floor(const std::vector<floor_result>& floors, std::vector<figure>& figs) {
+  figs.push_back({"floor", "64-byte round trip, p50 (spin 50 us, then futex)", "us", "", {}, ""});
+  figs.push_back({"floor", "64-byte round trip, p99", "us", "", {}, ""});
+  figs.push_back({"floor", "memcpy 1 MiB, cached", "GiB/s", "", {}, ""});
+  figs.push_back({"floor", "SIGKILL until a sleeping child is gone (pidfd)", "ms", "", {}, ""});
+  for (const auto& f : floors) {
+    figs[figs.size() - 4].runs.push_back(f.rtt_p50_us);
+    figs[figs.size() - 3].runs.push_back(f.rtt_p99_us);
+    figs[figs.size() - 2].runs.push_back(f.memcpy_gib_s);
+    figs[figs.size() - 1].runs.push_back(f.kill_exit_ms);
+  }
+}
+
+void add_w5(int runs, const floor_result& floor, std::vector<figure>& figs) {
+  figure a{"W5", "A: worker_lost after the kill", "ms", "<= 1", {}, ""};
+  figure np{"W5", "a new pid serves a job after the kill", "ms", "<= 2", {}, ""};
+  figure q{"W5", "Q1-Q4 all done after the kill", "ms", "complete", {}, ""};
+  figure n{"W5", "N done after the kill", "ms", "", {}, ""};
+  figure b{"W5", "B done after the kill (it sleeps 2 s)", "ms", "complete", {}, ""};
+  for (int r = 0; r < runs; ++r) {
+    const auto x = run_w5();
+    check(x.after_ok, "W5: 2 workers after");
+    a.runs.push_back(x.a_error_ms);
+    np.runs.push_back(x.new_pid_ms);
+    q.runs.push_back(x.q_ms);
+    n.runs.push_back(x.n_ms);
+    b.runs.push_back(x.b_ms);
+  }
+  a.floor = "kill to exit " + fmt(floor.kill_exit_ms) + " ms; pool/floor " + fmt(a.median() / floor.kill_exit_ms) + "x";
+  figs.insert(figs.end(), {a, np, q, n, b});
+}
+
+void add_w1_w2(const scale& s, int runs, const floor_result& floor, std::vector<figure>& figs) {
+  figure w1{"W1", "tiny jobs, one job() each", "jobs/s", ">= 1,000,000", {}, ""};
+  figure p50{"W2", "latency p50", "us", "<= 10", {}, ""};
+  figure p90{"W2", "latency p90", "us", "", {}, ""};
+  figure p99{"W2", "latency p99", "us", "<= 50", {}, ""};
+  figure mx{"W2", "latency max", "us", "", {}, ""};
+  for (int r = 0; r < runs; ++r) {
+    const auto x = run_w1_w2(s);
+    w1.runs.push_back(x.jobs_per_s);
+    p50.runs.push_back(x.p50);
+    p90.runs.push_back(x.p90);
+    p99.runs.push_back(x.p99);
+    mx.runs.push_back(x.max);
+  }
+  p50.floor = "rtt " + fmt(floor.rtt_p50_us) + " us; pool/floor " + fmt(p50.median() / floor.rtt_p50_us) + "x";
+  p99.floor = "rtt " + fmt(floor.rtt_p99_us) + " us; pool/floor " + fmt(p99.median() / floor.rtt_p99_us) + "x";
+  figs.insert(figs.end(), {w1, p50, p90, p99, mx});
+}
+
+void add_w3(const scale& s, int runs, std::vector<figure>& figs) {
+  const std::uint64_t n = fnv_for_20ms();
+  figure t1{"W3", "40 x fnv(" + std::to_string(n) + "), 1 worker", "s", "", {}, ""};
+  figure t2{"W3", "the same, 2 workers", "s", "", {}, ""};
+  figure sp{"W3", "speedup", "x", ">= 1.97", {}, ""};
+  figure bare{"W3", "speedup of bare processes", "x", "", {}, ""};  // shown as sp's floor
+  for (int r = 0; r < runs; ++r) {
+    const auto x = run_w3(s, n);
+    t1.runs.push_back(x.t1);
+    t2.runs.push_back(x.t2);
+    sp.runs.push_back(x.speedup);
+    bare.runs.push_back(x.bare_speedup);
+  }
+  const auto [lo, hi] = std::minmax_element(bare.runs.begin(), bare.runs.end());
+  sp.floor = "bare processes " + fmt(bare.median()) + "x (" + fmt(*lo) + "-" + fmt(*hi) + "); ideal 2.00";
+  figs.insert(figs.end(), {t1, t2, sp});
+}
+
+void add_w4(const scale& s, int runs, const floor_result& floor, std::vector<figure>& figs) {
+  const double floor_mib_s = floor.memcpy_gib_s * 1024;
+  figure sum{"W4", "1 MiB payloads, byte sum", "MiB/s", ">= 4,096", {}, ""};
+  figure tr{"W4", "1 MiB payloads, transport only", "MiB/s", "", {}, ""};
+  figure big{"W4", "one 64 MiB job", "s", "works", {}, ""};
+  figure huge{"W4", "one 1 GiB job", "s", "works", {}, ""};
+  for (int r = 0; r < runs; ++r) {
+    const auto x = run_w4(s);
+    sum.runs.push_back(x.mib_s);
+    tr.runs.push_back(x.transport_mib_s);
+    if (s.big_jobs) {
+      big.runs.push_back(x.s64);
+      huge.runs.push_back(x.s1g);
+    }
+  }
+  // How many 1 MiB memcpys one job's transport costs.
+  tr.floor = "memcpy " + fmt(floor_mib_s) + " MiB/s; floor/pool " + fmt(floor_mib_s / tr.median()) + "x";
+  figs.insert(figs.end(), {sum, tr});
+  if (s.big_jobs) figs.insert(figs.end(), {big, huge});
+}
+
+void print_table(const std::vector<figure>& figs) {
+  std::printf("| workload | figure | median | min | max | target | floor |\n|---|---|---|---|---|---|---|\n");
+  for (const auto& f : figs) {
+    const auto [lo, hi] = std::minmax_element(f.runs.begin(), f.runs.end());
+    std::printf("| %s | %s | %s %s | %s | %s | %s | %s |\n", f.workload.c_str(), f.name.c_str(), fmt(f.median()).c_str(),
+                f.unit.c_str(), fmt(*lo).c_str(), fmt(*hi).c_str(), f.target.c_str(), f.floor.c_str());
+  }
+}
+
+void write_json(const std::string& path, int runs, const std::vector<figure>& figs) {
+  std::ofstream out(path);
+  out << "{\"runs\":" << runs << ",\"figures\":[";
+  for (std::size_t i = 0; i < figs.size(); ++i) {
+    const auto& f = figs[i];
+    out << (i ? "," : "") << "{\"workload\":\"" << f.workload << "\",\"figure\":\"" << f.name << "\",\"unit\":\""
+        << f.unit << "\",\"median\":" << f.median() << ",\"runs\":[";
+    for (std::size_t k = 0; k < f.runs.size(); ++k) out << (k ? "," : "") << f.runs[k];
+    out << "]}";
+  }
+  out << "]}\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options o = parse(argc, argv);
   try {
     std::vector<figure> figs;
-    floor_result floor{};
     std::vector<floor_result> floors;
-    for (int r = 0; r < runs; ++r) floors.push_back(run_floor());
-    auto med = [&](auto get) {
-      std::vector<double> v;
-      for (const auto& f : floors) v.push_back(get(f));
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    floor = {med([](auto& f) { return f.rtt_p50_us; }), med([](auto& f) { return f.rtt_p99_us; }),
-             med([](auto& f) { return f.memcpy_gib_s; }), med([](auto& f) { return f.kill_exit_ms; })};
-    if (want("floor")) {
-      figs.push_back({"floor", "64-byte round trip, p50 (spin 50 us, then futex)", "us", "", {}, ""});
-      figs.push_back({"floor", "64-byte round trip, p99", "us", "", {}, ""});
-      figs.push_back({"floor", "memcpy 1 MiB, cached", "GiB/s", "", {}, ""});
-      figs.push_back({"floor", "SIGKILL until a sleeping child is gone (pidfd)", "ms", "", {}, ""});
-      for (const auto& f : floors) {
-        figs[figs.size() - 4].runs.push_back(f.rtt_p50_us);
-        figs[figs.size() - 3].runs.push_back(f.rtt_p99_us);
-        figs[figs.size() - 2].runs.push_back(f.memcpy_gib_s);
-        figs[figs.size() - 1].runs.push_back(f.kill_exit_ms);
-      }
-    }
+    const floor_result floor = measure_floor(o.runs, floors);
+    if (o.want("floor")) add_floor(floors, figs);
     // W5 first: after W4 the host has a big heap, and each fork of it, and each exit
     // of a worker forked from it, takes milliseconds more (3.7 ms for A's error instead of 1).
-    if (want("w5")) {
-      figure a{"W5", "A: worker_lost after the kill", "ms", "<= 1", {}, ""};
-      figure np{"W5", "a new pid serves a job after the kill", "ms", "<= 2", {}, ""};
-      figure q{"W5", "Q1-Q4 all done after the kill", "ms", "complete", {}, ""};
-      figure n{"W5", "N done after the kill", "ms", "", {}, ""};
-      figure b{"W5", "B done after the kill (it sleeps 2 s)", "ms", "complete", {}, ""};
-      for (int r = 0; r < runs; ++r) {
-        const auto x = run_w5();
-        check(x.after_ok, "W5: 2 workers after");
-        a.runs.push_back(x.a_error_ms);
-        np.runs.push_back(x.new_pid_ms);
-        q.runs.push_back(x.q_ms);
-        n.runs.push_back(x.n_ms);
-        b.runs.push_back(x.b_ms);
-      }
-      a.floor = "kill to exit " + fmt(floor.kill_exit_ms) + " ms; pool/floor " + fmt(a.median() / floor.kill_exit_ms) + "x";
-      figs.insert(figs.end(), {a, np, q, n, b});
-    }
-
-    if (want("w1") || want("w2")) {
-      figure w1{"W1", "tiny jobs, one job() each", "jobs/s", ">= 1,000,000", {}, ""};
-      figure p50{"W2", "latency p50", "us", "<= 10", {}, ""};
-      figure p90{"W2", "latency p90", "us", "", {}, ""};
-      figure p99{"W2", "latency p99", "us", "<= 50", {}, ""};
-      figure mx{"W2", "latency max", "us", "", {}, ""};
-      for (int r = 0; r < runs; ++r) {
-        const auto x = run_w1_w2(s);
-        w1.runs.push_back(x.jobs_per_s);
-        p50.runs.push_back(x.p50);
-        p90.runs.push_back(x.p90);
-        p99.runs.push_back(x.p99);
-        mx.runs.push_back(x.max);
-      }
-      p50.floor = "rtt " + fmt(floor.rtt_p50_us) + " us; pool/floor " + fmt(p50.median() / floor.rtt_p50_us) + "x";
-      p99.floor = "rtt " + fmt(floor.rtt_p99_us) + " us; pool/floor " + fmt(p99.median() / floor.rtt_p99_us) + "x";
-      figs.insert(figs.end(), {w1, p50, p90, p99, mx});
-    }
-    if (want("w3")) {
-      const std::uint64_t n = fnv_for_20ms();
-      figure t1{"W3", "40 x fnv(" + std::to_string(n) + "), 1 worker", "s", "", {}, ""};
-      figure t2{"W3", "the same, 2 workers", "s", "", {}, ""};
-      figure sp{"W3", "speedup", "x", ">= 1.97", {}, ""};
-      figure bare{"W3", "speedup of bare processes", "x", "", {}, ""};  // shown as sp's floor
-      for (int r = 0; r < runs; ++r) {
-        const auto x = run_w3(s, n);
-        t1.runs.push_back(x.t1);
-        t2.runs.push_back(x.t2);
-        sp.runs.push_back(x.speedup);
-        bare.runs.push_back(x.bare_speedup);
-      }
-      const auto [lo, hi] = std::minmax_element(bare.runs.begin(), bare.runs.end());
-      sp.floor = "bare processes " + fmt(bare.median()) + "x (" + fmt(*lo) + "-" + fmt(*hi) + "); ideal 2.00";
-      figs.insert(figs.end(), {t1, t2, sp});
-    }
-    if (want("w4")) {
-      const double floor_mib_s = floor.memcpy_gib_s * 1024;
-      figure sum{"W4", "1 MiB payloads, byte sum", "MiB/s", ">= 4,096", {}, ""};
-      figure tr{"W4", "1 MiB payloads, transport only", "MiB/s", "", {}, ""};
-      figure big{"W4", "one 64 MiB job", "s", "works", {}, ""};
-      figure huge{"W4", "one 1 GiB job", "s", "works", {}, ""};
-      for (int r = 0; r < runs; ++r) {
-        const auto x = run_w4(s);
-        sum.runs.push_back(x.mib_s);
-        tr.runs.push_back(x.transport_mib_s);
-        if (s.big_jobs) {
-          big.runs.push_back(x.s64);
-          huge.runs.push_back(x.s1g);
-        }
-      }
-      // How many 1 MiB memcpys one job's transport costs.
-      tr.floor = "memcpy " + fmt(floor_mib_s) + " MiB/s; floor/pool " + fmt(floor_mib_s / tr.median()) + "x";
-      figs.insert(figs.end(), {sum, tr});
-      if (s.big_jobs) figs.insert(figs.end(), {big, huge});
-    }
-    std::printf("| workload | figure | median | min | max | target | floor |\n|---|---|---|---|---|---|---|\n");
-    for (const auto& f : figs) {
-      const auto [lo, hi] = std::minmax_element(f.runs.begin(), f.runs.end());
-      std::printf("| %s | %s | %s %s | %s | %s | %s | %s |\n", f.workload.c_str(), f.name.c_str(), fmt(f.median()).c_str(),
-                  f.unit.c_str(), fmt(*lo).c_str(), fmt(*hi).c_str(), f.target.c_str(), f.floor.c_str());
-    }
-    if (!json_path.empty()) {
-      std::ofstream out(json_path);
-      out << "{\"runs\":" << runs << ",\"figures\":[";
-      for (std::size_t i = 0; i < figs.size(); ++i) {
-        const auto& f = figs[i];
-        out << (i ? "," : "") << "{\"workload\":\"" << f.workload << "\",\"figure\":\"" << f.name << "\",\"unit\":\""
-            << f.unit << "\",\"median\":" << f.median() << ",\"runs\":[";
-        for (std::size_t k = 0; k < f.runs.size(); ++k) out << (k ? "," : "") << f.runs[k];
-        out << "]}";
-      }
-      out << "]}\n";
-    }
+    if (o.want("w5")) add_w5(o.runs, floor, figs);
+    if (o.want("w1") || o.want("w2")) add_w1_w2(o.s, o.runs, floor, figs);
+    if (o.want("w3")) add_w3(o.s, o.runs, figs);
+    if (o.want("w4")) add_w4(o.s, o.runs, floor, figs);
+    print_table(figs);
+    if (!o.json_path.empty()) write_json(o.json_path, o.runs, figs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "workloads: %s\n", e.what());
     return 1;

@@ -20,21 +20,11 @@ namespace pc = parallelcode;
 
 namespace {
 
-int blocks_forever(int) {
-  for (;;) ::pause();
-}
-
-#ifdef __SANITIZE_THREAD__
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-
 // Runs a job that never ends, kills its worker with `kill_it`, and checks what the caller sees.
 void check_busy_worker_killed(const std::function<void(pc::pool&, pid_t)>& kill_it) {
   pc::pool pool;
   pool.start({.workers = 3});
-  auto job = pool.job(&blocks_forever, 0);
+  auto job = pool.job(&test::blocks_forever, 0);
   const pc::worker_info w = job.worker();
   kill_it(pool, w.pid);
   REQUIRE(job.wait_for(5s));
@@ -124,7 +114,7 @@ TEST_CASE("a worker that exits in a job reports its exit status; one that crashe
 TEST_CASE("queued jobs survive their worker's death and run on its replacement") {
   pc::pool pool;
   pool.start({.workers = 1});
-  auto doomed = pool.job(&blocks_forever, 0);
+  auto doomed = pool.job(&test::blocks_forever, 0);
   std::vector<pc::job_handle<int>> queued;
   for (int i = 0; i < 5; ++i) queued.push_back(pool.job([](int x) { return x + 100; }, i));
   const pid_t pid = doomed.worker().pid;
@@ -141,9 +131,9 @@ TEST_CASE("queued jobs survive their worker's death and run on its replacement")
 TEST_CASE("the other jobs of a worker with concurrency 2 fail with it, and only they") {
   pc::pool pool;
   pool.start({.workers = 2, .concurrency = 2});
-  auto a = pool.job(&blocks_forever, 0);
-  auto b = pool.job(&blocks_forever, 1);
-  auto c = pool.job(&blocks_forever, 2);
+  auto a = pool.job(&test::blocks_forever, 0);
+  auto b = pool.job(&test::blocks_forever, 1);
+  auto c = pool.job(&test::blocks_forever, 2);
   const pid_t victim = a.worker().pid;
   // a went to worker 0, b to worker 1, c back to worker 0.
   REQUIRE(c.worker().pid == victim);
@@ -295,7 +285,7 @@ TEST_CASE("the pool never reaps a child of the host's own") {
 }
 
 // ThreadSanitizer cannot start a thread in the fork of a multithreaded process ("dup thread with used id", exit 66).
-TEST_CASE("a forked copy of the host can start its own copy of the pool afresh" * doctest::skip(under_tsan)) {
+TEST_CASE("a forked copy of the host can start its own copy of the pool afresh" * doctest::skip(test::under_tsan)) {
   pc::pool pool;
   pool.start({.workers = 1});
   const pid_t child = ::fork();
@@ -351,7 +341,7 @@ void check_unprivileged_busy_worker_dies_with_host() {
     ::close(fds[0]);
     pc::pool pool;
     pool.start({.workers = 1, .worker_init = &drop_to_nobody});
-    auto j = pool.job(&blocks_forever, 0);
+    auto j = pool.job(&test::blocks_forever, 0);
     const pid_t worker = j.worker().pid;
     // The job has begun; wait until the worker runs as nobody.
     if (!test::eventually([&] { return uid_of(worker) == nobody; })) ::_exit(1);
@@ -397,13 +387,13 @@ namespace {
 int runs_a_pool_forever(int) {
   pc::pool inner;
   inner.start({.workers = 2});
-  return blocks_forever(0);
+  return test::blocks_forever(0);
 }
 
 }  // namespace
 
 // ThreadSanitizer cannot start a thread in the fork of a multithreaded process ("dup thread with used id", exit 66).
-TEST_CASE("a pool a job started inside a worker dies with that worker" * doctest::skip(under_tsan)) {
+TEST_CASE("a pool a job started inside a worker dies with that worker" * doctest::skip(test::under_tsan)) {
   pc::pool pool;
   pool.start({.workers = 1});
   auto j = pool.job(&runs_a_pool_forever, 0);

@@ -229,7 +229,7 @@ TEST_CASE("a wait on the pool's thread for a job of its pool not yet ended throw
   pool.start({.workers = 1});
   auto is_deadlock = [](const std::system_error& e) { return e.code() == std::errc::resource_deadlock_would_occur; };
   auto quick = pool.job(&test::spin_ms, 50);
-  auto running = pool.job(&test::pause_forever, 0);  // holds the only worker: `queued` never reaches it
+  auto running = pool.job(&test::blocks_forever, 0);  // holds the only worker: `queued` never reaches it
   auto queued = pool.job(&test::spin_ms, 1);
   struct seen {
     bool result = false, moved = false, wait = false, worker = false, wait_for_at_once = false, own_start = false;
@@ -299,7 +299,7 @@ TEST_CASE("a job's own on_start on the pool's thread cannot wait for its end: it
 TEST_CASE("a callback may move out the result of a job that ended in the same batch: that job's callbacks run first") {
   pc::pool pool;
   pool.start({.workers = 1});
-  auto running = pool.job(&test::pause_forever, 0);
+  auto running = pool.job(&test::blocks_forever, 0);
   running.worker();
   auto queued = pool.job(&test::spin_ms, 1);
   // free() cancels both in one batch on the pool's thread, the running job first.

@@ -1,7 +1,8 @@
 #pragma once
 
-// What the suites share: waiting on a condition with a deadline, and looking at
-// processes and mappings from the outside.
+// What the suites and the soak share: which sanitizer is on, the jobs they run,
+// waiting on a condition with a deadline, and looking at processes, fds and
+// mappings from the outside.
 
 #include <dirent.h>
 #include <poll.h>
@@ -9,9 +10,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -24,12 +29,33 @@ namespace test {
 
 using namespace std::chrono_literals;
 
-// Under a sanitizer the heap is the sanitizer's, not glibc's.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr bool sanitized = true;
-#else
-inline constexpr bool sanitized = false;
+// Which sanitizer the tests were built with (GCC's macros, clang's __has_feature).
+#if defined(__SANITIZE_ADDRESS__)
+#define PARALLELCODE_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PARALLELCODE_TEST_ASAN 1
 #endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define PARALLELCODE_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PARALLELCODE_TEST_TSAN 1
+#endif
+#endif
+#ifdef PARALLELCODE_TEST_ASAN
+inline constexpr bool under_asan = true;
+#else
+inline constexpr bool under_asan = false;
+#endif
+#ifdef PARALLELCODE_TEST_TSAN
+inline constexpr bool under_tsan = true;
+#else
+inline constexpr bool under_tsan = false;
+#endif
+// Under a sanitizer the heap is the sanitizer's, not glibc's.
+inline constexpr bool sanitized = under_asan || under_tsan;
 
 // Polls pred until it holds or the deadline passes; true if it held.
 inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = 5000ms) {
@@ -60,22 +86,57 @@ inline bool process_alive(pid_t pid) {
   return !exited;
 }
 
+// The names in a directory, "." and ".." left out; none if it cannot be read.
+inline std::vector<std::string> entries_of(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+
 // A process's children (this one's by default), from each of its threads' /proc lists.
 inline std::set<pid_t> children_of(const std::string& proc) {
   std::set<pid_t> out;
-  if (DIR* d = ::opendir((proc + "/task").c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      std::ifstream f(proc + "/task/" + e->d_name + "/children");
-      pid_t pid;
-      while (f >> pid) out.insert(pid);
-    }
-    ::closedir(d);
+  for (const auto& task : entries_of(proc + "/task")) {
+    std::ifstream f(proc + "/task/" + task + "/children");
+    pid_t pid;
+    while (f >> pid) out.insert(pid);
   }
   return out;
 }
 inline std::set<pid_t> children() { return children_of("/proc/self"); }
 inline std::set<pid_t> children_of(pid_t pid) { return children_of("/proc/" + std::to_string(pid)); }
+
+// This process's open fds and what each points at, the listing's own fd left out.
+inline std::map<int, std::string> open_fds() {
+  std::map<int, std::string> out;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    const int own = ::dirfd(d);
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.' || std::atoi(e->d_name) == own) continue;
+      char target[PATH_MAX] = {};
+      const ssize_t n = ::readlink((std::string("/proc/self/fd/") + e->d_name).c_str(), target, sizeof target - 1);
+      out[std::atoi(e->d_name)] = n > 0 ? std::string(target, static_cast<std::size_t>(n)) : "?";
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+// This process's threads with this name (the pool's thread is "pc-supervisor"), as /proc/self/task/TID.
+inline std::vector<std::string> threads_named(const std::string& name) {
+  std::vector<std::string> out;
+  for (const auto& tid : entries_of("/proc/self/task")) {
+    const std::string task = "/proc/self/task/" + tid;
+    std::ifstream comm(task + "/comm");
+    std::string got;
+    if (std::getline(comm, got) && got == name) out.push_back(task);
+  }
+  return out;
+}
 
 // Shared anonymous mappings of this process (how a pool's region shows up).
 inline int shared_anonymous_mappings() {
@@ -88,13 +149,8 @@ inline int shared_anonymous_mappings() {
 }
 
 inline std::set<std::string> dev_shm() {
-  std::set<std::string> out;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') out.insert(e->d_name);
-    ::closedir(d);
-  }
-  return out;
+  const auto names = entries_of("/dev/shm");
+  return {names.begin(), names.end()};
 }
 
 inline std::vector<pid_t> pids(const std::vector<parallelcode::worker_info>& ws) {
@@ -103,15 +159,45 @@ inline std::vector<pid_t> pids(const std::vector<parallelcode::worker_info>& ws)
   return out;
 }
 
-// Jobs: a busy one of ms milliseconds that returns ms, and one that never returns.
+// Jobs (plain functions: a worker calls them by address). spin_ms is busy for ms
+// milliseconds and sleep_ms asleep, both returning ms; the last two never return.
 inline int spin_ms(int ms) {
   for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
        std::chrono::steady_clock::now() < until;) {
   }
   return ms;
 }
-inline int pause_forever(int) {
+inline int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // wait-ok: the job's own work
+  return ms;
+}
+inline int blocks_forever(int) {
   for (;;) ::pause();
+}
+inline int spins_forever(int) {
+  for (volatile bool go = true; go;) {
+  }
+  return 0;
+}
+
+// A file of this test run's own, by name.
+inline std::string temp_path(const char* name) {
+  return std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/parallelcode-" +
+         std::to_string(::getpid()) + "-" + name;
+}
+inline void touch(const std::string& path) { std::fclose(std::fopen(path.c_str(), "w")); }
+
+// A job that blocks on its first run and returns 7 on the next: the first run
+// removes the marker file it was given.
+inline int blocks_first_time(const std::string& marker) {
+  if (::unlink(marker.c_str()) == 0) blocks_forever(0);
+  return 7;
+}
+
+// worker_init for the crash-loop cases: aborts while the file crash_flag names exists.
+inline std::string crash_flag;
+inline void abort_if_flagged(int) {
+  if (::access(crash_flag.c_str(), F_OK) == 0) std::abort();
 }
 
 // All n workers ready, none with a pid in `old`.

@@ -24,18 +24,11 @@
 #include <thread>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define PC_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PC_LSAN 1
-#endif
-#endif
-#ifdef PC_LSAN
+#include "helpers.hpp"
+
+#ifdef PARALLELCODE_TEST_ASAN
 #include <sanitizer/lsan_interface.h>
 #endif
-
-#include "helpers.hpp"
 
 using namespace std::chrono_literals;
 namespace pc = parallelcode;
@@ -52,18 +45,7 @@ struct snapshot {
 
   static snapshot take() {
     snapshot s;
-    if (DIR* d = ::opendir("/proc/self/fd")) {
-      const int own = ::dirfd(d);
-      while (dirent* e = ::readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        const int fd = std::atoi(e->d_name);
-        if (fd == own) continue;
-        char target[PATH_MAX] = {};
-        const ssize_t n = ::readlink((std::string("/proc/self/fd/") + e->d_name).c_str(), target, sizeof target - 1);
-        s.fds[fd] = n > 0 ? std::string(target, static_cast<std::size_t>(n)) : "?";
-      }
-      ::closedir(d);
-    }
+    s.fds = test::open_fds();
     // Private anonymous mappings come and go with malloc and with glibc's cache of
     // thread stacks; what a pool maps is shared (its region) or names a file.
     std::ifstream maps("/proc/self/maps");
@@ -76,28 +58,22 @@ struct snapshot {
       if (shared || (!path.empty() && path[0] == '/') || path.find("memfd:") == 0)
         s.mappings.insert(range + " " + perms + " " + path);
     }
-    if (DIR* d = ::opendir("/proc/self/task")) {
-      while (dirent* e = ::readdir(d)) s.threads += e->d_name[0] != '.';
-      ::closedir(d);
-    }
+    s.threads = static_cast<int>(test::entries_of("/proc/self/task").size());
     // Children by their parent pid, which also finds zombies and children of any thread.
     const pid_t self = ::getpid();
-    if (DIR* d = ::opendir("/proc")) {
-      while (dirent* e = ::readdir(d)) {
-        const pid_t pid = std::atoi(e->d_name);
-        if (pid <= 0) continue;
-        std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
-        std::string line;
-        if (!std::getline(stat, line)) continue;
-        const auto close = line.rfind(')');  // the name may hold spaces and parentheses
-        if (close == std::string::npos) continue;
-        std::istringstream rest(line.substr(close + 1));
-        char state;
-        pid_t ppid = 0;
-        rest >> state >> ppid;
-        if (ppid == self) s.children.insert(pid);
-      }
-      ::closedir(d);
+    for (const auto& name : test::entries_of("/proc")) {
+      const pid_t pid = std::atoi(name.c_str());
+      if (pid <= 0) continue;
+      std::ifstream stat("/proc/" + name + "/stat");
+      std::string line;
+      if (!std::getline(stat, line)) continue;
+      const auto close = line.rfind(')');  // the name may hold spaces and parentheses
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 1));
+      char state;
+      pid_t ppid = 0;
+      rest >> state >> ppid;
+      if (ppid == self) s.children.insert(pid);
     }
     s.shm = test::dev_shm();
     return s;
@@ -154,32 +130,13 @@ void check_gone(const std::set<pid_t>& pids) {
   for (pid_t pid : pids) CHECK_MESSAGE(test::process_gone(pid, 5000ms), "pid " << pid << " outlived the pool");
 }
 
-#ifdef PC_LSAN
+#ifdef PARALLELCODE_TEST_ASAN
 // Runs LeakSanitizer now: heap blocks nothing points at any more. Objects still
 // reachable (the default pool, doctest's own) are no leaks.
 void check_no_heap_leak() { CHECK(__lsan_do_recoverable_leak_check() == 0); }
 #else
 void check_no_heap_leak() {}
 #endif
-
-int blocks_forever(int) {
-  for (;;) ::pause();
-}
-
-int sleep_ms(int ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // wait-ok: the job's own work
-  return ms;
-}
-
-std::string temp_path(const char* name) {
-  return std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/parallelcode-leak-" +
-         std::to_string(::getpid()) + "-" + name;
-}
-
-std::string crash_flag;
-void abort_if_flagged(int) {
-  if (::access(crash_flag.c_str(), F_OK) == 0) std::abort();
-}
 
 // Every pid a pool ever had: workers from its spawn events, fork servers from its stats.
 struct pid_log {
@@ -207,14 +164,14 @@ void exercise(pc::pool& pool, unsigned workers, pid_log& seen) {
   seen.add_processes(pool);
   for (int i = 0; i < 50; ++i) REQUIRE(pool.job([](int x) { return x + 1; }, i).result() == i + 1);
 
-  auto victim = pool.job(&blocks_forever, 0);
+  auto victim = pool.job(&test::blocks_forever, 0);
   const pid_t first = victim.worker().pid;
   REQUIRE(pool.kill(first));
   REQUIRE(victim.wait_for(5s));
   CHECK_THROWS_AS(victim.result(), pc::worker_lost);
   REQUIRE(test::eventually([&] { return test::all_ready(pool, workers, {first}); }));
 
-  auto outside = pool.job(&blocks_forever, 0);
+  auto outside = pool.job(&test::blocks_forever, 0);
   const pid_t second = outside.worker().pid;
   REQUIRE(::kill(second, SIGKILL) == 0);
   REQUIRE(outside.wait_for(5s));
@@ -233,17 +190,17 @@ void exercise(pc::pool& pool, unsigned workers, pid_log& seen) {
   CHECK(echoed.result() == big);
 
   CHECK_THROWS_AS(pool.job([](int) -> int { throw std::runtime_error("no"); }, 0).result(), pc::job_failed);
-  CHECK_THROWS_AS(pool.job(&sleep_ms, 10'000, {.timeout = 50ms}).result(), pc::job_timeout);
+  CHECK_THROWS_AS(pool.job(&test::sleep_ms, 10'000, {.timeout = 50ms}).result(), pc::job_timeout);
   CHECK_THROWS_AS(pool.job([](int n) { return std::string(static_cast<std::size_t>(n), 'x'); }, 9 << 20).result(),
                   pc::payload_error);
   REQUIRE(test::eventually([&] { return test::all_ready(pool, workers); }));
   for (const auto& w : pool.workers()) seen.add(w.pid);
 
   // Left in flight for free() to cancel.
-  auto running = pool.job(&blocks_forever, 1);
+  auto running = pool.job(&test::blocks_forever, 1);
   running.worker();
   for (const auto& w : pool.workers()) seen.add(w.pid);
-  for (unsigned i = 0; i < 2 * workers; ++i) pool.job(&blocks_forever, 2);
+  for (unsigned i = 0; i < 2 * workers; ++i) pool.job(&test::blocks_forever, 2);
   seen.add(pool.stats().fork_server);
 }
 
@@ -305,7 +262,7 @@ TEST_CASE("the default pool, started and freed through parallelcode::start and f
     REQUIRE(pc::kill(victim));
     REQUIRE(test::eventually([&] { return test::all_ready(pc::default_pool(), 2, {victim}); }));
     for (const auto& w : pc::workers()) seen.add(w.pid);
-    auto left = pc::job(&blocks_forever, 0);
+    auto left = pc::job(&test::blocks_forever, 0);
     left.worker();
     pc::free();
     REQUIRE(left.wait_for(5s));
@@ -338,14 +295,14 @@ TEST_CASE("drain() leaves nothing behind, whether its jobs finish or it gives up
     pc::pool pool;
     pool.start({.workers = 2});
     seen.add_processes(pool);
-    auto j = pool.job(&sleep_ms, 20);
+    auto j = pool.job(&test::sleep_ms, 20);
     CHECK(pool.drain(10s));
     CHECK(j.result() == 20);
     check_nothing_left(before);
 
     pool.start({.workers = 2});
     seen.add_processes(pool);
-    auto stuck = pool.job(&blocks_forever, 0);
+    auto stuck = pool.job(&test::blocks_forever, 0);
     stuck.worker();
     CHECK_FALSE(pool.drain(50ms));
     CHECK_THROWS_AS(stuck.result(), pc::job_cancelled);
@@ -389,15 +346,15 @@ TEST_CASE("a fork server killed and replaced leaves nothing of it behind once th
 }
 
 TEST_CASE("a start() that fails leaves nothing behind") {
-  crash_flag = temp_path("crash");
-  std::fclose(std::fopen(crash_flag.c_str(), "w"));
+  test::crash_flag = test::temp_path("crash");
+  test::touch(test::crash_flag);
   const snapshot before = baseline();
   {
     pc::pool pool;
-    CHECK_THROWS_AS(pool.start({.workers = 2, .worker_init = &abort_if_flagged}), std::system_error);
+    CHECK_THROWS_AS(pool.start({.workers = 2, .worker_init = &test::abort_if_flagged}), std::system_error);
     check_nothing_left(before);
   }
-  ::unlink(crash_flag.c_str());
+  ::unlink(test::crash_flag.c_str());
   check_nothing_left(before);
   check_no_heap_leak();
 }

@@ -38,12 +38,6 @@ struct greeting {
   }
 };
 
-#ifdef __SANITIZE_THREAD__
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-
 int twice(int x) { return 2 * x; }
 int triple(int x) { return 3 * x; }
 
@@ -570,7 +564,7 @@ TEST_CASE("free() during start() from another thread leaves the pool stopped and
 // ThreadSanitizer cannot start a thread in the fork of a multithreaded process ("dup thread with used id", exit 66):
 // the second pool's fork server is forked beside the first pool's thread.
 TEST_CASE("a pool with bigger rings starts beside a running one with small rings, and both serve" *
-          doctest::skip(under_tsan)) {
+          doctest::skip(test::under_tsan)) {
   // The second pool's fork server unmaps the first's region: with the first's size, not its own.
   pc::pool a;
   a.start({.workers = 1, .ring_bytes = 4096});
@@ -581,7 +575,7 @@ TEST_CASE("a pool with bigger rings starts beside a running one with small rings
 }
 
 TEST_CASE("two pools in one process: each fork server and worker holds only its own pool's resources" *
-          doctest::skip(under_tsan)) {
+          doctest::skip(test::under_tsan)) {
   pc::pool a;
   a.start({.workers = 1});
   pc::pool b;
@@ -600,34 +594,14 @@ TEST_CASE("two pools in one process: each fork server and worker holds only its 
   CHECK(b.job([](int x) { return x * 2; }, 21).result() == 42);
 }
 
-namespace {
-
-// This process's threads with this name (the pool's thread is "pc-supervisor").
-int threads_named(const std::string& name) {
-  int n = 0;
-  if (DIR* d = ::opendir("/proc/self/task")) {
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
-      std::string comm;
-      std::getline(f, comm);
-      n += comm == name;
-    }
-    ::closedir(d);
-  }
-  return n;
-}
-
-}  // namespace
-
 TEST_CASE("a pool destroyed by its own on_done callback frees itself on its thread: no abort, nothing left") {
-  REQUIRE(threads_named("pc-supervisor") == 0);
+  REQUIRE(test::threads_named("pc-supervisor").empty());
   auto owner = std::make_unique<pc::pool>();
   owner->start({.workers = 2});
   std::vector<pid_t> processes = test::pids(owner->workers());
   processes.push_back(owner->stats().fork_server);
   auto last = owner->job(&test::spin_ms, 100);
-  auto stuck = owner->job(&test::pause_forever, 0);  // running when the pool goes: cancelled
+  auto stuck = owner->job(&test::blocks_forever, 0);  // running when the pool goes: cancelled
   std::promise<bool> destroyed;
   const auto me = std::this_thread::get_id();
   last.on_done([&](const int&, const pc::job_context&) {
@@ -641,7 +615,7 @@ TEST_CASE("a pool destroyed by its own on_done callback frees itself on its thre
   REQUIRE(stuck.wait_for(5s));
   CHECK_THROWS_AS(stuck.result(), pc::job_cancelled);
   for (pid_t pid : processes) CHECK_MESSAGE(test::process_gone(pid, 5000ms), "pid " << pid << " outlived its pool");
-  CHECK(test::eventually([] { return threads_named("pc-supervisor") == 0; }));
+  CHECK(test::eventually([] { return test::threads_named("pc-supervisor").empty(); }));
   CHECK(test::eventually([] { return test::children().empty(); }));
 }
 

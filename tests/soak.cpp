@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "statm.hpp"
 
 using namespace std::chrono_literals;
 namespace pc = parallelcode;
@@ -85,11 +86,6 @@ std::vector<std::uint8_t> plus_one(std::vector<std::uint8_t> v) {
 }
 
 int throws_out_of_range(int x) { throw std::out_of_range("soak " + std::to_string(x)); }
-
-int sleeps(int ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // wait-ok: the job's own work, cut by its timeout
-  return ms;
-}
 
 std::string makes_text(int bytes) { return std::string(static_cast<std::size_t>(bytes), 'x'); }
 
@@ -188,47 +184,22 @@ void give_back_free_memory() {
 #endif
 }
 
-std::size_t rss_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "re");
-  if (!f) return 0;
-  unsigned long size = 0, resident = 0;
-  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
-  std::fclose(f);
-  return got == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
-}
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    ::closedir(d);
-  }
-  return n;
-}
+std::size_t rss_bytes() { return pc::detail::resident_bytes_of(::getpid()); }
 
 // The pool's thread ("pc-supervisor") as the kernel sees it: state, where it
 // sleeps, and the system call it is in. What a stall report needs.
 std::string pool_thread_state() {
   std::string out;
-  if (DIR* d = ::opendir("/proc/self/task")) {
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      const std::string task = std::string("/proc/self/task/") + e->d_name;
-      std::ifstream comm(task + "/comm");
-      std::string name;
-      if (!std::getline(comm, name) || name != "pc-supervisor") continue;
-      std::ifstream stat(task + "/stat"), wchan(task + "/wchan"), syscall(task + "/syscall");
-      std::string line, where, call;
-      std::getline(stat, line);
-      std::getline(wchan, where);
-      std::getline(syscall, call);
-      const auto close = line.rfind(')');
-      out += "thread " + std::string(e->d_name) + " state " +
-             (close != std::string::npos && close + 2 < line.size() ? line.substr(close + 2, 1) : "?") + ", wchan " +
-             where + ", syscall " + call.substr(0, call.find(' '));
-    }
-    ::closedir(d);
+  for (const auto& task : test::threads_named("pc-supervisor")) {
+    std::ifstream stat(task + "/stat"), wchan(task + "/wchan"), syscall(task + "/syscall");
+    std::string line, where, call;
+    std::getline(stat, line);
+    std::getline(wchan, where);
+    std::getline(syscall, call);
+    const auto close = line.rfind(')');
+    out += "thread " + task.substr(task.rfind('/') + 1) + " state " +
+           (close != std::string::npos && close + 2 < line.size() ? line.substr(close + 2, 1) : "?") + ", wchan " +
+           where + ", syscall " + call.substr(0, call.find(' '));
   }
   return out.empty() ? "no pc-supervisor thread" : out;
 }
@@ -275,54 +246,240 @@ settings parse(int argc, char** argv) {
   return s;
 }
 
-// Sanitizers keep freed memory in quarantine (ASan: up to 256 MiB) and add shadow
-// pages: under them this process's RSS says nothing about leaks (LeakSanitizer does).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-#else
-constexpr bool sanitized = false;
-#endif
+// One soak: the pool, the storm on it and the tally of every job's end. main()
+// runs its steps in order; each reads what the ones before it left.
+class soak_run {
+ public:
+  explicit soak_run(const settings& cfg) : cfg_(cfg), room_(cfg.in_flight), rng_(cfg.seed) {}
 
-}  // namespace
+  // The pool, and beside it the watchdog that reports stalls and the killer.
+  void start_pool_and_storm() {
+    pool_.start({.workers = cfg_.workers, .max_payload = max_payload, .kill_grace = 100ms});
+    watchdog_ = std::thread([this] { watch_for_stalls(); });
+    killer_ = std::thread([this] { kill_workers(); });
+  }
 
-int main(int argc, char** argv) {
-  const settings cfg = parse(argc, argv);
-  const std::size_t fds_before = open_fds();
+  // Submits jobs until the run's time is up, sampling RSS and printing progress.
+  void submit_until_time_is_up() {
+    const auto until = t0_ + cfg_.duration;
+    auto next_sample = t0_;
+    auto next_report = t0_ + report_every();
+    std::printf("soak: %lld s, %u workers, a SIGKILL every %lld ms, at most %td jobs in flight, seed %" PRIu64 "\n",
+                static_cast<long long>(cfg_.duration.count()), cfg_.workers,
+                static_cast<long long>(cfg_.kill_every.count()), cfg_.in_flight, cfg_.seed);
+    std::fflush(stdout);
+    for (auto now = t0_; now < until; now = clock_type::now()) {
+      if (now >= next_sample) {
+        rss_peak_ = std::max(rss_peak_, rss_bytes());
+        next_sample = now + 100ms;
+      }
+      if (rss_start_ == 0 && now - t0_ >= warm_up()) {  // measured as at the end: trimmed
+        give_back_free_memory();
+        rss_start_ = rss_bytes();
+      }
+      if (now >= next_report) {
+        std::printf("  %4lld s: %" PRIu64 " jobs ended, %" PRIu64 " kills, %" PRIu64 " respawns, RSS %.1f MiB\n",
+                    static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(now - t0_).count()),
+                    t_.ended_once.load(), t_.kills.load(), pool_.stats().respawns, mib(rss_bytes()));
+        std::fflush(stdout);
+        next_report += report_every();
+      }
+      // A job that never ends keeps its room: with all of it gone, submitting stalls.
+      if (!room_.try_acquire_for(30s)) {
+        stalled_ = "no job ended for 30 s with " + std::to_string(cfg_.in_flight) + " in flight";
+        break;
+      }
+      submit_one();
+    }
+  }
 
-  tally t;
-  std::counting_semaphore<> room(cfg.in_flight);
-  const auto t0 = clock_type::now();
-  std::atomic<bool> stop_killing{false};
+  // Every job submitted must end, the storm still raging; the rest are lost. Then the storm stops.
+  void wait_for_every_job_then_stop_the_storm() {
+    submitted_ = total_submitted(t_);
+    all_ended_ = test::eventually([&] { return t_.ended_once.load() == submitted_; }, 60s);
+    stop_killing_ = true;
+    killer_.join();
+    watchdog_.join();
+    elapsed_ = clock_type::now() - t0_;
+  }
+
+  // The storm's last kill may not be reported yet: wait for N ready workers that are all alive.
+  void wait_for_the_pool_to_heal() {
+    healed_ = test::eventually([&] {
+      const auto ws = pool_.workers();
+      return test::all_ready(pool_, cfg_.workers) &&
+             std::all_of(ws.begin(), ws.end(), [](const auto& w) { return test::process_alive(w.pid); });
+    }, 10s);
+    for (const auto& w : pool_.workers()) live_ += w.state == pc::worker_state::ready && test::process_alive(w.pid);
+  }
+
+  // Every job has ended: what is left is live, leaked or free memory malloc keeps.
+  // Give the free memory back, so a peak of large payloads held in the heap is not
+  // taken for a leak (leaked blocks stay resident). Then free the pool.
+  void measure_memory_and_free_the_pool() {
+    rss_untrimmed_ = rss_bytes();
+    rss_peak_ = std::max(rss_peak_, rss_untrimmed_);
+    give_back_free_memory();
+    rss_end_ = rss_bytes();
+    stats_ = pool_.stats();
+    pool_.free();
+    no_children_ = test::eventually([] { return test::children().empty(); }, 5s);
+    fds_after_ = test::open_fds().size();
+  }
+
+  void print_outcomes_by_kind() const {
+    std::printf("\n%-10s %10s", "kind", "submitted");
+    for (const char* o : outcome_names) std::printf(" %13s", o);
+    std::printf("\n");
+    for (int k = 0; k < kinds; ++k) {
+      std::printf("%-10s %10" PRIu64, kind_names[k], t_.submitted[k].load());
+      for (int o = 0; o < outcomes; ++o) std::printf(" %13" PRIu64, t_.ended[k][o].load());
+      std::printf("\n");
+    }
+    std::printf("%-10s %10" PRIu64, "total", submitted_);
+    for (auto c : totals()) std::printf(" %13" PRIu64, c);
+    std::printf("\n\n");
+  }
+
+  void print_figures() {
+    const auto col = totals();
+    const double secs = std::chrono::duration<double>(elapsed_).count();
+    std::printf("jobs submitted     %" PRIu64 " in %.1f s (%.0f/s)\n", submitted_, secs, static_cast<double>(submitted_) / secs);
+    std::printf("completed          %" PRIu64 "\n", col[done]);
+    std::printf("failed             %" PRIu64 ": job_failed %" PRIu64 ", worker_lost %" PRIu64 ", job_timeout %" PRIu64
+                ", payload_error %" PRIu64 ", other %" PRIu64 "\n",
+                failed_jobs(), col[failed], col[lost], col[timed_out], col[payload], col[cancelled] + col[other]);
+    std::printf("lost               %" PRIu64 "\n", lost_jobs());
+    std::printf("duplicated         %" PRIu64 "\n", t_.duplicated.load());
+    std::printf("wrong results      %" PRIu64 "\n", t_.wrong.load());
+    std::printf("unexpected errors  %" PRIu64 "\n", t_.unexpected.load());
+    std::printf("bad job_contexts   %" PRIu64 ": attempt %" PRIu64 ", worker %" PRIu64 ", queued %" PRIu64
+                " (left out of the queue latency)\n",
+                bad_contexts(), t_.bad_context[0].load(), t_.bad_context[1].load(), t_.bad_context[2].load());
+    std::printf("kills sent         %" PRIu64 "\n", t_.kills.load());
+    std::printf("respawns           %" PRIu64 " (forks %" PRIu64 ", retried %" PRIu64 ", fork server restarts %" PRIu64 ")\n",
+                stats_.respawns, stats_.forks, stats_.retried, stats_.fork_server_restarts);
+    std::printf("pool stats         submitted %" PRIu64 ", completed %" PRIu64 ", failed %" PRIu64 "\n", stats_.submitted,
+                stats_.completed, stats_.failed);
+    std::printf("queue latency      max %.1f ms (%.1f ms on a first run), p50 < %.3f ms, p99 < %.3f ms\n",
+                static_cast<double>(t_.max_queued_ns.load()) / 1e6, static_cast<double>(t_.max_queued_first_ns.load()) / 1e6,
+                static_cast<double>(queued_quantile_us(0.5)) / 1e3, static_cast<double>(queued_quantile_us(0.99)) / 1e3);
+    std::printf("longest no job ended %.1f ms, %.1f s into the run\n", static_cast<double>(t_.max_gap_ns.load()) / 1e6,
+                static_cast<double>(t_.max_gap_at_ns.load()) / 1e9);
+    for (const auto& stall : stalls_) std::printf("  stall: %s\n", stall.c_str());
+    {
+      std::lock_guard lock(t_.m);
+      if (!t_.slowest.empty()) std::printf("longest first wait %s\n", t_.slowest.c_str());
+    }
+    std::printf("supervisor RSS     start %.1f MiB (after a %.0f s warm-up), end %.1f MiB (%.1f before trimming),"
+                " peak %.1f MiB; bound %.1f MiB%s\n",
+                mib(rss_start_), std::chrono::duration<double>(warm_up()).count(), mib(rss_end_), mib(rss_untrimmed_),
+                mib(rss_peak_), mib(rss_bound()), test::sanitized ? " (not judged under a sanitizer)" : "");
+    std::printf("live workers       %zu of %u at the end\n", live_, cfg_.workers);
+    if (live_ != cfg_.workers)  // which slot, and in what state: what a failure needs to be read
+      for (const auto& w : pool_.workers())
+        std::printf("  worker %d: pid %d, state %d, alive %d, running %u, respawns %u\n", w.id, static_cast<int>(w.pid),
+                    static_cast<int>(w.state), w.pid > 0 && test::process_alive(w.pid), w.running, w.respawns);
+    std::printf("open fds           %zu before start, %zu after free\n", fds_before_, fds_after_);
+    {
+      std::lock_guard lock(t_.m);
+      for (const auto& e : t_.examples) std::printf("  e.g. %s\n", e.c_str());
+    }
+  }
+
+  // The last line, "soak: ok" or "soak: FAILED: why"; the exit status.
+  int verdict() {
+    const auto col = totals();
+    std::vector<std::string> why;
+    if (!stalled_.empty()) why.push_back(stalled_);
+    if (lost_jobs() || !all_ended_) why.push_back(std::to_string(lost_jobs()) + " jobs lost (never ended within 60 s)");
+    if (t_.duplicated) why.push_back(std::to_string(t_.duplicated.load()) + " jobs ended more than once");
+    if (t_.wrong) why.push_back(std::to_string(t_.wrong.load()) + " wrong results");
+    if (t_.unexpected) why.push_back(std::to_string(t_.unexpected.load()) + " unexpected outcomes");
+    if (bad_contexts()) why.push_back(std::to_string(bad_contexts()) + " job_contexts contradict what happened");
+    if (!healed_ || live_ != cfg_.workers)
+      why.push_back("the pool ended with " + std::to_string(live_) + " of " + std::to_string(cfg_.workers) + " live workers");
+    if (stats_.submitted != submitted_ || stats_.completed != col[done] || stats_.failed != failed_jobs())
+      why.push_back("pool_stats disagree with the jobs' events");
+    if (cfg_.kill_every > 0ms && t_.kills == 0) why.push_back("no kill landed");
+    if (!test::sanitized && rss_end_ > rss_bound())
+      why.push_back("RSS grew from " + std::to_string(rss_start_ >> 20) + " to " + std::to_string(rss_end_ >> 20) + " MiB");
+    if (!no_children_) why.push_back("a child process outlived free()");
+    if (fds_after_ != fds_before_)
+      why.push_back("open fds went from " + std::to_string(fds_before_) + " to " + std::to_string(fds_after_));
+
+    if (why.empty()) {
+      std::printf("soak: ok\n");
+      return 0;
+    }
+    std::string all;
+    for (const auto& w : why) all += (all.empty() ? "" : "; ") + w;
+    std::printf("soak: FAILED: %s\n", all.c_str());
+    return 1;
+  }
+
+ private:
+  // RSS: what the process holds once warm is what it must hold to.
+  clock_type::duration warm_up() const { return std::min<clock_type::duration>(10s, cfg_.duration / 10); }
+  clock_type::duration report_every() const { return std::max<clock_type::duration>(10s, cfg_.duration / 12); }
+  // 20% for what malloc_trim cannot give back (free chunks pinned between live ones
+  // in the arenas of the pool's thread and ours) and for containers that reach their
+  // high-water mark late, plus 16 MiB for a small process. A 2-minute run (~4 M jobs)
+  // crosses it with a leak of ~8 bytes a job; LeakSanitizer finds the smaller ones.
+  std::size_t rss_bound() const { return rss_start_ + rss_start_ / 5 + (std::size_t{16} << 20); }
+
+  std::array<std::uint64_t, outcomes> totals() const {
+    std::array<std::uint64_t, outcomes> col{};
+    for (int k = 0; k < kinds; ++k)
+      for (int o = 0; o < outcomes; ++o) col[static_cast<std::size_t>(o)] += t_.ended[k][o].load();
+    return col;
+  }
+  std::uint64_t failed_jobs() const {
+    const auto col = totals();
+    return col[failed] + col[lost] + col[timed_out] + col[payload] + col[cancelled] + col[other];
+  }
+  std::uint64_t lost_jobs() const { return submitted_ - t_.ended_once.load(); }
+  std::uint64_t bad_contexts() const { return t_.bad_context[0] + t_.bad_context[1] + t_.bad_context[2]; }
+  std::uint64_t queued_quantile_us(double q) const {
+    std::uint64_t buckets = 0;
+    for (const auto& b : t_.queued_us_log2) buckets += b.load();
+    std::uint64_t seen = 0;
+    for (std::size_t b = 0; b < t_.queued_us_log2.size(); ++b) {
+      seen += t_.queued_us_log2[b].load();
+      if (static_cast<double>(seen) >= q * static_cast<double>(buckets)) return std::uint64_t{1} << b;
+    }
+    return std::uint64_t{0};
+  }
+
   // Counts one end of a job; the first one only, so a second end shows as duplicated.
-  auto end = [&](const std::shared_ptr<record>& r, outcome o, const pc::job_context& c) -> bool {
+  bool end(const std::shared_ptr<record>& r, outcome o, const pc::job_context& c) {
     if (r->ends.fetch_add(1) != 0) {
-      if (++t.duplicated == 1)
-        t.note("job " + std::to_string(r->seq) + " (" + kind_names[r->k] + ") ended twice, the second time as " +
-               outcome_names[o]);
+      if (++t_.duplicated == 1)
+        t_.note("job " + std::to_string(r->seq) + " (" + kind_names[r->k] + ") ended twice, the second time as " +
+                outcome_names[o]);
       return false;
     }
-    ++t.ended[r->k][o];
-    const std::int64_t now_ns = (clock_type::now() - t0).count();
-    const std::int64_t previous = t.last_end_ns.exchange(now_ns);
+    ++t_.ended[r->k][o];
+    const std::int64_t now_ns = (clock_type::now() - t0_).count();
+    const std::int64_t previous = t_.last_end_ns.exchange(now_ns);
     const std::int64_t gap = previous ? now_ns - previous : 0;
-    for (auto seen = t.max_gap_ns.load(); gap > seen;)
-      if (t.max_gap_ns.compare_exchange_weak(seen, gap)) {
-        t.max_gap_at_ns = now_ns;
+    for (auto seen = t_.max_gap_ns.load(); gap > seen;)
+      if (t_.max_gap_ns.compare_exchange_weak(seen, gap)) {
+        t_.max_gap_at_ns = now_ns;
         break;
       }
     if (!allowed[r->k][o]) {
-      ++t.unexpected;
-      t.note(std::string("a ") + kind_names[r->k] + " job ended as " + outcome_names[o]);
+      ++t_.unexpected;
+      t_.note(std::string("a ") + kind_names[r->k] + " job ended as " + outcome_names[o]);
     }
-    // The context must tell what happened: a job that reached a worker names it and
-    // its run, a retried job runs at most 1 + retries times and a lost one exactly
-    // that often, and no job was queued for longer than it has existed.
+    check_context(r, o, c);
+    return true;
+  }
+
+  // The context must tell what happened: a job that reached a worker names it and
+  // its run, a retried job runs at most 1 + retries times and a lost one exactly
+  // that often, and no job was queued for longer than it has existed.
+  void check_context(const std::shared_ptr<record>& r, outcome o, const pc::job_context& c) {
     const bool ran = o == done || o == failed || o == lost || o == timed_out || (o == payload && r->seq % 2);
     const auto age = clock_type::now() - r->submitted_at;
     auto us = [](auto d) { return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(d).count()); };
@@ -335,9 +492,9 @@ int main(int argc, char** argv) {
     else if (++why, c.queued < 0ns || c.queued > age)
       bad = "queued " + us(c.queued) + " us, for a job " + us(age) + " us old";
     if (!bad.empty()) {
-      if (++t.bad_context[why] <= 2)
-        t.note(std::string("a ") + kind_names[r->k] + " job with retries = " + std::to_string(r->retries) +
-               " ended as " + outcome_names[o] + " with a job_context saying " + bad);
+      if (++t_.bad_context[why] <= 2)
+        t_.note(std::string("a ") + kind_names[r->k] + " job with retries = " + std::to_string(r->retries) +
+                " ended as " + outcome_names[o] + " with a job_context saying " + bad);
     } else {
       const auto q = c.queued.count();
       auto raise = [q](std::atomic<std::int64_t>& max) {
@@ -345,28 +502,30 @@ int main(int argc, char** argv) {
           if (max.compare_exchange_weak(seen, q)) return true;
         return false;
       };
-      raise(t.max_queued_ns);
-      if (c.attempt <= 1 && raise(t.max_queued_first_ns)) {
-        std::lock_guard lock(t.m);
-        t.slowest = std::string(kind_names[r->k]) + " job " + std::to_string(r->seq) + ", id " + std::to_string(c.id) +
-                    ", ended as " + outcome_names[o] + ", ran " + us(c.running) + " us on worker " +
-                    std::to_string(c.worker.id) + ", ended " + us(clock_type::now() - t0) + " us into the run";
+      raise(t_.max_queued_ns);
+      if (c.attempt <= 1 && raise(t_.max_queued_first_ns)) {
+        std::lock_guard lock(t_.m);
+        t_.slowest = std::string(kind_names[r->k]) + " job " + std::to_string(r->seq) + ", id " + std::to_string(c.id) +
+                     ", ended as " + outcome_names[o] + ", ran " + us(c.running) + " us on worker " +
+                     std::to_string(c.worker.id) + ", ended " + us(clock_type::now() - t0_) + " us into the run";
       }
-      ++t.queued_us_log2[static_cast<std::size_t>(std::bit_width(static_cast<std::uint64_t>(q / 1000)))];
+      ++t_.queued_us_log2[static_cast<std::size_t>(std::bit_width(static_cast<std::uint64_t>(q / 1000)))];
     }
-    return true;
-  };
-  auto finish = [&](const std::shared_ptr<record>& r) {
-    --t.in_flight_of[r->k];
-    ++t.ended_once;
-    room.release();
-  };
-  auto wrong = [&](const std::shared_ptr<record>& r, const std::string& what) {
-    ++t.wrong;
-    t.note(std::string("a ") + kind_names[r->k] + " job (" + std::to_string(r->seq) + ") returned " + what);
-  };
-  auto on_error = [&](std::shared_ptr<record> r) {
-    return [&, r](const pc::job_error& e, const pc::job_context& c) {
+  }
+
+  void finish(const std::shared_ptr<record>& r) {
+    --t_.in_flight_of[r->k];
+    ++t_.ended_once;
+    room_.release();
+  }
+
+  void wrong(const std::shared_ptr<record>& r, const std::string& what) {
+    ++t_.wrong;
+    t_.note(std::string("a ") + kind_names[r->k] + " job (" + std::to_string(r->seq) + ") returned " + what);
+  }
+
+  auto on_error(std::shared_ptr<record> r) {
+    return [this, r](const pc::job_error& e, const pc::job_context& c) {
       outcome o = other;
       if (dynamic_cast<const pc::worker_lost*>(&e)) o = lost;
       else if (dynamic_cast<const pc::job_timeout*>(&e)) o = timed_out;
@@ -383,75 +542,72 @@ int main(int argc, char** argv) {
         if (te.timeout() != job_timeout) wrong(r, "job_timeout of " + std::to_string(te.timeout().count()) + " ms");
       }
       if (end(r, o, c)) {
-        if (o == other || o == cancelled) t.note(std::string(kind_names[r->k]) + ": " + e.what());
+        if (o == other || o == cancelled) t_.note(std::string(kind_names[r->k]) + ": " + e.what());
         finish(r);
       }
     };
-  };
+  }
 
   // A job whose result must be r->expect.
-  auto on_number = [&](std::shared_ptr<record> r) {
-    return [&, r](const std::uint64_t& v, const pc::job_context& c) {
+  auto on_number(std::shared_ptr<record> r) {
+    return [this, r](const std::uint64_t& v, const pc::job_context& c) {
       if (end(r, done, c)) {
         if (v != r->expect) wrong(r, std::to_string(v));
         finish(r);
       }
     };
-  };
+  }
+
   // A job whose result is not looked at: the throwing, timing-out and oversize ones
   // (end() judges a success where an error was due).
-  auto on_any = [&](std::shared_ptr<record> r) {
-    return [&, r](const auto&, const pc::job_context& c) {
+  auto on_any(std::shared_ptr<record> r) {
+    return [this, r](const auto&, const pc::job_context& c) {
       if (end(r, done, c)) finish(r);
     };
-  };
+  }
 
-  pc::pool pool;  // after what its callbacks touch: they may fire until it is freed
-  pool.start({.workers = cfg.workers, .max_payload = max_payload, .kill_grace = 100ms});
-
-  std::mt19937_64 rng(cfg.seed);
-  std::uint64_t seq = 0;
-  auto submit_one = [&] {
-    int draw = static_cast<int>(rng() % 1000);
+  // Draws a kind from the mix and submits one job of it.
+  void submit_one() {
+    int draw = static_cast<int>(rng_() % 1000);
     int k = 0;
     while (draw >= weight[k]) draw -= weight[k++];
-    if (t.in_flight_of[k].load() >= cap[k]) k = tiny;
+    if (t_.in_flight_of[k].load() >= cap[k]) k = tiny;
     auto r = std::make_shared<record>();
     r->k = static_cast<kind>(k);
-    r->seq = ++seq;
-    r->retries = rng() % 4 == 0 ? 3 : 0;
+    r->seq = ++seq_;
+    r->retries = rng_() % 4 == 0 ? 3 : 0;
     const pc::job_options o{.timeout = {}, .retries = r->retries};
-    ++t.in_flight_of[k];
-    ++t.submitted[k];
+    ++t_.in_flight_of[k];
+    ++t_.submitted[k];
     switch (r->k) {
       case tiny: {
         r->expect = r->seq + 1;
-        pool.job([](std::uint64_t x) { return x + 1; }, r->seq, o)
+        pool_.job([](std::uint64_t x) { return x + 1; }, r->seq, o)
             .on_done(on_number(r))
             .on_error(on_error(r));
         break;
       }
       case cpu: {
-        const cpu_work w{r->seq, 50'000 + rng() % 450'000};
+        const cpu_work w{r->seq, 50'000 + rng_() % 450'000};
         r->expect = spin_expected(w);
-        pool.job(&spin, w, o)
+        pool_.job(&spin, w, o)
             .on_done(on_number(r))
             .on_error(on_error(r));
         break;
       }
       case large: {
-        std::vector<std::uint8_t> data((256u << 10) + rng() % ((2u << 20) - (256u << 10) + 1));
+        std::vector<std::uint8_t> data((256u << 10) + rng_() % ((2u << 20) - (256u << 10) + 1));
         std::vector<std::uint8_t> expected(data.size());
         for (std::size_t i = 0; i < data.size(); i += 8) {
-          const std::uint64_t word = rng();
+          const std::uint64_t word = rng_();
           const std::size_t n = std::min<std::size_t>(8, data.size() - i);
           std::memcpy(&data[i], &word, n);
         }
         for (std::size_t i = 0; i < data.size(); ++i) expected[i] = static_cast<std::uint8_t>(data[i] + 1);
         r->bytes = data.size();
         r->expect = checksum(expected.data(), expected.size());
-        pool.job(&plus_one, std::move(data), o)
-            .on_done([&, r](const std::vector<std::uint8_t>& v, const pc::job_context& c) {
+        pool_.job(&plus_one, std::move(data), o)
+            .on_done([this, r](const std::vector<std::uint8_t>& v, const pc::job_context& c) {
               if (end(r, done, c)) {
                 if (v.size() != r->bytes || checksum(v.data(), v.size()) != r->expect)
                   wrong(r, std::to_string(v.size()) + " bytes with another checksum");
@@ -462,13 +618,13 @@ int main(int argc, char** argv) {
         break;
       }
       case throwing: {
-        pool.job(&throws_out_of_range, static_cast<int>(r->seq % 1'000'000), o)
+        pool_.job(&throws_out_of_range, static_cast<int>(r->seq % 1'000'000), o)
             .on_done(on_any(r))
             .on_error(on_error(r));
         break;
       }
       case timing_out: {
-        pool.job(&sleeps, 2000, {.timeout = job_timeout, .retries = r->retries})
+        pool_.job(&test::sleep_ms, 2000, {.timeout = job_timeout, .retries = r->retries})
             .on_done(on_any(r))
             .on_error(on_error(r));
         break;
@@ -476,222 +632,81 @@ int main(int argc, char** argv) {
       case oversize: {
         // Over max_payload: a result the worker must refuse, or data the pool refuses at once.
         if (r->seq % 2)
-          pool.job(&makes_text, static_cast<int>(max_payload + 4096), o).on_done(on_any(r)).on_error(on_error(r));
+          pool_.job(&makes_text, static_cast<int>(max_payload + 4096), o).on_done(on_any(r)).on_error(on_error(r));
         else
-          pool.job(&measures, std::string(max_payload + 4096, 'y'), o).on_done(on_any(r)).on_error(on_error(r));
+          pool_.job(&measures, std::string(max_payload + 4096, 'y'), o).on_done(on_any(r)).on_error(on_error(r));
         break;
       }
       default:
         break;
     }
-  };
+  }
 
   // A stall: no job ended for 250 ms with jobs in flight. Say what the pool looked like.
-  std::vector<std::string> stalls;
-  std::thread watchdog([&] {
+  void watch_for_stalls() {
     std::int64_t reported = -1;
-    while (!stop_killing) {
+    while (!stop_killing_) {
       std::this_thread::sleep_for(20ms);  // wait-ok: the watchdog's pace
-      const std::int64_t last = t.last_end_ns.load();
-      const std::int64_t now_ns = (clock_type::now() - t0).count();
-      if (last == 0 || last == reported || now_ns - last < 250'000'000 || stalls.size() >= 3 ||
-          t.ended_once.load() == total_submitted(t))
+      const std::int64_t last = t_.last_end_ns.load();
+      const std::int64_t now_ns = (clock_type::now() - t0_).count();
+      if (last == 0 || last == reported || now_ns - last < 250'000'000 || stalls_.size() >= 3 ||
+          t_.ended_once.load() == total_submitted(t_))
         continue;
       reported = last;
       std::string what = "no job ended from " + std::to_string(last / 1'000'000) + " ms into the run: ";
-      const auto s = pool.stats();
+      const auto s = pool_.stats();
       what += std::to_string(s.queued) + " queued, " + pool_thread_state() + "; workers";
-      for (const auto& w : pool.workers())
+      for (const auto& w : pool_.workers())
         what += " [" + std::to_string(w.id) + ": pid " + std::to_string(w.pid) + ", " +
                 (w.state == pc::worker_state::ready ? "ready" : w.state == pc::worker_state::starting ? "starting" : "backoff") +
                 ", " + std::to_string(w.running) + " running]";
-      stalls.push_back(std::move(what));
+      stalls_.push_back(std::move(what));
     }
-  });
+  }
 
-  std::thread killer([&] {
-    if (cfg.kill_every == 0ms) return;
-    std::mt19937 pick(static_cast<unsigned>(cfg.seed));
-    while (!stop_killing) {
-      std::this_thread::sleep_for(cfg.kill_every);  // wait-ok: the storm's pace
-      const auto ws = pool.workers();
+  // SIGKILLs a random worker every kill_every, with ::kill, from outside the library.
+  void kill_workers() {
+    if (cfg_.kill_every == 0ms) return;
+    std::mt19937 pick(static_cast<unsigned>(cfg_.seed));
+    while (!stop_killing_) {
+      std::this_thread::sleep_for(cfg_.kill_every);  // wait-ok: the storm's pace
+      const auto ws = pool_.workers();
       if (ws.empty()) continue;
       const pid_t pid = ws[pick() % ws.size()].pid;
-      if (pid > 0 && ::kill(pid, SIGKILL) == 0) ++t.kills;
+      if (pid > 0 && ::kill(pid, SIGKILL) == 0) ++t_.kills;
     }
-  });
-
-  // RSS: what the process holds once warm is what it must hold to.
-  const auto warm_up = std::min<clock_type::duration>(10s, cfg.duration / 10);
-  const auto until = t0 + cfg.duration;
-  std::size_t rss_start = 0, rss_peak = 0;
-  auto next_sample = t0;
-  const auto report_every = std::max<clock_type::duration>(10s, cfg.duration / 12);
-  auto next_report = t0 + report_every;
-  std::string stalled;
-
-  std::printf("soak: %lld s, %u workers, a SIGKILL every %lld ms, at most %td jobs in flight, seed %" PRIu64 "\n",
-              static_cast<long long>(cfg.duration.count()), cfg.workers,
-              static_cast<long long>(cfg.kill_every.count()), cfg.in_flight, cfg.seed);
-  std::fflush(stdout);
-  for (auto now = t0; now < until; now = clock_type::now()) {
-    if (now >= next_sample) {
-      rss_peak = std::max(rss_peak, rss_bytes());
-      next_sample = now + 100ms;
-    }
-    if (rss_start == 0 && now - t0 >= warm_up) {  // measured as at the end: trimmed
-      give_back_free_memory();
-      rss_start = rss_bytes();
-    }
-    if (now >= next_report) {
-      std::printf("  %4lld s: %" PRIu64 " jobs ended, %" PRIu64 " kills, %" PRIu64 " respawns, RSS %.1f MiB\n",
-                  static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(now - t0).count()),
-                  t.ended_once.load(), t.kills.load(), pool.stats().respawns, mib(rss_bytes()));
-      std::fflush(stdout);
-      next_report += report_every;
-    }
-    // A job that never ends keeps its room: with all of it gone, submitting stalls.
-    if (!room.try_acquire_for(30s)) {
-      stalled = "no job ended for 30 s with " + std::to_string(cfg.in_flight) + " in flight";
-      break;
-    }
-    submit_one();
   }
 
-  // Every job submitted must end, the storm still raging; the rest are lost.
-  const std::uint64_t submitted = total_submitted(t);
-  const bool all_ended = test::eventually([&] { return t.ended_once.load() == submitted; }, 60s);
-  stop_killing = true;
-  killer.join();
-  watchdog.join();
-  const auto elapsed = clock_type::now() - t0;
+  const settings cfg_;
+  const std::size_t fds_before_ = test::open_fds().size();
+  tally t_;
+  std::counting_semaphore<> room_;
+  const clock_type::time_point t0_ = clock_type::now();
+  std::atomic<bool> stop_killing_{false};
+  std::mt19937_64 rng_;
+  std::uint64_t seq_ = 0;
+  std::vector<std::string> stalls_;  // written by the watchdog, read once it is joined
+  std::string stalled_;
+  std::size_t rss_start_ = 0, rss_peak_ = 0, rss_untrimmed_ = 0, rss_end_ = 0;
+  std::uint64_t submitted_ = 0;
+  bool all_ended_ = false, healed_ = false, no_children_ = false;
+  std::size_t live_ = 0, fds_after_ = 0;
+  clock_type::duration elapsed_{};
+  pc::pool_stats stats_{};
+  pc::pool pool_;  // after what its callbacks touch: they may fire until it is freed
+  std::thread watchdog_, killer_;
+};
 
-  // The storm's last kill may not be reported yet: wait for N ready workers that are all alive.
-  const bool healed = test::eventually([&] {
-    const auto ws = pool.workers();
-    return test::all_ready(pool, cfg.workers) &&
-           std::all_of(ws.begin(), ws.end(), [](const auto& w) { return test::process_alive(w.pid); });
-  }, 10s);
-  const std::size_t live = [&] {
-    std::size_t n = 0;
-    for (const auto& w : pool.workers()) n += w.state == pc::worker_state::ready && test::process_alive(w.pid);
-    return n;
-  }();
-  // Every job has ended: what is left is live, leaked or free memory malloc keeps.
-  // Give the free memory back, so a peak of large payloads held in the heap is not
-  // taken for a leak (leaked blocks stay resident).
-  const std::size_t rss_untrimmed = rss_bytes();
-  rss_peak = std::max(rss_peak, rss_untrimmed);
-  give_back_free_memory();
-  const std::size_t rss_end = rss_bytes();
-  const pc::pool_stats stats = pool.stats();
-  pool.free();
-  const bool no_children = test::eventually([] { return test::children().empty(); }, 5s);
-  const std::size_t fds_after = open_fds();
+}  // namespace
 
-  // --- the report -------------------------------------------------------------
-  const std::uint64_t lost_jobs = submitted - t.ended_once.load();
-  std::printf("\n%-10s %10s", "kind", "submitted");
-  for (const char* o : outcome_names) std::printf(" %13s", o);
-  std::printf("\n");
-  std::uint64_t col[outcomes] = {};
-  for (int k = 0; k < kinds; ++k) {
-    std::printf("%-10s %10" PRIu64, kind_names[k], t.submitted[k].load());
-    for (int o = 0; o < outcomes; ++o) {
-      col[o] += t.ended[k][o].load();
-      std::printf(" %13" PRIu64, t.ended[k][o].load());
-    }
-    std::printf("\n");
-  }
-  std::printf("%-10s %10" PRIu64, "total", submitted);
-  for (auto c : col) std::printf(" %13" PRIu64, c);
-  std::printf("\n\n");
-
-  const double secs = std::chrono::duration<double>(elapsed).count();
-  std::uint64_t buckets = 0;
-  for (const auto& b : t.queued_us_log2) buckets += b.load();
-  auto quantile = [&](double q) {
-    std::uint64_t seen = 0;
-    for (std::size_t b = 0; b < t.queued_us_log2.size(); ++b) {
-      seen += t.queued_us_log2[b].load();
-      if (static_cast<double>(seen) >= q * static_cast<double>(buckets)) return std::uint64_t{1} << b;
-    }
-    return std::uint64_t{0};
-  };
-  const std::uint64_t failed_jobs = col[failed] + col[lost] + col[timed_out] + col[payload] + col[cancelled] + col[other];
-  std::printf("jobs submitted     %" PRIu64 " in %.1f s (%.0f/s)\n", submitted, secs, static_cast<double>(submitted) / secs);
-  std::printf("completed          %" PRIu64 "\n", col[done]);
-  std::printf("failed             %" PRIu64 ": job_failed %" PRIu64 ", worker_lost %" PRIu64 ", job_timeout %" PRIu64
-              ", payload_error %" PRIu64 ", other %" PRIu64 "\n",
-              failed_jobs, col[failed], col[lost], col[timed_out], col[payload], col[cancelled] + col[other]);
-  std::printf("lost               %" PRIu64 "\n", lost_jobs);
-  std::printf("duplicated         %" PRIu64 "\n", t.duplicated.load());
-  std::printf("wrong results      %" PRIu64 "\n", t.wrong.load());
-  std::printf("unexpected errors  %" PRIu64 "\n", t.unexpected.load());
-  const std::uint64_t bad_contexts = t.bad_context[0] + t.bad_context[1] + t.bad_context[2];
-  std::printf("bad job_contexts   %" PRIu64 ": attempt %" PRIu64 ", worker %" PRIu64 ", queued %" PRIu64
-              " (left out of the queue latency)\n",
-              bad_contexts, t.bad_context[0].load(), t.bad_context[1].load(), t.bad_context[2].load());
-  std::printf("kills sent         %" PRIu64 "\n", t.kills.load());
-  std::printf("respawns           %" PRIu64 " (forks %" PRIu64 ", retried %" PRIu64 ", fork server restarts %" PRIu64 ")\n",
-              stats.respawns, stats.forks, stats.retried, stats.fork_server_restarts);
-  std::printf("pool stats         submitted %" PRIu64 ", completed %" PRIu64 ", failed %" PRIu64 "\n", stats.submitted,
-              stats.completed, stats.failed);
-  std::printf("queue latency      max %.1f ms (%.1f ms on a first run), p50 < %.3f ms, p99 < %.3f ms\n",
-              static_cast<double>(t.max_queued_ns.load()) / 1e6, static_cast<double>(t.max_queued_first_ns.load()) / 1e6,
-              static_cast<double>(quantile(0.5)) / 1e3, static_cast<double>(quantile(0.99)) / 1e3);
-  // The bound: 20% for what malloc_trim cannot give back (free chunks pinned between
-  // live ones in the arenas of the pool's thread and ours) and for containers that
-  // reach their high-water mark late, plus 16 MiB for a small process. A 2-minute
-  // run (~4 M jobs) crosses it with a leak of ~8 bytes a job; LeakSanitizer finds
-  // the smaller ones.
-  const std::size_t rss_bound = rss_start + rss_start / 5 + (std::size_t{16} << 20);
-  std::printf("longest no job ended %.1f ms, %.1f s into the run\n", static_cast<double>(t.max_gap_ns.load()) / 1e6,
-              static_cast<double>(t.max_gap_at_ns.load()) / 1e9);
-  for (const auto& stall : stalls) std::printf("  stall: %s\n", stall.c_str());
-  {
-    std::lock_guard lock(t.m);
-    if (!t.slowest.empty()) std::printf("longest first wait %s\n", t.slowest.c_str());
-  }
-  std::printf("supervisor RSS     start %.1f MiB (after a %.0f s warm-up), end %.1f MiB (%.1f before trimming),"
-              " peak %.1f MiB; bound %.1f MiB%s\n",
-              mib(rss_start), std::chrono::duration<double>(warm_up).count(), mib(rss_end), mib(rss_untrimmed),
-              mib(rss_peak), mib(rss_bound), sanitized ? " (not judged under a sanitizer)" : "");
-  std::printf("live workers       %zu of %u at the end\n", live, cfg.workers);
-  if (live != cfg.workers)  // which slot, and in what state: what a failure needs to be read
-    for (const auto& w : pool.workers())
-      std::printf("  worker %d: pid %d, state %d, alive %d, running %u, respawns %u\n", w.id, static_cast<int>(w.pid),
-                  static_cast<int>(w.state), w.pid > 0 && test::process_alive(w.pid), w.running, w.respawns);
-  std::printf("open fds           %zu before start, %zu after free\n", fds_before, fds_after);
-  {
-    std::lock_guard lock(t.m);
-    for (const auto& e : t.examples) std::printf("  e.g. %s\n", e.c_str());
-  }
-
-  std::vector<std::string> why;
-  if (!stalled.empty()) why.push_back(stalled);
-  if (lost_jobs || !all_ended) why.push_back(std::to_string(lost_jobs) + " jobs lost (never ended within 60 s)");
-  if (t.duplicated) why.push_back(std::to_string(t.duplicated.load()) + " jobs ended more than once");
-  if (t.wrong) why.push_back(std::to_string(t.wrong.load()) + " wrong results");
-  if (t.unexpected) why.push_back(std::to_string(t.unexpected.load()) + " unexpected outcomes");
-  if (bad_contexts) why.push_back(std::to_string(bad_contexts) + " job_contexts contradict what happened");
-  if (!healed || live != cfg.workers)
-    why.push_back("the pool ended with " + std::to_string(live) + " of " + std::to_string(cfg.workers) + " live workers");
-  if (stats.submitted != submitted || stats.completed != col[done] || stats.failed != failed_jobs)
-    why.push_back("pool_stats disagree with the jobs' events");
-  if (cfg.kill_every > 0ms && t.kills == 0) why.push_back("no kill landed");
-  if (!sanitized && rss_end > rss_bound)
-    why.push_back("RSS grew from " + std::to_string(rss_start >> 20) + " to " + std::to_string(rss_end >> 20) + " MiB");
-  if (!no_children) why.push_back("a child process outlived free()");
-  if (fds_after != fds_before)
-    why.push_back("open fds went from " + std::to_string(fds_before) + " to " + std::to_string(fds_after));
-
-  if (why.empty()) {
-    std::printf("soak: ok\n");
-    return 0;
-  }
-  std::string all;
-  for (const auto& w : why) all += (all.empty() ? "" : "; ") + w;
-  std::printf("soak: FAILED: %s\n", all.c_str());
-  return 1;
+int main(int argc, char** argv) {
+  soak_run run(parse(argc, argv));
+  run.start_pool_and_storm();
+  run.submit_until_time_is_up();
+  run.wait_for_every_job_then_stop_the_storm();
+  run.wait_for_the_pool_to_heal();
+  run.measure_memory_and_free_the_pool();
+  run.print_outcomes_by_kind();
+  run.print_figures();
+  return run.verdict();
 }

@@ -12,7 +12,6 @@ namespace parallelcode::detail {
 
 namespace {
 
-constexpr std::uint64_t region_magic = 0x7061726c636f6465;  // "parlcode"
 constexpr std::size_t page = 4096;
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
@@ -29,7 +28,7 @@ region::region(unsigned channels, std::size_t ring_bytes) {
                             "parallelcode: cannot map " + std::to_string(total) + " bytes of shared memory");
   }
   auto* base = static_cast<std::byte*>(mapping_.get_address());
-  control_ = new (base) region_control{region_magic, channels, ring_bytes};
+  control_ = new (base) region_control{ring_bytes};
   channel_controls_ = reinterpret_cast<channel_control*>(base + sizeof(region_control));
   for (unsigned c = 0; c < channels; ++c) new (&channel_controls_[c]) channel_control{};
   rings_ = base + controls;

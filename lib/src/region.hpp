@@ -16,8 +16,6 @@
 namespace parallelcode::detail {
 
 struct region_control {
-  std::uint64_t magic;
-  std::uint32_t channels;
   std::uint64_t ring_bytes;
   alignas(64) std::atomic<std::uint32_t> supervisor_sleeping{0};  // the supervisor sleeps in epoll
   // Reports the fork server sent: the busy supervisor reads its socket only when this moves.
@@ -43,7 +41,6 @@ class region {
   explicit operator bool() const noexcept { return control_ != nullptr; }
   const void* address() const noexcept { return control_; }
   std::size_t bytes() const noexcept { return mapping_.get_size(); }
-  unsigned channels() const noexcept { return control_->channels; }
   std::atomic<std::uint32_t>& supervisor_sleeping() const noexcept { return control_->supervisor_sleeping; }
   std::atomic<std::uint32_t>& fork_server_reports() const noexcept { return control_->fork_server_reports; }
   ring_view in(unsigned channel) const noexcept;

@@ -87,7 +87,6 @@ class ring_reader {
     std::memcpy(static_cast<std::byte*>(into) + first, v_.data, n - first);
     tail_ += n;
   }
-  void skip(std::size_t n) noexcept { tail_ += n; }
 
   // Gives the bytes read back to the producer; false if there were none.
   bool release() noexcept {

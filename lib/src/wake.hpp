@@ -35,11 +35,19 @@ inline bool wake_futex_sleeper(std::atomic<std::uint32_t>& flag) noexcept {
 // Rings an eventfd if the sleeper behind flag is asleep in epoll.
 void wake_eventfd_sleeper(std::atomic<std::uint32_t>& flag, int eventfd) noexcept;
 
-inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+// What a spinning thread tells the core: a pause on x86, a yield hint on ARM, else nothing.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 
-// Spins until ready() or the budget runs out; true if ready. Past the first
-// microseconds it yields between looks: on a machine with fewer cores than busy
-// threads, the thread it waits for may need this very core.
+// Spins until ready() or the budget runs out; true if ready. It yields the core
+// after every 64 looks, from the first: with fewer cores than busy threads (the
+// host's, the pool's, the workers'), the thread it waits for may need this very
+// core. Spinning alone for the first 5 us measured worse here (W1 -30%, W2 p50 x1.7).
 template <class Pred>
 bool spin_until(Pred ready, std::chrono::nanoseconds budget) {
   if (ready()) return true;
@@ -49,9 +57,8 @@ bool spin_until(Pred ready, std::chrono::nanoseconds budget) {
       cpu_relax();
       if (ready()) return true;
     }
-    const auto spent = std::chrono::steady_clock::now() - start;
-    if (spent >= budget) return false;
-    if (spent >= std::chrono::microseconds(0)) sched_yield();
+    if (std::chrono::steady_clock::now() - start >= budget) return false;
+    ::sched_yield();
   }
 }
 
