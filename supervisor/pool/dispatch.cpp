@@ -175,7 +175,7 @@ bool pool_impl::dispatch(outcome& out) {
 }
 
 bool pool_impl::flush(process& p) {
-  if (!p.pid || p.corrupt) return false;
+  if (!p.proc.pid() || p.corrupt) return false;
   bool wrote = false;
   while (!p.outbox.empty()) {
     job_state_base& job = *p.outbox.front();
@@ -210,7 +210,7 @@ bool pool_impl::flush(process& p) {
 }
 
 bool pool_impl::has_outbox_room(const process& p) const {
-  return !p.outbox.empty() && p.pid && !p.corrupt && p.jobs.free_space() >= frame_room_needed(p);
+  return !p.outbox.empty() && p.proc.pid() && !p.corrupt && p.jobs.free_space() >= frame_room_needed(p);
 }
 
 }  // namespace parallelcode::detail

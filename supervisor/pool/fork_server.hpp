@@ -10,6 +10,7 @@
 
 #include "region.hpp"
 #include "unique_fd.hpp"
+#include "worker_process.hpp"
 
 namespace parallelcode::detail {
 
@@ -59,7 +60,7 @@ class fork_server {
   fork_server& operator=(fork_server&&) noexcept = default;
   ~fork_server();  // stop()
 
-  pid_t pid() const noexcept { return pid_; }
+  pid_t pid() const noexcept { return self_.pid(); }
   std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
   bool running() const noexcept { return static_cast<bool>(socket_); }
   int socket() const noexcept { return socket_.get(); }
@@ -79,9 +80,8 @@ class fork_server {
   void stop(std::chrono::milliseconds grace) noexcept;
 
  private:
-  pid_t pid_ = 0;
+  worker_process self_;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
-  unique_fd pidfd_;
   unique_fd socket_;
 };
 

@@ -4,6 +4,7 @@
 #include <parallelcode/parallelcode.hpp>
 
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -16,7 +17,6 @@
 #include <thread>
 #include <utility>
 
-#include "pidfd.hpp"
 #include "pool_impl.hpp"
 #include "statm.hpp"
 #include "wake.hpp"
@@ -71,6 +71,14 @@ class signal_block {
 
 }  // namespace
 
+void add_to_epoll(int epoll, int fd) {
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = fd;
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &e) != 0)
+    throw std::system_error(errno, std::system_category(), "parallelcode: epoll_ctl");
+}
+
 void pool_impl::outcome::fire() noexcept {
   for (job_ptr& job : jobs) job->publish();
   jobs.clear();
@@ -104,6 +112,9 @@ void pool_impl::start(const options& requested) {
   shm_ = region(channels, o.ring_bytes);
   doorbell_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!doorbell_) throw std::system_error(errno, std::system_category(), "parallelcode: eventfd");
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) throw std::system_error(errno, std::system_category(), "parallelcode: epoll_create1");
+  add_to_epoll(epoll_.get(), doorbell_.get());
   slots_.clear();
   order_.clear();
   for (unsigned i = 0; i < o.workers; ++i) {
@@ -117,7 +128,6 @@ void pool_impl::start(const options& requested) {
   timed_jobs_ = 0;
   stats_ = {};
   last_busy_ = clock::now();
-  stop_ = false;
   start_failure_ = nullptr;
   broken_.clear();
   last_death_.clear();
@@ -270,9 +280,9 @@ bool pool_impl::kill(pid_t pid) {
   if (phase_ == phase::stopped) return false;
   process* found = nullptr;
   for_each_process([&](worker_slot&, process& p) {
-    if (p.pid == pid && p.pidfd) found = &p;
+    if (p.proc.pid() == pid && p.proc.watched()) found = &p;
   });
-  return found && ::pidfd_send_signal(found->pidfd.get(), SIGKILL, nullptr, 0) == 0;
+  return found && found->proc.kill();
 }
 
 std::vector<worker_info> pool_impl::workers() const {
@@ -309,7 +319,6 @@ void pool_impl::free() {
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "parallelcode: free() from a callback on the pool's thread would wait for itself");
   phase_ = phase::stopping;
-  stop_ = true;
   close_inbox_locked();
   ::eventfd_write(doorbell_.get(), 1);
   lock.unlock();
@@ -342,7 +351,6 @@ bool pool_impl::end_from_own_thread() noexcept {
   if (phase_ == phase::stopping) return true;
   // It cannot join itself: it stops as for free(), and once its loop ends it finishes the free alone.
   phase_ = phase::stopping;
-  stop_ = true;
   close_inbox_locked();
   ::eventfd_write(doorbell_.get(), 1);
   orphaned_ = true;
@@ -483,7 +491,7 @@ worker_info pool_impl::info(const worker_slot& slot, clock::time_point now) cons
 worker_info pool_impl::info(const worker_slot& slot, const process& p, clock::time_point now) const {
   worker_info w;
   w.id = slot.id;
-  w.pid = p.pid;
+  w.pid = p.proc.pid();
   w.state = p.state == process::phase::ready ? worker_state::ready : worker_state::starting;
   w.running = static_cast<unsigned>(p.in_flight.size());
   w.done = slot.done;
@@ -501,7 +509,7 @@ void pool_impl::move_to_back(int id) {
 
 bool pool_impl::results_pending() const noexcept {
   return std::any_of(watched_.begin(), watched_.end(),
-                     [](const process* p) { return p && p->pid && !p->corrupt && !p->results.empty(); });
+                     [](const process* p) { return p && p->proc.pid() && !p->corrupt && !p->results.empty(); });
 }
 
 bool pool_impl::tick_due_locked(clock::time_point now) const {
@@ -518,7 +526,7 @@ clock::time_point pool_impl::next_timer_locked() const {
   at = std::min(at, next_steal_locked());
   if (!requests_.empty()) at = std::min(at, clock::now() + 1ms);  // the fork server's socket was full: retry soon
   for_each_process([&](const worker_slot&, const process& p) {
-    if (p.kill_at) at = std::min(at, *p.kill_at);
+    at = std::min(at, p.proc.kill_due());
     if (timed_jobs_)
       for (const auto& job : p.in_flight)
         if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job->deadline);
@@ -528,7 +536,7 @@ clock::time_point pool_impl::next_timer_locked() const {
 
 bool pool_impl::has_work_locked(clock::time_point now) const {
   for (const process* p : by_channel_)
-    if (p && (has_outbox_room(*p) || (p->pid && !p->corrupt && !p->results.empty()))) return true;
+    if (p && (has_outbox_room(*p) || (p->proc.pid() && !p->corrupt && !p->results.empty()))) return true;
   return !inbox_empty() || claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
 }
 

@@ -24,10 +24,14 @@
 #include "ring.hpp"
 #include "unique_fd.hpp"
 #include "wake.hpp"
+#include "worker_process.hpp"
 
 namespace parallelcode::detail {
 
 using job_ptr = std::shared_ptr<job_state_base>;
+
+// Watches fd for input; throws std::system_error.
+void add_to_epoll(int epoll, int fd);
 
 // One worker process and the channel (its two rings) it talks through.
 struct process {
@@ -43,10 +47,8 @@ struct process {
   unsigned channel;
   int slot = 0;                // the worker slot it serves
   phase state = phase::forking;
-  pid_t pid = 0;
-  unique_fd pidfd;
+  worker_process proc;         // empty until the fork server reports it spawned
   clock::time_point spawned_at = clock::now();
-  clock::time_point ready_at;
   std::uint64_t done = 0;      // jobs it finished
   bool handed_job = false;     // past its start-up: a death now is no crash loop
   std::uint64_t max_jobs = 0;  // when it is recycled; 0: never
@@ -57,7 +59,6 @@ struct process {
   bool over_limit = false;     // max_jobs or max_worker_rss reached: replaced once its replacement is ready
   bool ending = false;         // the pool ends it: it takes no job
   exit_reason reason = exit_reason::died;  // why, if the pool ends it
-  std::optional<clock::time_point> kill_at;  // SIGTERM was sent: SIGKILL then
 
   std::deque<job_ptr> in_flight;  // handed to it, oldest first
   std::deque<job_ptr> ahead;      // handed beyond its concurrency, not yet claimed: they run as it frees up
@@ -159,6 +160,7 @@ class pool_impl {
 
  private:
   enum class phase { stopped, starting, running, draining, stopping };
+  bool stopping() const noexcept { return phase_ == phase::stopping; }  // free() ends the pool
 
   // What one pass of the pool's thread leaves to do once it lets go of the lock.
   struct outcome {
@@ -251,7 +253,6 @@ class pool_impl {
   mutable adaptive_mutex mutex_;
   std::condition_variable_any changed_;  // start() waits for ready workers, drain() for idle ones
   phase phase_ = phase::stopped;
-  bool stop_ = false;
   std::exception_ptr start_failure_;
   std::string broken_;      // why the pool takes no more jobs, when it cannot go on
   std::string last_death_;  // how the last worker that died at start-up ended

@@ -19,7 +19,6 @@
 #include <string>
 #include <utility>
 
-#include "pidfd.hpp"
 #include "pool_impl.hpp"
 #include "wake.hpp"
 
@@ -53,12 +52,6 @@ std::chrono::milliseconds backoff_delay(unsigned young_deaths) {
   return std::min<std::chrono::milliseconds>(backoff_base * (1u << doublings), backoff_cap);
 }
 
-void add_to_epoll(int ep, int fd) {
-  epoll_event e{};
-  e.events = EPOLLIN;
-  e.data.fd = fd;
-  ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
-}
 
 
 }  // namespace
@@ -69,8 +62,6 @@ void pool_impl::run() {
   bool started;
   {
     std::lock_guard lock(mutex_);
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    add_to_epoll(epoll_.get(), doorbell_.get());
     started = start_fork_server(out);
   }
   out.fire();
@@ -87,8 +78,8 @@ void pool_impl::run() {
     std::lock_guard lock(mutex_);
     if (on_exit_) {
       for_each_process([&](worker_slot& slot, process& p) {
-        if (!p.pid) return;
-        const worker_exit e{info(slot, p), p.pid, SIGKILL, -1, exit_reason::stopped, clock::now() - p.spawned_at};
+        if (!p.proc.pid()) return;
+        const worker_exit e{info(slot, p), p.proc.pid(), SIGKILL, -1, exit_reason::stopped, clock::now() - p.spawned_at};
         out.notices.push_back([f = on_exit_, e] { f(e); });
       });
     }
@@ -111,7 +102,7 @@ void pool_impl::serve() {
     bool busy;
     {
       std::lock_guard lock(mutex_);
-      if (stop_) return;
+      if (stopping()) return;
       busy = step(out);
       // resize() and replace_workers() fill channels from other threads: spin on a copy.
       watched_ = by_channel_;
@@ -125,7 +116,7 @@ void pool_impl::serve() {
       // Say we sleep, then look once more: a worker that publishes after this sees it.
       shm_.supervisor_sleeping().store(1, std::memory_order_seq_cst);
       const auto now = clock::now();
-      if (stop_ || has_work_locked(now)) {
+      if (stopping() || has_work_locked(now)) {
         shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
         continue;
       }
@@ -173,7 +164,7 @@ bool pool_impl::step(outcome& out) {
   }
   flush_requests();
   for (process* p : by_channel_) {
-    if (!p || !p->pid) continue;
+    if (!p || !p->proc.pid()) continue;
     worker_slot& slot = slots_[static_cast<std::size_t>(p->slot)];
     if (!p->ahead.empty()) notice_claimed(slot, *p, out);
     busy |= read_results(slot, *p, out);
@@ -210,6 +201,7 @@ bool pool_impl::start_fork_server(outcome& out) {
   try {
     server_.emplace(fork_server_config{&shm_, opts_.concurrency, opts_.max_payload, doorbell_.get(),
                                        opts_.worker_init, opts_.max_worker_rss});
+    add_to_epoll(epoll_.get(), server_->socket());  // a pool that cannot watch it has no fork server
   } catch (const std::system_error& e) {
     server_.reset();
     if (phase_ == phase::starting) {
@@ -226,7 +218,6 @@ bool pool_impl::start_fork_server(outcome& out) {
     server_restart_at_ = clock::now() + backoff_delay(server_young_deaths_ + 1);
     return false;
   }
-  add_to_epoll(epoll_.get(), server_->socket());
   check_server_ = true;
   stats_.fork_server = server_->pid();
   requests_.clear();
@@ -244,16 +235,9 @@ void pool_impl::fork_server_lost(outcome& out) {
   ++stats_.fork_server_restarts;
   // Its workers die with it (parent-death signal). Make sure, and wait until each
   // is gone: its channel must not be written by it once a new process has it.
-  for_each_process([](worker_slot&, process& p) {
-    if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
-  });
+  for_each_process([](worker_slot&, process& p) { p.proc.kill(); });
   const auto until = clock::now() + orphan_wait;
-  for_each_process([&](worker_slot&, process& p) {
-    if (!p.pidfd) return;
-    pollfd fd{p.pidfd.get(), POLLIN, 0};
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
-    ::poll(&fd, 1, static_cast<int>(std::max<long>(left, 0)));
-  });
+  for_each_process([&](worker_slot&, process& p) { p.proc.wait_exit(until); });
   requests_.clear();
   for (auto& slot : slots_) {
     std::vector<std::unique_ptr<process>> all;
@@ -261,18 +245,18 @@ void pool_impl::fork_server_lost(outcome& out) {
       if (*owner) all.push_back(std::move(*owner));
     for (auto& p : slot.leaving) all.push_back(std::move(p));
     slot.leaving.clear();
-    if (std::any_of(all.begin(), all.end(), [](const auto& p) { return p->pid && !p->ending; })) {
+    if (std::any_of(all.begin(), all.end(), [](const auto& p) { return p->proc.pid() && !p->ending; })) {
       ++slot.respawns;
       ++stats_.respawns;
     }
     for (auto& p : all) {
-      if (p->pid) read_results(slot, *p, out);
+      if (p->proc.pid()) read_results(slot, *p, out);
       lose_jobs(slot, *p, SIGKILL, -1, out);
       shm_.reset(p->channel);
       by_channel_[p->channel] = nullptr;
-      if (p->pid && on_exit_) {
+      if (p->proc.pid() && on_exit_) {
         // Killed by their parent's death signal: died, and respawned with the new fork server.
-        const worker_exit e{info(slot), p->pid, SIGKILL, -1, exit_reason::died, clock::now() - p->spawned_at};
+        const worker_exit e{info(slot), p->proc.pid(), SIGKILL, -1, exit_reason::died, clock::now() - p->spawned_at};
         out.notices.push_back([f = on_exit_, e] { f(e); });
       }
     }
@@ -292,11 +276,10 @@ void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out)
   switch (r.event) {
     case fs_event::spawned:
       if (p.state != process::phase::forking) return;
-      p.pid = r.pid;
-      p.pidfd = std::move(pidfd);
+      p.proc = worker_process(r.pid, std::move(pidfd));
       p.state = process::phase::starting;
       ++stats_.forks;
-      if (!p.pidfd) {
+      if (!p.proc.watched()) {
         // Out of fds, the kernel dropped it: a worker we cannot signal is no worker.
         // Its parent kills it; the exit that follows is a death at start-up.
         p.unwatched = true;
@@ -305,7 +288,7 @@ void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out)
       }
       return;
     case fs_event::exited:
-      if (p.pid == r.pid) process_exited(slot, p, r.code, r.status, out);
+      if (p.proc.pid() == r.pid) process_exited(slot, p, r.code, r.status, out);
       return;
     case fs_event::spawn_failed: {
       // Never forked: no exit to report, but a fork that keeps failing backs off like a crash loop.
@@ -329,7 +312,7 @@ bool pool_impl::read_results(worker_slot& slot, process& p, outcome& out) {
     } catch (const protocol_error&) {
       // A worker that writes garbage is broken: its jobs fail when it is reaped.
       p.corrupt = true;
-      ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
+      p.proc.kill();
       return true;
     }
     if (!whole) break;
@@ -406,7 +389,6 @@ void pool_impl::job_ended(worker_slot& slot, process& p) {
 
 void pool_impl::became_ready(worker_slot& slot, process& p, outcome& out) {
   p.state = process::phase::ready;
-  p.ready_at = clock::now();
   if (&p == slot.next.get())
     promote(slot);
   else if (&p == slot.current.get())
@@ -475,7 +457,7 @@ void pool_impl::forget_retired_slots() {
 
 void pool_impl::spawn(worker_slot& slot) {
   if (slot.retiring || (slot.current && !wants_next(slot))) return;  // nothing missing
-  if (!server_ || !server_->running() || stop_) return;  // a new fork server spawns every slot
+  if (!server_ || !server_->running() || stopping()) return;  // a new fork server spawns every slot
   const auto free_channel = std::find(by_channel_.begin(), by_channel_.end(), nullptr);
   if (free_channel == by_channel_.end()) {  // every channel busy with leaving processes
     slot.respawn_at = clock::now() + no_channel_retry;
@@ -517,17 +499,17 @@ void pool_impl::schedule_respawn(worker_slot& slot, outcome& out) {
 }
 
 void pool_impl::process_exited(worker_slot& slot, process& p, int code, int status, outcome& out) {
-  if (p.pid) read_results(slot, p, out);  // what it wrote before it died still counts
+  if (p.proc.pid()) read_results(slot, p, out);  // what it wrote before it died still counts
   const int signal = (code == CLD_KILLED || code == CLD_DUMPED) ? status : 0;
   const int exit_status = code == CLD_EXITED ? status : -1;
   lose_jobs(slot, p, signal, exit_status, out);
 
   const auto now = clock::now();
   // Ours only if we had signalled it; a leaving process killed from outside died.
-  const exit_reason reason = p.kill_at ? p.reason : exit_reason::died;
+  const exit_reason reason = p.proc.terminating() ? p.reason : exit_reason::died;
   const bool serving = &p == slot.current.get() || &p == slot.next.get();
   const bool died_young = now - p.spawned_at < young && !p.handed_job;
-  const pid_t pid = p.pid;
+  const pid_t pid = p.proc.pid();
   const auto uptime = now - p.spawned_at;
 
   // Take it out of its slot and free its channel for the next process.
@@ -557,9 +539,9 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
           "parallelcode: cannot start: workers die at start-up (the last one " + last_death_ + ")"));
       changed_.notify_all();
     }
-    if (!stop_ && !slot.current && !slot.retiring) schedule_respawn(slot, out);
+    if (!stopping() && !slot.current && !slot.retiring) schedule_respawn(slot, out);
   }
-  if (!stop_ && slot.current) check_limits(slot, *slot.current);  // a swap waiting for the leaver to go
+  if (!stopping() && slot.current) check_limits(slot, *slot.current);  // a swap waiting for the leaver to go
   if (slot.id == replacing_ && !slot.next) replace_next();        // it died instead: its successor is new anyway
   if (on_exit_) {
     const worker_exit e{info(slot), pid, signal, exit_status, reason, uptime};
@@ -582,14 +564,14 @@ void pool_impl::lose_jobs(worker_slot& slot, process& p, int signal, int exit_st
   // of the respawn (a fork, a cold process, busy CPUs) and be likelier to die again.
   for (job_ptr& job : p.in_flight) {
     if (job->timeout > 0ms) --timed_jobs_;
-    if (job->retries > 0 && !stop_ && broken_.empty()) {
+    if (job->retries > 0 && !stopping() && broken_.empty()) {
       --job->retries;
       job->avoid = p.slot;
       job->claim.store(job_state_base::queued);  // queued again: cancellable again
       ++stats_.retried;
       queue_.push_back(std::move(job));
     } else {
-      job->fail(worker_lost(p.pid, signal, exit_status));
+      job->fail(worker_lost(p.proc.pid(), signal, exit_status));
       ++stats_.failed;
       out.jobs.push_back(std::move(job));
     }
@@ -600,21 +582,19 @@ void pool_impl::lose_jobs(worker_slot& slot, process& p, int signal, int exit_st
 }
 
 void pool_impl::end_process(worker_slot& slot, process& p, exit_reason why) {
-  if (p.kill_at) return;  // already on its way out
+  if (p.proc.terminating()) return;  // already on its way out
   p.ending = true;
   p.reason = why;
   if (&p == slot.current.get()) {
     slot.leaving.push_back(std::move(slot.current));
     slot.current = std::move(slot.next);
   }
-  if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGTERM, nullptr, 0);
-  p.kill_at = clock::now() + opts_.kill_grace;
+  p.proc.terminate(opts_.kill_grace);
 }
 
 void pool_impl::retire_if_idle(process& p) {
-  if (!p.ending || !p.in_flight.empty() || !p.ahead.empty() || p.kill_at) return;
-  if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGTERM, nullptr, 0);
-  p.kill_at = clock::now() + opts_.kill_grace;
+  if (!p.ending || !p.in_flight.empty() || !p.ahead.empty()) return;
+  p.proc.terminate(opts_.kill_grace);
 }
 
 bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
@@ -629,7 +609,7 @@ bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
         continue;
       }
       --timed_jobs_;
-      job->fail(job_timeout(job->timeout, p.pid));
+      job->fail(job_timeout(job->timeout, p.proc.pid()));
       ++stats_.failed;
       out.jobs.push_back(std::move(job));  // its frame may still sit in the outbox: harmless, the worker dies
       it = p.in_flight.erase(it);
@@ -652,12 +632,7 @@ bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
 
 bool pool_impl::escalate_kills(clock::time_point now) {
   bool any = false;
-  for_each_process([&](worker_slot&, process& p) {
-    if (!p.kill_at || now < *p.kill_at) return;
-    if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
-    p.kill_at = clock::time_point::max();  // sent; the exit report ends it
-    any = true;
-  });
+  for_each_process([&](worker_slot&, process& p) { any |= p.proc.escalate(now); });
   return any;
 }
 
