@@ -1,5 +1,4 @@
-// The pool's public face: start, submit, kill, free, drain, and what it shows of
-// its workers. The pool's own thread lives in supervisor.cpp.
+// The pool's public face: start, submit, kill, free, drain, resize, and what it shows of its workers.
 
 #include <parallelcode/parallelcode.hpp>
 
@@ -32,7 +31,6 @@ using namespace std::chrono_literals;
 
 constexpr auto start_deadline = 30s;
 constexpr auto longest_timeout = std::chrono::hours(24 * 365);
-constexpr auto idle_wake = 1s;  // the pool's thread wakes at least this often
 constexpr std::size_t big_payload = std::size_t{256} << 10;
 constexpr std::size_t queued_bytes_ease = std::size_t{64} << 20;
 
@@ -131,11 +129,10 @@ void pool_impl::start(const options& requested) {
   start_failure_ = nullptr;
   broken_.clear();
   last_death_.clear();
-  server_restart_at_.reset();
-  server_young_deaths_ = 0;
+  link_.reset();
   fork_generation_.store(fork_generation(), std::memory_order_relaxed);
   phase_ = phase::starting;
-  inbox_gate_.fetch_or(1, std::memory_order_seq_cst);
+  inbox_.open();
   {
     signal_block block;  // the host's signals are the host's: none reaches our thread or processes
     thread_ = std::make_unique<std::thread>([this] {
@@ -195,13 +192,7 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
   // a while: a submitter that finds it taken leaves the job in the inbox instead
   // of waiting, and wakes the pool's thread in case it sleeps.
   if (!mutex_.try_lock()) {
-    if (inbox_gate_.fetch_add(2, std::memory_order_seq_cst) & 1) {
-      push_inbox(std::move(job));
-      wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
-      inbox_gate_.fetch_sub(2, std::memory_order_release);
-      return;
-    }
-    inbox_gate_.fetch_sub(2, std::memory_order_relaxed);
+    if (inbox_.push(job, [&] { wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get()); })) return;
     mutex_.lock();  // the pool is not running: refused below
   }
   {
@@ -244,34 +235,8 @@ void pool_impl::accept_locked(job_ptr job, outcome& out) {
     wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
 }
 
-void pool_impl::push_inbox(job_ptr job) noexcept {
-  job_state_base* raw = job.get();
-  raw->inbox_ref = std::move(job);
-  raw->next_in_inbox = inbox_.load(std::memory_order_relaxed);
-  while (!inbox_.compare_exchange_weak(raw->next_in_inbox, raw, std::memory_order_seq_cst, std::memory_order_relaxed)) {
-  }
-}
-
 bool pool_impl::take_inbox_locked(outcome& out) {
-  job_state_base* newest = inbox_.exchange(nullptr, std::memory_order_acquire);
-  if (!newest) return false;
-  job_state_base* oldest = nullptr;  // a stack: turn it around
-  while (newest) {
-    job_state_base* next = std::exchange(newest->next_in_inbox, oldest);
-    oldest = std::exchange(newest, next);
-  }
-  while (oldest) {
-    job_state_base* next = std::exchange(oldest->next_in_inbox, nullptr);
-    accept_locked(std::move(oldest->inbox_ref), out);
-    oldest = next;
-  }
-  return true;
-}
-
-void pool_impl::close_inbox_locked() {
-  inbox_gate_.fetch_and(~std::uint32_t{1}, std::memory_order_seq_cst);
-  // Those inside push a job and ring the doorbell: a few instructions, no lock.
-  while (inbox_gate_.load(std::memory_order_acquire) > 1) std::this_thread::yield();
+  return inbox_.take([&](job_ptr job) { accept_locked(std::move(job), out); });
 }
 
 bool pool_impl::kill(pid_t pid) {
@@ -319,7 +284,7 @@ void pool_impl::free() {
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "parallelcode: free() from a callback on the pool's thread would wait for itself");
   phase_ = phase::stopping;
-  close_inbox_locked();
+  inbox_.close();
   ::eventfd_write(doorbell_.get(), 1);
   lock.unlock();
   if (thread_) thread_->join();
@@ -351,22 +316,12 @@ bool pool_impl::end_from_own_thread() noexcept {
   if (phase_ == phase::stopping) return true;
   // It cannot join itself: it stops as for free(), and once its loop ends it finishes the free alone.
   phase_ = phase::stopping;
-  close_inbox_locked();
+  inbox_.close();
   ::eventfd_write(doorbell_.get(), 1);
   orphaned_ = true;
   thread_->detach();
   changed_.notify_all();
   return true;
-}
-
-void pool_impl::delete_orphaned() noexcept {
-  outcome out;
-  {
-    std::lock_guard lock(mutex_);
-    release_locked(out);
-  }
-  out.fire();
-  delete this;
 }
 
 bool pool_impl::drain(clock::duration timeout) {
@@ -379,7 +334,7 @@ bool pool_impl::drain(clock::duration timeout) {
                             "parallelcode: drain() from a callback on the pool's thread would wait for itself");
   // A job() is refused at once or runs: from here on submit() takes the lock and
   // sees the drain; what got into the inbox before is queued now, and runs.
-  close_inbox_locked();
+  inbox_.close();
   outcome out;
   take_inbox_locked(out);
   phase_ = phase::draining;
@@ -390,7 +345,7 @@ bool pool_impl::drain(clock::duration timeout) {
     lock.lock();
   }
   auto idle = [&] {
-    bool busy = !queue_.empty() || !inbox_empty();
+    bool busy = !queue_.empty() || !inbox_.empty();
     for_each_process([&](const worker_slot&, const process& p) { busy |= !p.in_flight.empty() || !p.ahead.empty(); });
     return !busy;
   };
@@ -505,47 +460,6 @@ worker_info pool_impl::info(const worker_slot& slot, const process& p, clock::ti
 void pool_impl::move_to_back(int id) {
   const auto it = std::find(order_.begin(), order_.end(), id);
   if (it != order_.end()) std::rotate(it, it + 1, order_.end());
-}
-
-bool pool_impl::results_pending() const noexcept {
-  return std::any_of(watched_.begin(), watched_.end(),
-                     [](const process* p) { return p && p->proc.pid() && !p->corrupt && !p->results.empty(); });
-}
-
-bool pool_impl::tick_due_locked(clock::time_point now) const {
-  if (queue_.empty() || opts_.tick == std::chrono::microseconds::zero() || now < last_batch_ + opts_.tick) return false;
-  // With every worker full, a due tick is no work: a result wakes us first.
-  return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); });
-}
-
-clock::time_point pool_impl::next_timer_locked() const {
-  auto at = clock::time_point::max();
-  for (const auto& slot : slots_)
-    if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
-  if (server_restart_at_) at = std::min(at, *server_restart_at_);
-  at = std::min(at, next_steal_locked());
-  if (!requests_.empty()) at = std::min(at, clock::now() + 1ms);  // the fork server's socket was full: retry soon
-  for_each_process([&](const worker_slot&, const process& p) {
-    at = std::min(at, p.proc.kill_due());
-    if (timed_jobs_)
-      for (const auto& job : p.in_flight)
-        if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job->deadline);
-  });
-  return at;
-}
-
-bool pool_impl::has_work_locked(clock::time_point now) const {
-  for (const process* p : by_channel_)
-    if (p && (has_outbox_room(*p) || (p->proc.pid() && !p->corrupt && !p->results.empty()))) return true;
-  return !inbox_empty() || claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
-}
-
-clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {
-  auto until = std::min(now + idle_wake, next_timer_locked());
-  if (!queue_.empty() && opts_.tick > std::chrono::microseconds::zero() &&
-      std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }))
-    until = std::min(until, last_batch_ + opts_.tick);
-  return std::max(until - now, clock::duration::zero());
 }
 
 }  // namespace detail

@@ -18,10 +18,11 @@
 #include <parallelcode/info.hpp>
 #include <parallelcode/options.hpp>
 
-#include "fork_server.hpp"
+#include "fork_server_link.hpp"
 #include "frame.hpp"
 #include "region.hpp"
 #include "ring.hpp"
+#include "submission_inbox.hpp"
 #include "unique_fd.hpp"
 #include "wake.hpp"
 #include "worker_process.hpp"
@@ -169,11 +170,25 @@ class pool_impl {
     void fire() noexcept;
   };
 
-  // The pool's thread (supervisor.cpp).
+  // Public-facing helpers (pool.cpp).
+  void accept_locked(job_ptr job, outcome& out);  // queues it, or fails it if the pool takes none
+  bool take_inbox_locked(outcome& out);            // accepts what waits in the inbox, oldest first; false if none
+  void release_locked(outcome& out);  // once its thread ended: refuses the inbox, gives back memory and fds
+  std::string refusal_locked() const;
+  worker_info info(const worker_slot& slot, clock::time_point now = clock::now()) const;
+  worker_info info(const worker_slot& slot, const process& p, clock::time_point now = clock::now()) const;  // as if p served it
+  void move_to_back(int id);
+
+  // The pool's thread, and what it waits for (pool_thread.cpp).
   void run();
   void delete_orphaned() noexcept;  // the end of run() for a pool destroyed from its callback
   void serve();
   bool step(outcome& out);
+  bool results_pending() const noexcept;  // reads watched_: runs without the lock
+  bool has_work_locked(clock::time_point now) const;
+  bool tick_due_locked(clock::time_point now) const;
+  clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
+  clock::duration sleep_budget_locked(clock::time_point now) const;
   bool start_fork_server(outcome& out);
   void fork_server_lost(outcome& out);
   void handle_report(const fs_report& r, unique_fd pidfd, outcome& out);
@@ -186,7 +201,6 @@ class pool_impl {
   void replace_next();           // the next slot of a replace_workers() pass
   void forget_retired_slots();   // drops removed slots once their processes are gone
   bool wants_next(const worker_slot& slot) const;
-  void flush_requests();
   void spawn(worker_slot& slot);
   void schedule_respawn(worker_slot& slot, outcome& out);
   void end_process(worker_slot& slot, process& p, exit_reason why);
@@ -213,25 +227,6 @@ class pool_impl {
   bool claims_pending() const;  // a worker took an ahead job the pool has not yet seen
   bool has_outbox_room(const process& p) const;
 
-  // Submissions that found the pool's lock taken wait in the inbox, a lock-free
-  // stack that the lock's holder or the pool's thread moves into the queue.
-  void push_inbox(job_ptr job) noexcept;
-  bool inbox_empty() const noexcept { return inbox_.load(std::memory_order_seq_cst) == nullptr; }
-  bool take_inbox_locked(outcome& out);  // oldest first; false if it was empty
-  void accept_locked(job_ptr job, outcome& out);  // queues it, or fails it if the pool takes none
-  void close_inbox_locked();  // and waits for submitters inside to leave
-  void release_locked(outcome& out);  // once its thread ended: refuses the inbox, gives back memory and fds
-
-  // What the pool's thread waits for, and helpers (pool.cpp).
-  bool results_pending() const noexcept;  // reads watched_: runs without the lock
-  bool has_work_locked(clock::time_point now) const;
-  bool tick_due_locked(clock::time_point now) const;
-  clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
-  clock::duration sleep_budget_locked(clock::time_point now) const;
-  std::string refusal_locked() const;
-  worker_info info(const worker_slot& slot, clock::time_point now = clock::now()) const;
-  worker_info info(const worker_slot& slot, const process& p, clock::time_point now = clock::now()) const;  // as if p served it
-  void move_to_back(int id);
   // Every process of every slot: current, next and leaving.
   template <class F>
   void for_each_process(F f) {
@@ -250,6 +245,7 @@ class pool_impl {
     }
   }
 
+  // Its life: the lock, the phase, why it failed, its thread.
   mutable adaptive_mutex mutex_;
   std::condition_variable_any changed_;  // start() waits for ready workers, drain() for idle ones
   phase phase_ = phase::stopped;
@@ -257,40 +253,36 @@ class pool_impl {
   std::string broken_;      // why the pool takes no more jobs, when it cannot go on
   std::string last_death_;  // how the last worker that died at start-up ended
   std::atomic<unsigned> fork_generation_{0};
-
   options opts_;
+  std::unique_ptr<std::thread> thread_;
+  bool orphaned_ = false;  // destroyed from a callback: the pool's thread deletes it (only that thread touches it)
+
+  // What its thread watches: shared memory, the doorbell, the fork server.
   region shm_;
   unique_fd doorbell_;  // eventfd: wakes the pool's thread from epoll
   unique_fd epoll_;
-  std::optional<fork_server> server_;
-  std::deque<fs_request> requests_;      // spawns not yet sent, or the fork server's socket had no room for
-  bool requests_added_ = false;          // since the last step: the next one sends them
-  std::optional<clock::time_point> server_restart_at_;
-  std::uint32_t reports_seen_ = 0;  // of shm_.fork_server_reports(): step() reads the socket when it moves
-  bool check_server_ = true;
-  clock::time_point next_server_check_{};
-  unsigned server_young_deaths_ = 0;
-  std::unique_ptr<std::thread> thread_;
-  bool orphaned_ = false;  // destroyed from a callback: the pool's thread deletes it (only that thread touches it)
+  fork_server_link link_;
+
+  // Its workers.
   std::deque<worker_slot> slots_;        // by id; a deque keeps them in place as it grows
   std::vector<process*> by_channel_;     // the process on each channel, or none
   std::vector<process*> watched_;        // the pool's thread's copy of by_channel_, to spin on without the lock
   std::vector<int> order_;               // slot ids, front first
-  job_queue queue_;
-  std::atomic<job_state_base*> inbox_{nullptr};
-  // Bit 0: the pool takes jobs through the inbox (it is starting or running). The
-  // rest counts submitters inside push_inbox's path now: the memory they touch
-  // (the doorbell, the shared sleeping flag) must outlive them.
-  std::atomic<std::uint32_t> inbox_gate_{0};
-  std::uint64_t cancellations_seen_ = 0;
   std::deque<int> to_replace_;           // slots a replace_workers() pass has yet to do
   int replacing_ = -1;                   // the slot it is doing now
-  std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
-  pool_stats stats_;
+  std::minstd_rand jitter_{std::random_device{}()};
+
+  // Its jobs.
+  job_queue queue_;
+  // Open while starting or running; close() waits for submitters inside, whose
+  // doorbell and shared sleeping flag must outlive them.
+  submission_inbox inbox_;
   std::atomic<std::uint64_t> next_id_{0};  // submit() numbers jobs before any lock
+  std::uint64_t cancellations_seen_ = 0;
+  std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
   clock::time_point last_batch_{};
   clock::time_point last_busy_;  // the pool's thread's last pass with work
-  std::minstd_rand jitter_{std::random_device{}()};
+  pool_stats stats_;
 
   std::function<void(const worker_info&)> on_spawn_;
   std::function<void(const worker_exit&)> on_exit_;

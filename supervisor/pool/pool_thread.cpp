@@ -1,6 +1,4 @@
-// The pool's own thread: it forks the fork server, reads results, fails or
-// retries the jobs of dead workers, respawns them (backing off from crash loops),
-// enforces timeouts and recycling limits, and drains the queue on ticks.
+// The pool's thread and what it waits for: results, deaths, respawns, timeouts, recycling, ticks.
 
 #include <parallelcode/parallelcode.hpp>
 
@@ -19,6 +17,7 @@
 #include <string>
 #include <utility>
 
+#include "backoff.hpp"
 #include "pool_impl.hpp"
 #include "wake.hpp"
 
@@ -30,15 +29,11 @@ using namespace std::chrono_literals;
 
 constexpr auto spin_budget = 50us;
 constexpr auto quick_run = 100us;          // a worker whose last job took less gets jobs handed ahead
-constexpr auto young = 1s;                 // dead this young, having done nothing: it crashed at start-up
-constexpr auto backoff_base = 10ms;
-constexpr auto backoff_cap = 1s;
 constexpr auto fork_server_grace = 5s;
 constexpr auto orphan_wait = 1s;           // for workers of a dead fork server to be gone
 constexpr auto no_channel_retry = 1ms;
-constexpr auto server_check_every = 1ms;  // a busy pool reads the fork server's socket at least this often
+constexpr auto idle_wake = 1s;             // the pool's thread wakes at least this often
 constexpr auto idle_trim = 1s;             // idle this long, the pool gives back cached payload buffers
-constexpr unsigned fork_server_attempts = 5;
 
 // The first death at start-up is respawned at once; each one in a row after it
 // waits twice as long as the one before, up to the cap.
@@ -46,11 +41,6 @@ constexpr unsigned fork_server_attempts = 5;
 // from the fork are not its own doing.
 std::size_t grown(const process& p) { return p.rss > p.rss_at_ready ? p.rss - p.rss_at_ready : 0; }
 
-std::chrono::milliseconds backoff_delay(unsigned young_deaths) {
-  if (young_deaths < 2) return 0ms;
-  const unsigned doublings = std::min(young_deaths - 2, 16u);
-  return std::min<std::chrono::milliseconds>(backoff_base * (1u << doublings), backoff_cap);
-}
 
 
 
@@ -70,8 +60,7 @@ void pool_impl::run() {
   std::optional<fork_server> server;
   {
     std::lock_guard lock(mutex_);
-    server = std::move(server_);
-    server_.reset();
+    server = link_.release();
   }
   if (server) server->stop(fork_server_grace);  // it kills and reaps every worker first
   {
@@ -96,6 +85,16 @@ void pool_impl::run() {
   if (orphaned_) delete_orphaned();  // destroyed from a callback: nobody joins this thread
 }
 
+void pool_impl::delete_orphaned() noexcept {
+  outcome out;
+  {
+    std::lock_guard lock(mutex_);
+    release_locked(out);
+  }
+  out.fire();
+  delete this;
+}
+
 void pool_impl::serve() {
   outcome out;
   for (;;) {
@@ -108,7 +107,7 @@ void pool_impl::serve() {
       watched_ = by_channel_;
     }
     out.fire();
-    if (busy || spin_until([&] { return results_pending() || !inbox_empty(); }, spin_budget)) continue;
+    if (busy || spin_until([&] { return results_pending() || !inbox_.empty(); }, spin_budget)) continue;
 
     clock::duration timeout;
     {
@@ -130,26 +129,60 @@ void pool_impl::serve() {
       ::epoll_wait(epoll_.get(), got, 4,
                    static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(timeout).count()));
     shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
-    check_server_ = true;
+    link_.woke();
     eventfd_t count;
     ::eventfd_read(doorbell_.get(), &count);
   }
 }
 
+bool pool_impl::results_pending() const noexcept {
+  return std::any_of(watched_.begin(), watched_.end(),
+                     [](const process* p) { return p && p->proc.pid() && !p->corrupt && !p->results.empty(); });
+}
+
+bool pool_impl::tick_due_locked(clock::time_point now) const {
+  if (queue_.empty() || opts_.tick == std::chrono::microseconds::zero() || now < last_batch_ + opts_.tick) return false;
+  // With every worker full, a due tick is no work: a result wakes us first.
+  return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); });
+}
+
+clock::time_point pool_impl::next_timer_locked() const {
+  auto at = clock::time_point::max();
+  for (const auto& slot : slots_)
+    if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
+  at = std::min(at, link_.next_timer(clock::now()));
+  at = std::min(at, next_steal_locked());
+  for_each_process([&](const worker_slot&, const process& p) {
+    at = std::min(at, p.proc.kill_due());
+    if (timed_jobs_)
+      for (const auto& job : p.in_flight)
+        if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job->deadline);
+  });
+  return at;
+}
+
+bool pool_impl::has_work_locked(clock::time_point now) const {
+  for (const process* p : by_channel_)
+    if (p && (has_outbox_room(*p) || (p->proc.pid() && !p->corrupt && !p->results.empty()))) return true;
+  return !inbox_.empty() || claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
+}
+
+clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {
+  auto until = std::min(now + idle_wake, next_timer_locked());
+  if (!queue_.empty() && opts_.tick > std::chrono::microseconds::zero() &&
+      std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }))
+    until = std::min(until, last_batch_ + opts_.tick);
+  return std::max(until - now, clock::duration::zero());
+}
+
 bool pool_impl::step(outcome& out) {
   bool busy = false;
   auto now = clock::now();
-  // A socket read is a system call: a busy pool makes it only when the fork
-  // server says it sent something, after a sleep (its end shows there) or now and then.
-  const auto reports = shm_.fork_server_reports().load(std::memory_order_acquire);
-  if (server_ && (reports != reports_seen_ || check_server_ || now >= next_server_check_)) {
-    reports_seen_ = reports;
-    check_server_ = false;
-    next_server_check_ = now + server_check_every;
-    while (server_ && server_->running()) {
+  if (link_.reports_due(shm_.fork_server_reports().load(std::memory_order_acquire), now)) {
+    while (link_.running()) {
       fs_report r{};
       unique_fd pidfd;
-      const auto status = server_->receive(r, pidfd);
+      const auto status = link_.receive(r, pidfd);
       if (status == fork_server::receive_status::nothing) break;
       busy = true;
       if (status == fork_server::receive_status::gone)
@@ -157,12 +190,11 @@ bool pool_impl::step(outcome& out) {
       else
         handle_report(r, std::move(pidfd), out);
     }
-  } else if (server_restart_at_ && now >= *server_restart_at_) {
-    server_restart_at_.reset();
+  } else if (link_.restart_due(now)) {
     start_fork_server(out);
     busy = true;
   }
-  flush_requests();
+  link_.flush();
   for (process* p : by_channel_) {
     if (!p || !p->proc.pid()) continue;
     worker_slot& slot = slots_[static_cast<std::size_t>(p->slot)];
@@ -191,7 +223,7 @@ bool pool_impl::step(outcome& out) {
   busy |= take_inbox_locked(out);
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
     busy |= dispatch(out);
-  busy |= std::exchange(requests_added_, false);
+  busy |= link_.take_requests_added();
   if (busy) last_busy_ = now;
   if (phase_ == phase::draining && busy) changed_.notify_all();
   return busy;
@@ -199,38 +231,31 @@ bool pool_impl::step(outcome& out) {
 
 bool pool_impl::start_fork_server(outcome& out) {
   try {
-    server_.emplace(fork_server_config{&shm_, opts_.concurrency, opts_.max_payload, doorbell_.get(),
-                                       opts_.worker_init, opts_.max_worker_rss});
-    add_to_epoll(epoll_.get(), server_->socket());  // a pool that cannot watch it has no fork server
+    link_.start({&shm_, opts_.concurrency, opts_.max_payload, doorbell_.get(), opts_.worker_init, opts_.max_worker_rss},
+                epoll_.get());
   } catch (const std::system_error& e) {
-    server_.reset();
     if (phase_ == phase::starting) {
       start_failure_ = std::current_exception();
       changed_.notify_all();
       return false;
     }
-    if (++server_young_deaths_ >= fork_server_attempts) {
+    if (!link_.retry_later()) {
       broken_ = std::string("parallelcode: cannot fork a new fork server: ") + e.what();
       end_all(broken_, out);
       changed_.notify_all();
       return false;
     }
-    server_restart_at_ = clock::now() + backoff_delay(server_young_deaths_ + 1);
     return false;
   }
-  check_server_ = true;
-  stats_.fork_server = server_->pid();
-  requests_.clear();
+  stats_.fork_server = link_.pid();
   for (auto& slot : slots_)
     if (!slot.respawn_at) spawn(slot);
   return true;
 }
 
 void pool_impl::fork_server_lost(outcome& out) {
-  const auto lived = clock::now() - server_->started_at();
-  if (on_fork_server_lost_) out.notices.push_back([f = on_fork_server_lost_, pid = server_->pid()] { f(pid); });
-  server_->stop(0ms);  // reaps it
-  server_.reset();
+  if (on_fork_server_lost_) out.notices.push_back([f = on_fork_server_lost_, pid = link_.pid()] { f(pid); });
+  const auto delay = link_.lost();
   stats_.fork_server = 0;
   ++stats_.fork_server_restarts;
   // Its workers die with it (parent-death signal). Make sure, and wait until each
@@ -238,7 +263,6 @@ void pool_impl::fork_server_lost(outcome& out) {
   for_each_process([](worker_slot&, process& p) { p.proc.kill(); });
   const auto until = clock::now() + orphan_wait;
   for_each_process([&](worker_slot&, process& p) { p.proc.wait_exit(until); });
-  requests_.clear();
   for (auto& slot : slots_) {
     std::vector<std::unique_ptr<process>> all;
     for (auto* owner : {&slot.current, &slot.next})
@@ -261,12 +285,7 @@ void pool_impl::fork_server_lost(outcome& out) {
       }
     }
   }
-  server_young_deaths_ = lived < young ? server_young_deaths_ + 1 : 0;
-  const auto delay = backoff_delay(server_young_deaths_);
-  if (delay == 0ms)
-    start_fork_server(out);
-  else
-    server_restart_at_ = clock::now() + delay;
+  if (delay == 0ms) start_fork_server(out);
 }
 
 void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out) {
@@ -283,8 +302,7 @@ void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out)
         // Out of fds, the kernel dropped it: a worker we cannot signal is no worker.
         // Its parent kills it; the exit that follows is a death at start-up.
         p.unwatched = true;
-        requests_.push_back({fs_command::kill, r.id, r.channel});
-        requests_added_ = true;
+        link_.request({fs_command::kill, r.id, r.channel});
       }
       return;
     case fs_event::exited:
@@ -457,7 +475,7 @@ void pool_impl::forget_retired_slots() {
 
 void pool_impl::spawn(worker_slot& slot) {
   if (slot.retiring || (slot.current && !wants_next(slot))) return;  // nothing missing
-  if (!server_ || !server_->running() || stopping()) return;  // a new fork server spawns every slot
+  if (!link_.running() || stopping()) return;  // a new fork server spawns every slot
   const auto free_channel = std::find(by_channel_.begin(), by_channel_.end(), nullptr);
   if (free_channel == by_channel_.end()) {  // every channel busy with leaving processes
     slot.respawn_at = clock::now() + no_channel_retry;
@@ -475,15 +493,7 @@ void pool_impl::spawn(worker_slot& slot) {
   // Sent at the start of the next step, once this one's events are published: a
   // fork server woken now would take the CPU from the pool's thread before it
   // tells the jobs of the worker that died.
-  requests_.push_back({fs_command::spawn, slot.id, channel});
-  requests_added_ = true;
-}
-
-void pool_impl::flush_requests() {
-  while (!requests_.empty() && server_) {
-    if (server_->request(requests_.front()) != fork_server::send_status::sent) return;  // full, or gone: seen next step
-    requests_.pop_front();
-  }
+  link_.request({fs_command::spawn, slot.id, channel});
 }
 
 void pool_impl::schedule_respawn(worker_slot& slot, outcome& out) {
