@@ -229,7 +229,7 @@ void pool_impl::accept_locked(job_ptr job, outcome& out) {
   if (job->timeout == job_state_base::pool_default_timeout) job->timeout = opts_.job_timeout;
   job->timeout = std::clamp(job->timeout, std::chrono::milliseconds::zero(), std::chrono::milliseconds(longest_timeout));
   const bool timed = job->timeout > std::chrono::milliseconds::zero();
-  queue_.push_back(std::move(job));
+  queue_.push_back(pool_job(std::move(job)));
   // The pool's thread may sleep past the new deadline, or past the next tick.
   if (timed || (opts_.tick > std::chrono::microseconds::zero() && queue_.size() == 1))
     wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());

@@ -31,6 +31,23 @@ namespace parallelcode::detail {
 
 using job_ptr = std::shared_ptr<job_state_base>;
 
+// A job as the pool keeps it, by value in its queue and its workers' deques: the
+// state of its runs stays here, off the job_state its handle shares.
+struct pool_job {
+  explicit pool_job(job_ptr j) noexcept : job(std::move(j)) {}
+
+  job_ptr job;
+  unsigned attempt = 0;        // runs so far
+  int avoid = -1;              // the worker slot it last died on
+  clock::time_point began;     // when its current run started
+  clock::time_point deadline;  // of the current run, when timeout > 0
+  std::uint64_t frame_at = 0;  // ahead and in the ring: where its frame starts
+  bool ahead = false;          // handed to a busy worker, to run when it frees up
+  bool in_ring = false;        // ahead: its frame is wholly in the ring
+
+  job_state_base* operator->() const noexcept { return job.get(); }
+};
+
 // Watches fd for input; throws std::system_error.
 void add_to_epoll(int epoll, int fd);
 
@@ -61,11 +78,19 @@ struct process {
   bool ending = false;         // the pool ends it: it takes no job
   exit_reason reason = exit_reason::died;  // why, if the pool ends it
 
-  std::deque<job_ptr> in_flight;  // handed to it, oldest first
-  std::deque<job_ptr> ahead;      // handed beyond its concurrency, not yet claimed: they run as it frees up
-  bool quick = false;             // its last job was short: worth handing jobs ahead
-  std::deque<job_ptr> outbox;     // the tail of in_flight not yet wholly in the ring
-  std::uint64_t outbox_sent = 0;  // bytes of outbox.front()'s frame written
+  std::deque<pool_job> in_flight;  // handed to it, oldest first
+  std::deque<pool_job> ahead;      // handed beyond its concurrency, not yet claimed: they run as it frees up
+  bool quick = false;              // its last job was short: worth handing jobs ahead
+  // The outbox: the last `outbox` jobs of in_flight, then ahead (the ring's order),
+  // whose frames are not yet wholly in the ring.
+  std::size_t outbox = 0;
+  std::uint64_t outbox_sent = 0;  // bytes of the outbox's first frame written
+  std::size_t written() const noexcept { return in_flight.size() + ahead.size() - outbox; }  // jobs before the outbox
+  pool_job& outbox_front() noexcept {
+    const std::size_t i = written();
+    return i < in_flight.size() ? in_flight[i] : ahead[i - in_flight.size()];
+  }
+  const pool_job& outbox_front() const noexcept { return const_cast<process*>(this)->outbox_front(); }
   ring_writer jobs;
   ring_reader results;
   frame_reader reader;
@@ -78,27 +103,27 @@ class job_queue {
   bool empty() const noexcept { return jobs_.empty(); }
   std::size_t size() const noexcept { return jobs_.size(); }
   std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
-  const job_ptr& front() const noexcept { return jobs_.front(); }
+  const pool_job& front() const noexcept { return jobs_.front(); }
   auto begin() noexcept { return jobs_.begin(); }
   auto end() noexcept { return jobs_.end(); }
 
-  void push_back(job_ptr job) {
-    add(*job);
+  void push_back(pool_job job) {
+    add(job);
     jobs_.push_back(std::move(job));
   }
-  void push_front(job_ptr job) {
-    add(*job);
+  void push_front(pool_job job) {
+    add(job);
     jobs_.push_front(std::move(job));
   }
-  job_ptr pop_front() {
-    job_ptr job = std::move(jobs_.front());
+  pool_job pop_front() {
+    pool_job job = std::move(jobs_.front());
     jobs_.pop_front();
     bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
     return job;
   }
   template <class Pred>
   std::size_t erase_if(Pred pred) {
-    return std::erase_if(jobs_, [&](const job_ptr& job) {
+    return std::erase_if(jobs_, [&](const pool_job& job) {
       if (!pred(job)) return false;
       bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
       return true;
@@ -110,9 +135,9 @@ class job_queue {
   }
 
  private:
-  void add(const job_state_base& job) { bytes_.fetch_add(job.payload.size(), std::memory_order_relaxed); }
+  void add(const pool_job& job) { bytes_.fetch_add(job->payload.size(), std::memory_order_relaxed); }
 
-  std::deque<job_ptr> jobs_;
+  std::deque<pool_job> jobs_;
   std::atomic<std::size_t> bytes_{0};
 };
 
@@ -213,16 +238,16 @@ class pool_impl {
 
   // Dispatch (dispatch.cpp).
   bool dispatch(outcome& out);
-  worker_slot* pick(const job_state_base& job);  // where the job goes now, if anywhere
-  worker_slot* pick_ahead(const job_state_base& job);  // a busy worker to hand it to ahead, if any
-  void begin_run(worker_slot& slot, process& p, job_ptr job, clock::time_point now, outcome& out);
+  worker_slot* pick(const pool_job& job);  // where the job goes now, if anywhere
+  worker_slot* pick_ahead(const pool_job& job);  // a busy worker to hand it to ahead, if any
+  void begin_run(worker_slot& slot, process& p, pool_job job, clock::time_point now, outcome& out);
   void notice_claimed(worker_slot& slot, process& p, outcome& out);  // ahead jobs its worker took
   void steal_back(process& p);  // its unclaimed ahead jobs, to the front of the queue
   bool steal_from_stuck(clock::time_point now);
   bool flush(process& p);
   bool can_take(const worker_slot& slot) const;
   template <class Takes>
-  worker_slot* first_in_order(const job_state_base& job, Takes takes);
+  worker_slot* first_in_order(const pool_job& job, Takes takes);
   clock::time_point next_steal_locked() const;  // when a busy worker's ahead jobs may be stuck
   bool claims_pending() const;  // a worker took an ahead job the pool has not yet seen
   bool has_outbox_room(const process& p) const;

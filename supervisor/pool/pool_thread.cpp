@@ -156,7 +156,7 @@ clock::time_point pool_impl::next_timer_locked() const {
     at = std::min(at, p.proc.kill_due());
     if (timed_jobs_)
       for (const auto& job : p.in_flight)
-        if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job->deadline);
+        if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job.deadline);
   });
   return at;
 }
@@ -214,11 +214,11 @@ bool pool_impl::step(outcome& out) {
   busy |= escalate_kills(now);
   busy |= steal_from_stuck(now);
   for (process* p : by_channel_)
-    if (p && !p->outbox.empty()) busy |= flush(*p);
+    if (p && p->outbox) busy |= flush(*p);
   if (const auto seen = cancellations(); seen != cancellations_seen_) {
     cancellations_seen_ = seen;  // drop cancelled jobs now: they may hold big payloads
     stats_.failed += static_cast<std::uint64_t>(
-        queue_.erase_if([](const job_ptr& j) { return j->claim.load() == job_state_base::cancelled; }));
+        queue_.erase_if([](const pool_job& j) { return j->claim.load() == job_state_base::cancelled; }));
   }
   busy |= take_inbox_locked(out);
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
@@ -355,8 +355,11 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
     return;
   }
   if (h.type == frame_type::job) return;
+  // Among the jobs wholly sent: one still in the outbox cannot have ended.
   auto find = [&] {
-    return std::find_if(p.in_flight.begin(), p.in_flight.end(), [&](const job_ptr& j) { return j->id == h.job; });
+    const auto sent = p.in_flight.begin() + static_cast<std::ptrdiff_t>(std::min(p.written(), p.in_flight.size()));
+    const auto it = std::find_if(p.in_flight.begin(), sent, [&](const pool_job& j) { return j->id == h.job; });
+    return it == sent ? p.in_flight.end() : it;
   };
   auto it = find();
   if (it == p.in_flight.end() && !p.ahead.empty()) {
@@ -364,10 +367,10 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
     it = find();
   }
   if (it == p.in_flight.end()) return;  // it timed out meanwhile
-  job_ptr job = std::move(*it);
+  pool_job job = std::move(*it);
   p.in_flight.erase(it);
   const auto now = clock::now();
-  p.quick = now - job->began < quick_run;
+  p.quick = now - job.began < quick_run;
   if (job->timeout > 0ms) --timed_jobs_;
   ++p.done;
   ++slot.done;
@@ -392,7 +395,7 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
     job->fail(payload_error(what));
   }
   ++(ok ? stats_.completed : stats_.failed);
-  out.jobs.push_back(std::move(job));
+  out.jobs.push_back(std::move(job.job));
   job_ended(slot, p);
 }
 
@@ -572,22 +575,22 @@ void pool_impl::lose_jobs(worker_slot& slot, process& p, int signal, int exit_st
   }
   // A retry is queued again at the back: run at once it would land in the turmoil
   // of the respawn (a fork, a cold process, busy CPUs) and be likelier to die again.
-  for (job_ptr& job : p.in_flight) {
+  for (pool_job& job : p.in_flight) {
     if (job->timeout > 0ms) --timed_jobs_;
     if (job->retries > 0 && !stopping() && broken_.empty()) {
       --job->retries;
-      job->avoid = p.slot;
+      job.avoid = p.slot;
       job->claim.store(job_state_base::queued);  // queued again: cancellable again
       ++stats_.retried;
       queue_.push_back(std::move(job));
     } else {
       job->fail(worker_lost(p.proc.pid(), signal, exit_status));
       ++stats_.failed;
-      out.jobs.push_back(std::move(job));
+      out.jobs.push_back(std::move(job.job));
     }
   }
   p.in_flight.clear();
-  p.outbox.clear();
+  p.outbox = 0;
   p.outbox_sent = 0;
 }
 
@@ -612,16 +615,17 @@ bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
   std::vector<std::pair<worker_slot*, process*>> overdue;
   for_each_process([&](worker_slot& slot, process& p) {
     bool late = false;
+    // A job still in the outbox has not started its time (deadline max()).
     for (auto it = p.in_flight.begin(); it != p.in_flight.end();) {
-      job_ptr& job = *it;
-      if (job->timeout == 0ms || now < job->deadline) {
+      pool_job& job = *it;
+      if (job->timeout == 0ms || now < job.deadline) {
         ++it;
         continue;
       }
       --timed_jobs_;
       job->fail(job_timeout(job->timeout, p.proc.pid()));
       ++stats_.failed;
-      out.jobs.push_back(std::move(job));  // its frame may still sit in the outbox: harmless, the worker dies
+      out.jobs.push_back(std::move(job.job));
       it = p.in_flight.erase(it);
       late = true;
     }
@@ -647,9 +651,9 @@ bool pool_impl::escalate_kills(clock::time_point now) {
 }
 
 void pool_impl::end_all(const std::string& why, outcome& out) {
-  auto cancel = [&](job_ptr& job) {
+  auto cancel = [&](pool_job& job) {
     job->fail(job_cancelled(why));
-    out.jobs.push_back(std::move(job));
+    out.jobs.push_back(std::move(job.job));
     ++stats_.failed;
   };
   for_each_process([&](worker_slot&, process& p) {
@@ -657,7 +661,7 @@ void pool_impl::end_all(const std::string& why, outcome& out) {
     std::for_each(p.ahead.begin(), p.ahead.end(), cancel);
     p.in_flight.clear();
     p.ahead.clear();
-    p.outbox.clear();
+    p.outbox = 0;
     p.outbox_sent = 0;
   });
   std::for_each(queue_.begin(), queue_.end(), cancel);
