@@ -1,5 +1,7 @@
 #pragma once
 
+// The library's parent side: one pool, as the small types it is made of.
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -19,143 +21,17 @@
 #include <parallelcode/options.hpp>
 
 #include "fork_server_link.hpp"
-#include "frame.hpp"
 #include "region.hpp"
-#include "ring.hpp"
+#include "job_queue.hpp"
 #include "submission_inbox.hpp"
 #include "unique_fd.hpp"
 #include "wake.hpp"
-#include "worker_process.hpp"
+#include "worker_slot.hpp"
 
 namespace parallelcode::detail {
 
-using job_ptr = std::shared_ptr<job_state_base>;
-
-// A job as the pool keeps it, by value in its queue and its workers' deques: the
-// state of its runs stays here, off the job_state its handle shares.
-struct pool_job {
-  explicit pool_job(job_ptr j) noexcept : job(std::move(j)) {}
-
-  job_ptr job;
-  unsigned attempt = 0;        // runs so far
-  int avoid = -1;              // the worker slot it last died on
-  clock::time_point began;     // when its current run started
-  clock::time_point deadline;  // of the current run, when timeout > 0
-  std::uint64_t frame_at = 0;  // ahead and in the ring: where its frame starts
-  bool ahead = false;          // handed to a busy worker, to run when it frees up
-  bool in_ring = false;        // ahead: its frame is wholly in the ring
-
-  job_state_base* operator->() const noexcept { return job.get(); }
-};
-
 // Watches fd for input; throws std::system_error.
 void add_to_epoll(int epoll, int fd);
-
-// One worker process and the channel (its two rings) it talks through.
-struct process {
-  process(unsigned on, const region& shm, std::uint64_t frame_limit)
-      : channel(on), jobs(shm.in(on)), results(shm.out(on)), reader(frame_limit) {}
-
-  enum class phase {
-    forking,   // asked of the fork server
-    starting,  // forked, not yet ready
-    ready,     // takes jobs (if it is its slot's current process)
-  };
-
-  unsigned channel;
-  int slot = 0;                // the worker slot it serves
-  phase state = phase::forking;
-  worker_process proc;         // empty until the fork server reports it spawned
-  clock::time_point spawned_at = clock::now();
-  std::uint64_t done = 0;      // jobs it finished
-  bool handed_job = false;     // past its start-up: a death now is no crash loop
-  std::uint64_t max_jobs = 0;  // when it is recycled; 0: never
-  std::size_t rss = 0;         // resident bytes, as last measured
-  std::size_t rss_at_ready = 0;
-  bool corrupt = false;        // wrote garbage: it was killed
-  bool unwatched = false;      // its pidfd never arrived: it was killed, it takes no job
-  bool over_limit = false;     // max_jobs or max_worker_rss reached: replaced once its replacement is ready
-  bool ending = false;         // the pool ends it: it takes no job
-  exit_reason reason = exit_reason::died;  // why, if the pool ends it
-
-  std::deque<pool_job> in_flight;  // handed to it, oldest first
-  std::deque<pool_job> ahead;      // handed beyond its concurrency, not yet claimed: they run as it frees up
-  bool quick = false;              // its last job was short: worth handing jobs ahead
-  // The outbox: the last `outbox` jobs of in_flight, then ahead (the ring's order),
-  // whose frames are not yet wholly in the ring.
-  std::size_t outbox = 0;
-  std::uint64_t outbox_sent = 0;  // bytes of the outbox's first frame written
-  std::size_t written() const noexcept { return in_flight.size() + ahead.size() - outbox; }  // jobs before the outbox
-  pool_job& outbox_front() noexcept {
-    const std::size_t i = written();
-    return i < in_flight.size() ? in_flight[i] : ahead[i - in_flight.size()];
-  }
-  const pool_job& outbox_front() const noexcept { return const_cast<process*>(this)->outbox_front(); }
-  ring_writer jobs;
-  ring_reader results;
-  frame_reader reader;
-};
-
-// The jobs waiting for a worker, oldest first, and the payload bytes they hold:
-// submit() reads that without the lock.
-class job_queue {
- public:
-  bool empty() const noexcept { return jobs_.empty(); }
-  std::size_t size() const noexcept { return jobs_.size(); }
-  std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
-  const pool_job& front() const noexcept { return jobs_.front(); }
-  auto begin() noexcept { return jobs_.begin(); }
-  auto end() noexcept { return jobs_.end(); }
-
-  void push_back(pool_job job) {
-    add(job);
-    jobs_.push_back(std::move(job));
-  }
-  void push_front(pool_job job) {
-    add(job);
-    jobs_.push_front(std::move(job));
-  }
-  pool_job pop_front() {
-    pool_job job = std::move(jobs_.front());
-    jobs_.pop_front();
-    bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
-    return job;
-  }
-  template <class Pred>
-  std::size_t erase_if(Pred pred) {
-    return std::erase_if(jobs_, [&](const pool_job& job) {
-      if (!pred(job)) return false;
-      bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
-      return true;
-    });
-  }
-  void clear() {
-    jobs_.clear();
-    bytes_.store(0, std::memory_order_relaxed);
-  }
-
- private:
-  void add(const pool_job& job) { bytes_.fetch_add(job->payload.size(), std::memory_order_relaxed); }
-
-  std::deque<pool_job> jobs_;
-  std::atomic<std::size_t> bytes_{0};
-};
-
-// One worker slot of the pool: a stable id and place in pool order, served by
-// one process at a time, which the slot outlives.
-struct worker_slot {
-  int id = 0;
-  std::unique_ptr<process> current;               // takes jobs once ready
-  std::unique_ptr<process> next;                  // replaces current once ready and current is over a limit
-  std::vector<std::unique_ptr<process>> leaving;  // replaced or being killed: finishing, then gone
-  std::uint64_t done = 0;
-  unsigned respawns = 0;
-  unsigned recycled = 0;
-  unsigned young_deaths = 0;                      // in a row: dead before doing anything
-  bool retiring = false;                          // resize() removed it: no job, no respawn, then gone
-  std::optional<clock::time_point> respawn_at;    // a process for it waits until then
-  bool backoff = false;                           // respawn_at is a crash-loop delay
-};
 
 class pool_impl {
  public:

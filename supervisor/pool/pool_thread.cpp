@@ -35,8 +35,6 @@ constexpr auto no_channel_retry = 1ms;
 constexpr auto idle_wake = 1s;             // the pool's thread wakes at least this often
 constexpr auto idle_trim = 1s;             // idle this long, the pool gives back cached payload buffers
 
-// The first death at start-up is respawned at once; each one in a row after it
-// waits twice as long as the one before, up to the cap.
 // Resident memory gained since it became ready: pages it shares with the host
 // from the fork are not its own doing.
 std::size_t grown(const process& p) { return p.rss > p.rss_at_ready ? p.rss - p.rss_at_ready : 0; }
