@@ -1,8 +1,9 @@
-// Dispatch: queued jobs go to the first worker in pool order with a free slot
-// (a retried job to another worker than the one it died on, where it can), and
-// their frames into that worker's ring. When every worker is busy, small jobs
-// are handed ahead to quick workers, so a worker that finishes one finds the next
-// in its ring instead of waiting a round trip through the pool's thread.
+// Dispatch: the queue to the workers in pool order, handing ahead, and frames into the rings.
+//
+// A retried job goes to another worker than the one it died on, where it can. When
+// every worker is busy, small jobs are handed ahead to quick workers, so a worker
+// that finishes one finds the next in its ring instead of waiting a round trip
+// through the pool's thread.
 
 #include <algorithm>
 

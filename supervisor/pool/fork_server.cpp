@@ -1,3 +1,5 @@
+// The fork server: its loop (fork, watch, reap, report) and the host's end of its socket.
+
 #include "fork_server.hpp"
 
 #include <fcntl.h>

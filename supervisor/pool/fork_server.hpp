@@ -1,6 +1,7 @@
 #pragma once
 
 // The fork server: a single-threaded process forked once from the pool's thread.
+//
 // It forks every worker (so none is forked from a multithreaded host), watches
 // them through pidfds, reaps them and reports each birth and death.
 

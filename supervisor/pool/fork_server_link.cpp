@@ -1,5 +1,4 @@
-// fork_server_link: starting and losing the fork server with backoff, and the
-// traffic to it (requests out, report reads when they are due).
+// fork_server_link: starting and losing the fork server with backoff, requests out, reports in.
 
 #include "fork_server_link.hpp"
 

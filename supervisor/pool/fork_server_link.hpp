@@ -1,7 +1,9 @@
 #pragma once
 
-// The pool's end of its fork server: the process, the requests it has yet to be
-// sent, when its reports are worth a socket read, and when a lost one is forked again.
+// The pool's end of its fork server: requests, report reads, restart and backoff.
+//
+// It owns the process, the requests it has yet to be sent, when its reports are
+// worth a socket read, and when a lost one is forked again.
 
 #include <chrono>
 #include <cstdint>

@@ -1,7 +1,9 @@
 #pragma once
 
-// Submissions that found the pool's lock taken: a lock-free stack that the lock's
-// holder empties oldest first, behind a gate that says whether it takes any.
+// The submission inbox: a lock-free stack of jobs and the gate in front of it.
+//
+// Submissions that find the pool's lock taken leave their job here; the lock's
+// holder empties it oldest first. The gate says whether it takes any.
 
 #include <atomic>
 #include <cstdint>

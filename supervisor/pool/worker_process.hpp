@@ -1,7 +1,9 @@
 #pragma once
 
-// One child process seen through its pidfd: signals that cannot reach a reused
-// pid, SIGTERM that turns into SIGKILL after a grace, and (for its parent) reaping.
+// worker_process: one child process, owned through its pidfd (move-only).
+//
+// Signals cannot reach a reused pid; SIGTERM turns into SIGKILL after a grace;
+// its parent (the fork server) reaps it.
 
 #include <signal.h>
 #include <sys/types.h>
