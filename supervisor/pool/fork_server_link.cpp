@@ -2,6 +2,7 @@
 
 #include "fork_server_link.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "backoff.hpp"
@@ -86,9 +87,9 @@ bool fork_server_link::reports_due(std::uint32_t reports, clock::time_point now)
   return true;
 }
 
-fork_server_link::clock::time_point fork_server_link::next_timer(clock::time_point now) const noexcept {
+fork_server_link::clock::time_point fork_server_link::next_timer() const noexcept {
   auto at = restart_at_.value_or(clock::time_point::max());
-  if (!requests_.empty()) at = std::min(at, now + request_retry);  // the socket was full: retry soon
+  if (!requests_.empty()) at = std::min(at, clock::now() + request_retry);  // the socket was full: retry soon
   return at;
 }
 

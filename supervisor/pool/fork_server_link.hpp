@@ -47,7 +47,7 @@ class fork_server_link {
   void woke() noexcept { check_ = true; }  // after a sleep: its end of file shows in the socket
 
   // The link's next timer: a restart, or a retry of requests the socket had no room for.
-  clock::time_point next_timer(clock::time_point now) const noexcept;
+  clock::time_point next_timer() const noexcept;
 
  private:
   std::optional<fork_server> server_;

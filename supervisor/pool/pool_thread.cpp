@@ -148,7 +148,7 @@ clock::time_point pool_impl::next_timer_locked() const {
   auto at = clock::time_point::max();
   for (const auto& slot : slots_)
     if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
-  at = std::min(at, link_.next_timer(clock::now()));
+  at = std::min(at, link_.next_timer());
   at = std::min(at, next_steal_locked());
   for_each_process([&](const worker_slot&, const process& p) {
     at = std::min(at, p.proc.kill_due());
