@@ -45,7 +45,7 @@ void serve_as_pool_thread(const void* pool) noexcept { serving_pool = pool; }
 
 bool job_state_base::on_own_pool_thread() const noexcept { return serving_pool && serving_pool == owner; }
 
-void job_state_base::assign(const worker_info& w, clock::time_point at) {
+void job_state_base::assign(const worker_info& w, clock::time_point at, unsigned attempt) {
   std::lock_guard lock(mutex_);
   if (ended_) return;
   assigned_ = true;

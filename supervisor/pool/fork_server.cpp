@@ -1,10 +1,11 @@
+// The fork server: its loop (fork, watch, reap, report) and the host's end of its socket.
+
 #include "fork_server.hpp"
 
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include "pidfd.hpp"
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -26,8 +27,7 @@ namespace parallelcode::detail {
 namespace {
 
 struct child {
-  pid_t pid;
-  int pidfd;
+  worker_process proc;
   std::int32_t id;
   std::uint32_t channel;
 };
@@ -70,11 +70,10 @@ void reset_signals() {
 }
 
 [[noreturn]] void kill_all_and_exit(std::vector<child>& children) {
-  for (const child& c : children) ::pidfd_send_signal(c.pidfd, SIGKILL, nullptr, 0);
+  for (const child& c : children) c.proc.kill();
   for (const child& c : children) {
-    siginfo_t info{};
-    while (::waitid(P_PIDFD, static_cast<id_t>(c.pidfd), &info, WEXITED) < 0 && errno == EINTR) {
-    }
+    siginfo_t info;
+    c.proc.reap(info, true);
   }
   ::_exit(0);
 }
@@ -98,7 +97,7 @@ void reset_signals() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = sock;
-  ::epoll_ctl(ep, EPOLL_CTL_ADD, sock, &ev);
+  if (::epoll_ctl(ep, EPOLL_CTL_ADD, sock, &ev) != 0) ::_exit(71);
   std::vector<child> children;
 
   for (;;) {
@@ -118,7 +117,7 @@ void reset_signals() {
         if (got == sizeof req && req.command == fs_command::kill) {
           // Reaped, and reported, when its pidfd says it is gone.
           for (const child& c : children)
-            if (c.channel == req.channel && c.id == req.id) ::pidfd_send_signal(c.pidfd, SIGKILL, nullptr, 0);
+            if (c.channel == req.channel && c.id == req.id) c.proc.kill();
           continue;
         }
         // End of file (the host is gone), stop, or garbage: we are done.
@@ -127,7 +126,7 @@ void reset_signals() {
         if (pid == 0) {
           ::close(ep);
           ::close(sock);
-          for (const child& c : children) ::close(c.pidfd);
+          children.clear();  // their pidfds are no business of a worker
           run_worker({config.shm, req.channel, req.id, config.concurrency, config.max_payload, config.doorbell, self,
                       config.worker_init, config.max_worker_rss});
         }
@@ -135,22 +134,20 @@ void reset_signals() {
           send_report(*config.shm, sock, {fs_event::spawn_failed, req.id, req.channel, 0, 0, errno}, -1);
           continue;
         }
-        // Our child, not reaped yet: its pid cannot have been reused.
-        const int pidfd = ::pidfd_open(pid, 0);
-        if (pidfd < 0) ::_exit(71);
-        ev.data.fd = pidfd;
-        ::epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev);
-        children.push_back({pid, pidfd, req.id, req.channel});
-        send_report(*config.shm, sock, {fs_event::spawned, req.id, req.channel, pid, 0, 0}, pidfd);
+        worker_process proc = worker_process::open_child(pid);
+        if (!proc.watched()) ::_exit(71);
+        ev.data.fd = proc.pidfd();
+        if (::epoll_ctl(ep, EPOLL_CTL_ADD, proc.pidfd(), &ev) != 0) ::_exit(71);
+        send_report(*config.shm, sock, {fs_event::spawned, req.id, req.channel, pid, 0, 0}, proc.pidfd());
+        children.push_back({std::move(proc), req.id, req.channel});
       } else {
-        auto it = std::find_if(children.begin(), children.end(), [&](const child& c) { return c.pidfd == fd; });
+        auto it = std::find_if(children.begin(), children.end(), [&](const child& c) { return c.proc.pidfd() == fd; });
         if (it == children.end()) continue;
-        siginfo_t info{};
-        if (::waitid(P_PIDFD, static_cast<id_t>(fd), &info, WEXITED | WNOHANG) != 0 || info.si_pid == 0) continue;
-        send_report(*config.shm, sock, {fs_event::exited, it->id, it->channel, it->pid, info.si_code, info.si_status}, -1);
+        siginfo_t info;
+        if (!it->proc.reap(info, false)) continue;
+        send_report(*config.shm, sock, {fs_event::exited, it->id, it->channel, it->proc.pid(), info.si_code, info.si_status}, -1);
         ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
-        ::close(fd);
-        children.erase(it);
+        children.erase(it);  // closes its pidfd
       }
     }
   }
@@ -171,11 +168,10 @@ fork_server::fork_server(const fork_server_config& config) {
     ours.reset();
     run_fork_server(theirs.release(), host, config);
   }
-  pid_ = pid;
-  pidfd_.reset(::pidfd_open(pid, 0));
+  self_ = worker_process::open_child(pid);
   socket_ = std::move(ours);
   ::fcntl(socket_.get(), F_SETFL, O_NONBLOCK);
-  if (!pidfd_) {
+  if (!self_.watched()) {
     const int err = errno;
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
@@ -226,18 +222,16 @@ fork_server::receive_status fork_server::receive(fs_report& report, unique_fd& p
 }
 
 void fork_server::stop(std::chrono::milliseconds grace) noexcept {
-  if (!pidfd_) return;
+  if (!self_.watched()) return;
   // Say stop, then close: a copy of our socket in some process forked from the
   // host would keep the end of file from reaching it. (If the socket is full the
   // fork server is alive and reading: the end of file reaches it.)
   request({fs_command::stop, 0, 0});
   socket_.reset();
-  pollfd p{pidfd_.get(), POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(grace.count())) <= 0) ::pidfd_send_signal(pidfd_.get(), SIGKILL, nullptr, 0);
-  siginfo_t info{};
-  while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED) < 0 && errno == EINTR) {
-  }
-  pidfd_.reset();
+  if (!self_.wait_exit(std::chrono::steady_clock::now() + grace)) self_.kill();
+  siginfo_t info;
+  self_.reap(info, true);
+  self_ = worker_process();
 }
 
 }  // namespace parallelcode::detail

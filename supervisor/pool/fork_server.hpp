@@ -1,6 +1,7 @@
 #pragma once
 
 // The fork server: a single-threaded process forked once from the pool's thread.
+//
 // It forks every worker (so none is forked from a multithreaded host), watches
 // them through pidfds, reaps them and reports each birth and death.
 
@@ -10,6 +11,7 @@
 
 #include "region.hpp"
 #include "unique_fd.hpp"
+#include "worker_process.hpp"
 
 namespace parallelcode::detail {
 
@@ -59,7 +61,7 @@ class fork_server {
   fork_server& operator=(fork_server&&) noexcept = default;
   ~fork_server();  // stop()
 
-  pid_t pid() const noexcept { return pid_; }
+  pid_t pid() const noexcept { return self_.pid(); }
   std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
   bool running() const noexcept { return static_cast<bool>(socket_); }
   int socket() const noexcept { return socket_.get(); }
@@ -79,9 +81,8 @@ class fork_server {
   void stop(std::chrono::milliseconds grace) noexcept;
 
  private:
-  pid_t pid_ = 0;
+  worker_process self_;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
-  unique_fd pidfd_;
   unique_fd socket_;
 };
 

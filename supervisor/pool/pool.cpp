@@ -1,9 +1,9 @@
-// The pool's public face: start, submit, kill, free, drain, and what it shows of
-// its workers. The pool's own thread lives in supervisor.cpp.
+// The pool's public face: start, submit, kill, free, drain, resize, and what it shows of its workers.
 
 #include <parallelcode/parallelcode.hpp>
 
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -16,7 +16,6 @@
 #include <thread>
 #include <utility>
 
-#include "pidfd.hpp"
 #include "pool_impl.hpp"
 #include "statm.hpp"
 #include "wake.hpp"
@@ -32,7 +31,6 @@ using namespace std::chrono_literals;
 
 constexpr auto start_deadline = 30s;
 constexpr auto longest_timeout = std::chrono::hours(24 * 365);
-constexpr auto idle_wake = 1s;  // the pool's thread wakes at least this often
 constexpr std::size_t big_payload = std::size_t{256} << 10;
 constexpr std::size_t queued_bytes_ease = std::size_t{64} << 20;
 
@@ -71,6 +69,14 @@ class signal_block {
 
 }  // namespace
 
+void add_to_epoll(int epoll, int fd) {
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = fd;
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &e) != 0)
+    throw std::system_error(errno, std::system_category(), "parallelcode: epoll_ctl");
+}
+
 void pool_impl::outcome::fire() noexcept {
   for (job_ptr& job : jobs) job->publish();
   jobs.clear();
@@ -104,6 +110,9 @@ void pool_impl::start(const options& requested) {
   shm_ = region(channels, o.ring_bytes);
   doorbell_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!doorbell_) throw std::system_error(errno, std::system_category(), "parallelcode: eventfd");
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) throw std::system_error(errno, std::system_category(), "parallelcode: epoll_create1");
+  add_to_epoll(epoll_.get(), doorbell_.get());
   slots_.clear();
   order_.clear();
   for (unsigned i = 0; i < o.workers; ++i) {
@@ -117,15 +126,13 @@ void pool_impl::start(const options& requested) {
   timed_jobs_ = 0;
   stats_ = {};
   last_busy_ = clock::now();
-  stop_ = false;
   start_failure_ = nullptr;
   broken_.clear();
   last_death_.clear();
-  server_restart_at_.reset();
-  server_young_deaths_ = 0;
+  link_.reset();
   fork_generation_.store(fork_generation(), std::memory_order_relaxed);
   phase_ = phase::starting;
-  inbox_gate_.fetch_or(1, std::memory_order_seq_cst);
+  inbox_.open();
   {
     signal_block block;  // the host's signals are the host's: none reaches our thread or processes
     thread_ = std::make_unique<std::thread>([this] {
@@ -185,13 +192,7 @@ void pool_impl::submit(job_ptr job, const job_options& o) {
   // a while: a submitter that finds it taken leaves the job in the inbox instead
   // of waiting, and wakes the pool's thread in case it sleeps.
   if (!mutex_.try_lock()) {
-    if (inbox_gate_.fetch_add(2, std::memory_order_seq_cst) & 1) {
-      push_inbox(std::move(job));
-      wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
-      inbox_gate_.fetch_sub(2, std::memory_order_release);
-      return;
-    }
-    inbox_gate_.fetch_sub(2, std::memory_order_relaxed);
+    if (inbox_.push(job, [&] { wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get()); })) return;
     mutex_.lock();  // the pool is not running: refused below
   }
   {
@@ -228,40 +229,14 @@ void pool_impl::accept_locked(job_ptr job, outcome& out) {
   if (job->timeout == job_state_base::pool_default_timeout) job->timeout = opts_.job_timeout;
   job->timeout = std::clamp(job->timeout, std::chrono::milliseconds::zero(), std::chrono::milliseconds(longest_timeout));
   const bool timed = job->timeout > std::chrono::milliseconds::zero();
-  queue_.push_back(std::move(job));
+  queue_.push_back(pool_job(std::move(job)));
   // The pool's thread may sleep past the new deadline, or past the next tick.
   if (timed || (opts_.tick > std::chrono::microseconds::zero() && queue_.size() == 1))
     wake_eventfd_sleeper(shm_.supervisor_sleeping(), doorbell_.get());
 }
 
-void pool_impl::push_inbox(job_ptr job) noexcept {
-  job_state_base* raw = job.get();
-  raw->inbox_ref = std::move(job);
-  raw->next_in_inbox = inbox_.load(std::memory_order_relaxed);
-  while (!inbox_.compare_exchange_weak(raw->next_in_inbox, raw, std::memory_order_seq_cst, std::memory_order_relaxed)) {
-  }
-}
-
 bool pool_impl::take_inbox_locked(outcome& out) {
-  job_state_base* newest = inbox_.exchange(nullptr, std::memory_order_acquire);
-  if (!newest) return false;
-  job_state_base* oldest = nullptr;  // a stack: turn it around
-  while (newest) {
-    job_state_base* next = std::exchange(newest->next_in_inbox, oldest);
-    oldest = std::exchange(newest, next);
-  }
-  while (oldest) {
-    job_state_base* next = std::exchange(oldest->next_in_inbox, nullptr);
-    accept_locked(std::move(oldest->inbox_ref), out);
-    oldest = next;
-  }
-  return true;
-}
-
-void pool_impl::close_inbox_locked() {
-  inbox_gate_.fetch_and(~std::uint32_t{1}, std::memory_order_seq_cst);
-  // Those inside push a job and ring the doorbell: a few instructions, no lock.
-  while (inbox_gate_.load(std::memory_order_acquire) > 1) std::this_thread::yield();
+  return inbox_.take([&](job_ptr job) { accept_locked(std::move(job), out); });
 }
 
 bool pool_impl::kill(pid_t pid) {
@@ -270,9 +245,9 @@ bool pool_impl::kill(pid_t pid) {
   if (phase_ == phase::stopped) return false;
   process* found = nullptr;
   for_each_process([&](worker_slot&, process& p) {
-    if (p.pid == pid && p.pidfd) found = &p;
+    if (p.proc.pid() == pid && p.proc.watched()) found = &p;
   });
-  return found && ::pidfd_send_signal(found->pidfd.get(), SIGKILL, nullptr, 0) == 0;
+  return found && found->proc.kill();
 }
 
 std::vector<worker_info> pool_impl::workers() const {
@@ -309,8 +284,7 @@ void pool_impl::free() {
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "parallelcode: free() from a callback on the pool's thread would wait for itself");
   phase_ = phase::stopping;
-  stop_ = true;
-  close_inbox_locked();
+  inbox_.close();
   ::eventfd_write(doorbell_.get(), 1);
   lock.unlock();
   if (thread_) thread_->join();
@@ -342,23 +316,12 @@ bool pool_impl::end_from_own_thread() noexcept {
   if (phase_ == phase::stopping) return true;
   // It cannot join itself: it stops as for free(), and once its loop ends it finishes the free alone.
   phase_ = phase::stopping;
-  stop_ = true;
-  close_inbox_locked();
+  inbox_.close();
   ::eventfd_write(doorbell_.get(), 1);
   orphaned_ = true;
   thread_->detach();
   changed_.notify_all();
   return true;
-}
-
-void pool_impl::delete_orphaned() noexcept {
-  outcome out;
-  {
-    std::lock_guard lock(mutex_);
-    release_locked(out);
-  }
-  out.fire();
-  delete this;
 }
 
 bool pool_impl::drain(clock::duration timeout) {
@@ -371,7 +334,7 @@ bool pool_impl::drain(clock::duration timeout) {
                             "parallelcode: drain() from a callback on the pool's thread would wait for itself");
   // A job() is refused at once or runs: from here on submit() takes the lock and
   // sees the drain; what got into the inbox before is queued now, and runs.
-  close_inbox_locked();
+  inbox_.close();
   outcome out;
   take_inbox_locked(out);
   phase_ = phase::draining;
@@ -382,7 +345,7 @@ bool pool_impl::drain(clock::duration timeout) {
     lock.lock();
   }
   auto idle = [&] {
-    bool busy = !queue_.empty() || !inbox_empty();
+    bool busy = !queue_.empty() || !inbox_.empty();
     for_each_process([&](const worker_slot&, const process& p) { busy |= !p.in_flight.empty() || !p.ahead.empty(); });
     return !busy;
   };
@@ -483,7 +446,7 @@ worker_info pool_impl::info(const worker_slot& slot, clock::time_point now) cons
 worker_info pool_impl::info(const worker_slot& slot, const process& p, clock::time_point now) const {
   worker_info w;
   w.id = slot.id;
-  w.pid = p.pid;
+  w.pid = p.proc.pid();
   w.state = p.state == process::phase::ready ? worker_state::ready : worker_state::starting;
   w.running = static_cast<unsigned>(p.in_flight.size());
   w.done = slot.done;
@@ -497,47 +460,6 @@ worker_info pool_impl::info(const worker_slot& slot, const process& p, clock::ti
 void pool_impl::move_to_back(int id) {
   const auto it = std::find(order_.begin(), order_.end(), id);
   if (it != order_.end()) std::rotate(it, it + 1, order_.end());
-}
-
-bool pool_impl::results_pending() const noexcept {
-  return std::any_of(watched_.begin(), watched_.end(),
-                     [](const process* p) { return p && p->pid && !p->corrupt && !p->results.empty(); });
-}
-
-bool pool_impl::tick_due_locked(clock::time_point now) const {
-  if (queue_.empty() || opts_.tick == std::chrono::microseconds::zero() || now < last_batch_ + opts_.tick) return false;
-  // With every worker full, a due tick is no work: a result wakes us first.
-  return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); });
-}
-
-clock::time_point pool_impl::next_timer_locked() const {
-  auto at = clock::time_point::max();
-  for (const auto& slot : slots_)
-    if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
-  if (server_restart_at_) at = std::min(at, *server_restart_at_);
-  at = std::min(at, next_steal_locked());
-  if (!requests_.empty()) at = std::min(at, clock::now() + 1ms);  // the fork server's socket was full: retry soon
-  for_each_process([&](const worker_slot&, const process& p) {
-    if (p.kill_at) at = std::min(at, *p.kill_at);
-    if (timed_jobs_)
-      for (const auto& job : p.in_flight)
-        if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job->deadline);
-  });
-  return at;
-}
-
-bool pool_impl::has_work_locked(clock::time_point now) const {
-  for (const process* p : by_channel_)
-    if (p && (has_outbox_room(*p) || (p->pid && !p->corrupt && !p->results.empty()))) return true;
-  return !inbox_empty() || claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
-}
-
-clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {
-  auto until = std::min(now + idle_wake, next_timer_locked());
-  if (!queue_.empty() && opts_.tick > std::chrono::microseconds::zero() &&
-      std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }))
-    until = std::min(until, last_batch_ + opts_.tick);
-  return std::max(until - now, clock::duration::zero());
 }
 
 }  // namespace detail

@@ -1,5 +1,7 @@
 #pragma once
 
+// The library's parent side: one pool, as the small types it is made of.
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -18,117 +20,18 @@
 #include <parallelcode/info.hpp>
 #include <parallelcode/options.hpp>
 
-#include "fork_server.hpp"
-#include "frame.hpp"
+#include "fork_server_link.hpp"
 #include "region.hpp"
-#include "ring.hpp"
+#include "job_queue.hpp"
+#include "submission_inbox.hpp"
 #include "unique_fd.hpp"
 #include "wake.hpp"
+#include "worker_slot.hpp"
 
 namespace parallelcode::detail {
 
-using job_ptr = std::shared_ptr<job_state_base>;
-
-// One worker process and the channel (its two rings) it talks through.
-struct process {
-  process(unsigned on, const region& shm, std::uint64_t frame_limit)
-      : channel(on), jobs(shm.in(on)), results(shm.out(on)), reader(frame_limit) {}
-
-  enum class phase {
-    forking,   // asked of the fork server
-    starting,  // forked, not yet ready
-    ready,     // takes jobs (if it is its slot's current process)
-  };
-
-  unsigned channel;
-  int slot = 0;                // the worker slot it serves
-  phase state = phase::forking;
-  pid_t pid = 0;
-  unique_fd pidfd;
-  clock::time_point spawned_at = clock::now();
-  clock::time_point ready_at;
-  std::uint64_t done = 0;      // jobs it finished
-  bool handed_job = false;     // past its start-up: a death now is no crash loop
-  std::uint64_t max_jobs = 0;  // when it is recycled; 0: never
-  std::size_t rss = 0;         // resident bytes, as last measured
-  std::size_t rss_at_ready = 0;
-  bool corrupt = false;        // wrote garbage: it was killed
-  bool unwatched = false;      // its pidfd never arrived: it was killed, it takes no job
-  bool over_limit = false;     // max_jobs or max_worker_rss reached: replaced once its replacement is ready
-  bool ending = false;         // the pool ends it: it takes no job
-  exit_reason reason = exit_reason::died;  // why, if the pool ends it
-  std::optional<clock::time_point> kill_at;  // SIGTERM was sent: SIGKILL then
-
-  std::deque<job_ptr> in_flight;  // handed to it, oldest first
-  std::deque<job_ptr> ahead;      // handed beyond its concurrency, not yet claimed: they run as it frees up
-  bool quick = false;             // its last job was short: worth handing jobs ahead
-  std::deque<job_ptr> outbox;     // the tail of in_flight not yet wholly in the ring
-  std::uint64_t outbox_sent = 0;  // bytes of outbox.front()'s frame written
-  ring_writer jobs;
-  ring_reader results;
-  frame_reader reader;
-};
-
-// The jobs waiting for a worker, oldest first, and the payload bytes they hold:
-// submit() reads that without the lock.
-class job_queue {
- public:
-  bool empty() const noexcept { return jobs_.empty(); }
-  std::size_t size() const noexcept { return jobs_.size(); }
-  std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
-  const job_ptr& front() const noexcept { return jobs_.front(); }
-  auto begin() noexcept { return jobs_.begin(); }
-  auto end() noexcept { return jobs_.end(); }
-
-  void push_back(job_ptr job) {
-    add(*job);
-    jobs_.push_back(std::move(job));
-  }
-  void push_front(job_ptr job) {
-    add(*job);
-    jobs_.push_front(std::move(job));
-  }
-  job_ptr pop_front() {
-    job_ptr job = std::move(jobs_.front());
-    jobs_.pop_front();
-    bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
-    return job;
-  }
-  template <class Pred>
-  std::size_t erase_if(Pred pred) {
-    return std::erase_if(jobs_, [&](const job_ptr& job) {
-      if (!pred(job)) return false;
-      bytes_.fetch_sub(job->payload.size(), std::memory_order_relaxed);
-      return true;
-    });
-  }
-  void clear() {
-    jobs_.clear();
-    bytes_.store(0, std::memory_order_relaxed);
-  }
-
- private:
-  void add(const job_state_base& job) { bytes_.fetch_add(job.payload.size(), std::memory_order_relaxed); }
-
-  std::deque<job_ptr> jobs_;
-  std::atomic<std::size_t> bytes_{0};
-};
-
-// One worker slot of the pool: a stable id and place in pool order, served by
-// one process at a time, which the slot outlives.
-struct worker_slot {
-  int id = 0;
-  std::unique_ptr<process> current;               // takes jobs once ready
-  std::unique_ptr<process> next;                  // replaces current once ready and current is over a limit
-  std::vector<std::unique_ptr<process>> leaving;  // replaced or being killed: finishing, then gone
-  std::uint64_t done = 0;
-  unsigned respawns = 0;
-  unsigned recycled = 0;
-  unsigned young_deaths = 0;                      // in a row: dead before doing anything
-  bool retiring = false;                          // resize() removed it: no job, no respawn, then gone
-  std::optional<clock::time_point> respawn_at;    // a process for it waits until then
-  bool backoff = false;                           // respawn_at is a crash-loop delay
-};
+// Watches fd for input; throws std::system_error.
+void add_to_epoll(int epoll, int fd);
 
 class pool_impl {
  public:
@@ -159,6 +62,7 @@ class pool_impl {
 
  private:
   enum class phase { stopped, starting, running, draining, stopping };
+  bool stopping() const noexcept { return phase_ == phase::stopping; }  // free() ends the pool
 
   // What one pass of the pool's thread leaves to do once it lets go of the lock.
   struct outcome {
@@ -167,11 +71,25 @@ class pool_impl {
     void fire() noexcept;
   };
 
-  // The pool's thread (supervisor.cpp).
+  // Public-facing helpers (pool.cpp).
+  void accept_locked(job_ptr job, outcome& out);  // queues it, or fails it if the pool takes none
+  bool take_inbox_locked(outcome& out);            // accepts what waits in the inbox, oldest first; false if none
+  void release_locked(outcome& out);  // once its thread ended: refuses the inbox, gives back memory and fds
+  std::string refusal_locked() const;
+  worker_info info(const worker_slot& slot, clock::time_point now = clock::now()) const;
+  worker_info info(const worker_slot& slot, const process& p, clock::time_point now = clock::now()) const;  // as if p served it
+  void move_to_back(int id);
+
+  // The pool's thread, and what it waits for (pool_thread.cpp).
   void run();
   void delete_orphaned() noexcept;  // the end of run() for a pool destroyed from its callback
   void serve();
   bool step(outcome& out);
+  bool results_pending() const noexcept;  // reads watched_: runs without the lock
+  bool has_work_locked(clock::time_point now) const;
+  bool tick_due_locked(clock::time_point now) const;
+  clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
+  clock::duration sleep_budget_locked(clock::time_point now) const;
   bool start_fork_server(outcome& out);
   void fork_server_lost(outcome& out);
   void handle_report(const fs_report& r, unique_fd pidfd, outcome& out);
@@ -184,7 +102,6 @@ class pool_impl {
   void replace_next();           // the next slot of a replace_workers() pass
   void forget_retired_slots();   // drops removed slots once their processes are gone
   bool wants_next(const worker_slot& slot) const;
-  void flush_requests();
   void spawn(worker_slot& slot);
   void schedule_respawn(worker_slot& slot, outcome& out);
   void end_process(worker_slot& slot, process& p, exit_reason why);
@@ -197,39 +114,20 @@ class pool_impl {
 
   // Dispatch (dispatch.cpp).
   bool dispatch(outcome& out);
-  worker_slot* pick(const job_state_base& job);  // where the job goes now, if anywhere
-  worker_slot* pick_ahead(const job_state_base& job);  // a busy worker to hand it to ahead, if any
-  void begin_run(worker_slot& slot, process& p, job_ptr job, clock::time_point now, outcome& out);
+  worker_slot* pick(const pool_job& job);  // where the job goes now, if anywhere
+  worker_slot* pick_ahead(const pool_job& job);  // a busy worker to hand it to ahead, if any
+  void begin_run(worker_slot& slot, process& p, pool_job job, clock::time_point now, outcome& out);
   void notice_claimed(worker_slot& slot, process& p, outcome& out);  // ahead jobs its worker took
   void steal_back(process& p);  // its unclaimed ahead jobs, to the front of the queue
   bool steal_from_stuck(clock::time_point now);
   bool flush(process& p);
   bool can_take(const worker_slot& slot) const;
   template <class Takes>
-  worker_slot* first_in_order(const job_state_base& job, Takes takes);
+  worker_slot* first_in_order(const pool_job& job, Takes takes);
   clock::time_point next_steal_locked() const;  // when a busy worker's ahead jobs may be stuck
   bool claims_pending() const;  // a worker took an ahead job the pool has not yet seen
   bool has_outbox_room(const process& p) const;
 
-  // Submissions that found the pool's lock taken wait in the inbox, a lock-free
-  // stack that the lock's holder or the pool's thread moves into the queue.
-  void push_inbox(job_ptr job) noexcept;
-  bool inbox_empty() const noexcept { return inbox_.load(std::memory_order_seq_cst) == nullptr; }
-  bool take_inbox_locked(outcome& out);  // oldest first; false if it was empty
-  void accept_locked(job_ptr job, outcome& out);  // queues it, or fails it if the pool takes none
-  void close_inbox_locked();  // and waits for submitters inside to leave
-  void release_locked(outcome& out);  // once its thread ended: refuses the inbox, gives back memory and fds
-
-  // What the pool's thread waits for, and helpers (pool.cpp).
-  bool results_pending() const noexcept;  // reads watched_: runs without the lock
-  bool has_work_locked(clock::time_point now) const;
-  bool tick_due_locked(clock::time_point now) const;
-  clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
-  clock::duration sleep_budget_locked(clock::time_point now) const;
-  std::string refusal_locked() const;
-  worker_info info(const worker_slot& slot, clock::time_point now = clock::now()) const;
-  worker_info info(const worker_slot& slot, const process& p, clock::time_point now = clock::now()) const;  // as if p served it
-  void move_to_back(int id);
   // Every process of every slot: current, next and leaving.
   template <class F>
   void for_each_process(F f) {
@@ -248,48 +146,44 @@ class pool_impl {
     }
   }
 
+  // Its life: the lock, the phase, why it failed, its thread.
   mutable adaptive_mutex mutex_;
   std::condition_variable_any changed_;  // start() waits for ready workers, drain() for idle ones
   phase phase_ = phase::stopped;
-  bool stop_ = false;
   std::exception_ptr start_failure_;
   std::string broken_;      // why the pool takes no more jobs, when it cannot go on
   std::string last_death_;  // how the last worker that died at start-up ended
   std::atomic<unsigned> fork_generation_{0};
-
   options opts_;
+  std::unique_ptr<std::thread> thread_;
+  bool orphaned_ = false;  // destroyed from a callback: the pool's thread deletes it (only that thread touches it)
+
+  // What its thread watches: shared memory, the doorbell, the fork server.
   region shm_;
   unique_fd doorbell_;  // eventfd: wakes the pool's thread from epoll
   unique_fd epoll_;
-  std::optional<fork_server> server_;
-  std::deque<fs_request> requests_;      // spawns not yet sent, or the fork server's socket had no room for
-  bool requests_added_ = false;          // since the last step: the next one sends them
-  std::optional<clock::time_point> server_restart_at_;
-  std::uint32_t reports_seen_ = 0;  // of shm_.fork_server_reports(): step() reads the socket when it moves
-  bool check_server_ = true;
-  clock::time_point next_server_check_{};
-  unsigned server_young_deaths_ = 0;
-  std::unique_ptr<std::thread> thread_;
-  bool orphaned_ = false;  // destroyed from a callback: the pool's thread deletes it (only that thread touches it)
+  fork_server_link link_;
+
+  // Its workers.
   std::deque<worker_slot> slots_;        // by id; a deque keeps them in place as it grows
   std::vector<process*> by_channel_;     // the process on each channel, or none
   std::vector<process*> watched_;        // the pool's thread's copy of by_channel_, to spin on without the lock
   std::vector<int> order_;               // slot ids, front first
-  job_queue queue_;
-  std::atomic<job_state_base*> inbox_{nullptr};
-  // Bit 0: the pool takes jobs through the inbox (it is starting or running). The
-  // rest counts submitters inside push_inbox's path now: the memory they touch
-  // (the doorbell, the shared sleeping flag) must outlive them.
-  std::atomic<std::uint32_t> inbox_gate_{0};
-  std::uint64_t cancellations_seen_ = 0;
   std::deque<int> to_replace_;           // slots a replace_workers() pass has yet to do
   int replacing_ = -1;                   // the slot it is doing now
-  std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
-  pool_stats stats_;
+  std::minstd_rand jitter_{std::random_device{}()};
+
+  // Its jobs.
+  job_queue queue_;
+  // Open while starting or running; close() waits for submitters inside, whose
+  // doorbell and shared sleeping flag must outlive them.
+  submission_inbox inbox_;
   std::atomic<std::uint64_t> next_id_{0};  // submit() numbers jobs before any lock
+  std::uint64_t cancellations_seen_ = 0;
+  std::size_t timed_jobs_ = 0;           // jobs in flight with a deadline
   clock::time_point last_batch_{};
   clock::time_point last_busy_;  // the pool's thread's last pass with work
-  std::minstd_rand jitter_{std::random_device{}()};
+  pool_stats stats_;
 
   std::function<void(const worker_info&)> on_spawn_;
   std::function<void(const worker_exit&)> on_exit_;

@@ -1,6 +1,4 @@
-// The pool's own thread: it forks the fork server, reads results, fails or
-// retries the jobs of dead workers, respawns them (backing off from crash loops),
-// enforces timeouts and recycling limits, and drains the queue on ticks.
+// The pool's thread and what it waits for: results, deaths, respawns, timeouts, recycling, ticks.
 
 #include <parallelcode/parallelcode.hpp>
 
@@ -19,7 +17,7 @@
 #include <string>
 #include <utility>
 
-#include "pidfd.hpp"
+#include "backoff.hpp"
 #include "pool_impl.hpp"
 #include "wake.hpp"
 
@@ -31,34 +29,17 @@ using namespace std::chrono_literals;
 
 constexpr auto spin_budget = 50us;
 constexpr auto quick_run = 100us;          // a worker whose last job took less gets jobs handed ahead
-constexpr auto young = 1s;                 // dead this young, having done nothing: it crashed at start-up
-constexpr auto backoff_base = 10ms;
-constexpr auto backoff_cap = 1s;
 constexpr auto fork_server_grace = 5s;
 constexpr auto orphan_wait = 1s;           // for workers of a dead fork server to be gone
 constexpr auto no_channel_retry = 1ms;
-constexpr auto server_check_every = 1ms;  // a busy pool reads the fork server's socket at least this often
+constexpr auto idle_wake = 1s;             // the pool's thread wakes at least this often
 constexpr auto idle_trim = 1s;             // idle this long, the pool gives back cached payload buffers
-constexpr unsigned fork_server_attempts = 5;
 
-// The first death at start-up is respawned at once; each one in a row after it
-// waits twice as long as the one before, up to the cap.
 // Resident memory gained since it became ready: pages it shares with the host
 // from the fork are not its own doing.
 std::size_t grown(const process& p) { return p.rss > p.rss_at_ready ? p.rss - p.rss_at_ready : 0; }
 
-std::chrono::milliseconds backoff_delay(unsigned young_deaths) {
-  if (young_deaths < 2) return 0ms;
-  const unsigned doublings = std::min(young_deaths - 2, 16u);
-  return std::min<std::chrono::milliseconds>(backoff_base * (1u << doublings), backoff_cap);
-}
 
-void add_to_epoll(int ep, int fd) {
-  epoll_event e{};
-  e.events = EPOLLIN;
-  e.data.fd = fd;
-  ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
-}
 
 
 }  // namespace
@@ -69,8 +50,6 @@ void pool_impl::run() {
   bool started;
   {
     std::lock_guard lock(mutex_);
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    add_to_epoll(epoll_.get(), doorbell_.get());
     started = start_fork_server(out);
   }
   out.fire();
@@ -79,16 +58,15 @@ void pool_impl::run() {
   std::optional<fork_server> server;
   {
     std::lock_guard lock(mutex_);
-    server = std::move(server_);
-    server_.reset();
+    server = link_.release();
   }
   if (server) server->stop(fork_server_grace);  // it kills and reaps every worker first
   {
     std::lock_guard lock(mutex_);
     if (on_exit_) {
       for_each_process([&](worker_slot& slot, process& p) {
-        if (!p.pid) return;
-        const worker_exit e{info(slot, p), p.pid, SIGKILL, -1, exit_reason::stopped, clock::now() - p.spawned_at};
+        if (!p.proc.pid()) return;
+        const worker_exit e{info(slot, p), p.proc.pid(), SIGKILL, -1, exit_reason::stopped, clock::now() - p.spawned_at};
         out.notices.push_back([f = on_exit_, e] { f(e); });
       });
     }
@@ -105,19 +83,29 @@ void pool_impl::run() {
   if (orphaned_) delete_orphaned();  // destroyed from a callback: nobody joins this thread
 }
 
+void pool_impl::delete_orphaned() noexcept {
+  outcome out;
+  {
+    std::lock_guard lock(mutex_);
+    release_locked(out);
+  }
+  out.fire();
+  delete this;
+}
+
 void pool_impl::serve() {
   outcome out;
   for (;;) {
     bool busy;
     {
       std::lock_guard lock(mutex_);
-      if (stop_) return;
+      if (stopping()) return;
       busy = step(out);
       // resize() and replace_workers() fill channels from other threads: spin on a copy.
       watched_ = by_channel_;
     }
     out.fire();
-    if (busy || spin_until([&] { return results_pending() || !inbox_empty(); }, spin_budget)) continue;
+    if (busy || spin_until([&] { return results_pending() || !inbox_.empty(); }, spin_budget)) continue;
 
     clock::duration timeout;
     {
@@ -125,7 +113,7 @@ void pool_impl::serve() {
       // Say we sleep, then look once more: a worker that publishes after this sees it.
       shm_.supervisor_sleeping().store(1, std::memory_order_seq_cst);
       const auto now = clock::now();
-      if (stop_ || has_work_locked(now)) {
+      if (stopping() || has_work_locked(now)) {
         shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
         continue;
       }
@@ -139,26 +127,60 @@ void pool_impl::serve() {
       ::epoll_wait(epoll_.get(), got, 4,
                    static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(timeout).count()));
     shm_.supervisor_sleeping().store(0, std::memory_order_relaxed);
-    check_server_ = true;
+    link_.woke();
     eventfd_t count;
     ::eventfd_read(doorbell_.get(), &count);
   }
 }
 
+bool pool_impl::results_pending() const noexcept {
+  return std::any_of(watched_.begin(), watched_.end(),
+                     [](const process* p) { return p && p->proc.pid() && !p->corrupt && !p->results.empty(); });
+}
+
+bool pool_impl::tick_due_locked(clock::time_point now) const {
+  if (queue_.empty() || opts_.tick == std::chrono::microseconds::zero() || now < last_batch_ + opts_.tick) return false;
+  // With every worker full, a due tick is no work: a result wakes us first.
+  return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); });
+}
+
+clock::time_point pool_impl::next_timer_locked() const {
+  auto at = clock::time_point::max();
+  for (const auto& slot : slots_)
+    if (slot.respawn_at) at = std::min(at, *slot.respawn_at);
+  at = std::min(at, link_.next_timer());
+  at = std::min(at, next_steal_locked());
+  for_each_process([&](const worker_slot&, const process& p) {
+    at = std::min(at, p.proc.kill_due());
+    if (timed_jobs_)
+      for (const auto& job : p.in_flight)
+        if (job->timeout > std::chrono::milliseconds::zero()) at = std::min(at, job.deadline);
+  });
+  return at;
+}
+
+bool pool_impl::has_work_locked(clock::time_point now) const {
+  for (const process* p : by_channel_)
+    if (p && (has_outbox_room(*p) || (p->proc.pid() && !p->corrupt && !p->results.empty()))) return true;
+  return !inbox_.empty() || claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
+}
+
+clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {
+  auto until = std::min(now + idle_wake, next_timer_locked());
+  if (!queue_.empty() && opts_.tick > std::chrono::microseconds::zero() &&
+      std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }))
+    until = std::min(until, last_batch_ + opts_.tick);
+  return std::max(until - now, clock::duration::zero());
+}
+
 bool pool_impl::step(outcome& out) {
   bool busy = false;
   auto now = clock::now();
-  // A socket read is a system call: a busy pool makes it only when the fork
-  // server says it sent something, after a sleep (its end shows there) or now and then.
-  const auto reports = shm_.fork_server_reports().load(std::memory_order_acquire);
-  if (server_ && (reports != reports_seen_ || check_server_ || now >= next_server_check_)) {
-    reports_seen_ = reports;
-    check_server_ = false;
-    next_server_check_ = now + server_check_every;
-    while (server_ && server_->running()) {
+  if (link_.reports_due(shm_.fork_server_reports().load(std::memory_order_acquire), now)) {
+    while (link_.running()) {
       fs_report r{};
       unique_fd pidfd;
-      const auto status = server_->receive(r, pidfd);
+      const auto status = link_.receive(r, pidfd);
       if (status == fork_server::receive_status::nothing) break;
       busy = true;
       if (status == fork_server::receive_status::gone)
@@ -166,14 +188,13 @@ bool pool_impl::step(outcome& out) {
       else
         handle_report(r, std::move(pidfd), out);
     }
-  } else if (server_restart_at_ && now >= *server_restart_at_) {
-    server_restart_at_.reset();
+  } else if (link_.restart_due(now)) {
     start_fork_server(out);
     busy = true;
   }
-  flush_requests();
+  link_.flush();
   for (process* p : by_channel_) {
-    if (!p || !p->pid) continue;
+    if (!p || !p->proc.pid()) continue;
     worker_slot& slot = slots_[static_cast<std::size_t>(p->slot)];
     if (!p->ahead.empty()) notice_claimed(slot, *p, out);
     busy |= read_results(slot, *p, out);
@@ -191,16 +212,16 @@ bool pool_impl::step(outcome& out) {
   busy |= escalate_kills(now);
   busy |= steal_from_stuck(now);
   for (process* p : by_channel_)
-    if (p && !p->outbox.empty()) busy |= flush(*p);
+    if (p && p->outbox) busy |= flush(*p);
   if (const auto seen = cancellations(); seen != cancellations_seen_) {
     cancellations_seen_ = seen;  // drop cancelled jobs now: they may hold big payloads
     stats_.failed += static_cast<std::uint64_t>(
-        queue_.erase_if([](const job_ptr& j) { return j->claim.load() == job_state_base::cancelled; }));
+        queue_.erase_if([](const pool_job& j) { return j->claim.load() == job_state_base::cancelled; }));
   }
   busy |= take_inbox_locked(out);
   if (!queue_.empty() && (opts_.tick == std::chrono::microseconds::zero() || now >= last_batch_ + opts_.tick))
     busy |= dispatch(out);
-  busy |= std::exchange(requests_added_, false);
+  busy |= link_.take_requests_added();
   if (busy) last_busy_ = now;
   if (phase_ == phase::draining && busy) changed_.notify_all();
   return busy;
@@ -208,81 +229,61 @@ bool pool_impl::step(outcome& out) {
 
 bool pool_impl::start_fork_server(outcome& out) {
   try {
-    server_.emplace(fork_server_config{&shm_, opts_.concurrency, opts_.max_payload, doorbell_.get(),
-                                       opts_.worker_init, opts_.max_worker_rss});
+    link_.start({&shm_, opts_.concurrency, opts_.max_payload, doorbell_.get(), opts_.worker_init, opts_.max_worker_rss},
+                epoll_.get());
   } catch (const std::system_error& e) {
-    server_.reset();
     if (phase_ == phase::starting) {
       start_failure_ = std::current_exception();
       changed_.notify_all();
       return false;
     }
-    if (++server_young_deaths_ >= fork_server_attempts) {
+    if (!link_.retry_later()) {
       broken_ = std::string("parallelcode: cannot fork a new fork server: ") + e.what();
       end_all(broken_, out);
       changed_.notify_all();
       return false;
     }
-    server_restart_at_ = clock::now() + backoff_delay(server_young_deaths_ + 1);
     return false;
   }
-  add_to_epoll(epoll_.get(), server_->socket());
-  check_server_ = true;
-  stats_.fork_server = server_->pid();
-  requests_.clear();
+  stats_.fork_server = link_.pid();
   for (auto& slot : slots_)
     if (!slot.respawn_at) spawn(slot);
   return true;
 }
 
 void pool_impl::fork_server_lost(outcome& out) {
-  const auto lived = clock::now() - server_->started_at();
-  if (on_fork_server_lost_) out.notices.push_back([f = on_fork_server_lost_, pid = server_->pid()] { f(pid); });
-  server_->stop(0ms);  // reaps it
-  server_.reset();
+  if (on_fork_server_lost_) out.notices.push_back([f = on_fork_server_lost_, pid = link_.pid()] { f(pid); });
+  const auto delay = link_.lost();
   stats_.fork_server = 0;
   ++stats_.fork_server_restarts;
   // Its workers die with it (parent-death signal). Make sure, and wait until each
   // is gone: its channel must not be written by it once a new process has it.
-  for_each_process([](worker_slot&, process& p) {
-    if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
-  });
+  for_each_process([](worker_slot&, process& p) { p.proc.kill(); });
   const auto until = clock::now() + orphan_wait;
-  for_each_process([&](worker_slot&, process& p) {
-    if (!p.pidfd) return;
-    pollfd fd{p.pidfd.get(), POLLIN, 0};
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
-    ::poll(&fd, 1, static_cast<int>(std::max<long>(left, 0)));
-  });
-  requests_.clear();
+  for_each_process([&](worker_slot&, process& p) { p.proc.wait_exit(until); });
   for (auto& slot : slots_) {
     std::vector<std::unique_ptr<process>> all;
     for (auto* owner : {&slot.current, &slot.next})
       if (*owner) all.push_back(std::move(*owner));
     for (auto& p : slot.leaving) all.push_back(std::move(p));
     slot.leaving.clear();
-    if (std::any_of(all.begin(), all.end(), [](const auto& p) { return p->pid && !p->ending; })) {
+    if (std::any_of(all.begin(), all.end(), [](const auto& p) { return p->proc.pid() && !p->ending; })) {
       ++slot.respawns;
       ++stats_.respawns;
     }
     for (auto& p : all) {
-      if (p->pid) read_results(slot, *p, out);
+      if (p->proc.pid()) read_results(slot, *p, out);
       lose_jobs(slot, *p, SIGKILL, -1, out);
       shm_.reset(p->channel);
       by_channel_[p->channel] = nullptr;
-      if (p->pid && on_exit_) {
+      if (p->proc.pid() && on_exit_) {
         // Killed by their parent's death signal: died, and respawned with the new fork server.
-        const worker_exit e{info(slot), p->pid, SIGKILL, -1, exit_reason::died, clock::now() - p->spawned_at};
+        const worker_exit e{info(slot), p->proc.pid(), SIGKILL, -1, exit_reason::died, clock::now() - p->spawned_at};
         out.notices.push_back([f = on_exit_, e] { f(e); });
       }
     }
   }
-  server_young_deaths_ = lived < young ? server_young_deaths_ + 1 : 0;
-  const auto delay = backoff_delay(server_young_deaths_);
-  if (delay == 0ms)
-    start_fork_server(out);
-  else
-    server_restart_at_ = clock::now() + delay;
+  if (delay == 0ms) start_fork_server(out);
 }
 
 void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out) {
@@ -292,20 +293,18 @@ void pool_impl::handle_report(const fs_report& r, unique_fd pidfd, outcome& out)
   switch (r.event) {
     case fs_event::spawned:
       if (p.state != process::phase::forking) return;
-      p.pid = r.pid;
-      p.pidfd = std::move(pidfd);
+      p.proc = worker_process(r.pid, std::move(pidfd));
       p.state = process::phase::starting;
       ++stats_.forks;
-      if (!p.pidfd) {
+      if (!p.proc.watched()) {
         // Out of fds, the kernel dropped it: a worker we cannot signal is no worker.
         // Its parent kills it; the exit that follows is a death at start-up.
         p.unwatched = true;
-        requests_.push_back({fs_command::kill, r.id, r.channel});
-        requests_added_ = true;
+        link_.request({fs_command::kill, r.id, r.channel});
       }
       return;
     case fs_event::exited:
-      if (p.pid == r.pid) process_exited(slot, p, r.code, r.status, out);
+      if (p.proc.pid() == r.pid) process_exited(slot, p, r.code, r.status, out);
       return;
     case fs_event::spawn_failed: {
       // Never forked: no exit to report, but a fork that keeps failing backs off like a crash loop.
@@ -329,7 +328,7 @@ bool pool_impl::read_results(worker_slot& slot, process& p, outcome& out) {
     } catch (const protocol_error&) {
       // A worker that writes garbage is broken: its jobs fail when it is reaped.
       p.corrupt = true;
-      ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
+      p.proc.kill();
       return true;
     }
     if (!whole) break;
@@ -354,8 +353,11 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
     return;
   }
   if (h.type == frame_type::job) return;
+  // Among the jobs wholly sent: one still in the outbox cannot have ended.
   auto find = [&] {
-    return std::find_if(p.in_flight.begin(), p.in_flight.end(), [&](const job_ptr& j) { return j->id == h.job; });
+    const auto sent = p.in_flight.begin() + static_cast<std::ptrdiff_t>(std::min(p.written(), p.in_flight.size()));
+    const auto it = std::find_if(p.in_flight.begin(), sent, [&](const pool_job& j) { return j->id == h.job; });
+    return it == sent ? p.in_flight.end() : it;
   };
   auto it = find();
   if (it == p.in_flight.end() && !p.ahead.empty()) {
@@ -363,10 +365,10 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
     it = find();
   }
   if (it == p.in_flight.end()) return;  // it timed out meanwhile
-  job_ptr job = std::move(*it);
+  pool_job job = std::move(*it);
   p.in_flight.erase(it);
   const auto now = clock::now();
-  p.quick = now - job->began < quick_run;
+  p.quick = now - job.began < quick_run;
   if (job->timeout > 0ms) --timed_jobs_;
   ++p.done;
   ++slot.done;
@@ -391,7 +393,7 @@ void pool_impl::handle_frame(worker_slot& slot, process& p, const frame_reader& 
     job->fail(payload_error(what));
   }
   ++(ok ? stats_.completed : stats_.failed);
-  out.jobs.push_back(std::move(job));
+  out.jobs.push_back(std::move(job.job));
   job_ended(slot, p);
 }
 
@@ -406,7 +408,6 @@ void pool_impl::job_ended(worker_slot& slot, process& p) {
 
 void pool_impl::became_ready(worker_slot& slot, process& p, outcome& out) {
   p.state = process::phase::ready;
-  p.ready_at = clock::now();
   if (&p == slot.next.get())
     promote(slot);
   else if (&p == slot.current.get())
@@ -475,7 +476,7 @@ void pool_impl::forget_retired_slots() {
 
 void pool_impl::spawn(worker_slot& slot) {
   if (slot.retiring || (slot.current && !wants_next(slot))) return;  // nothing missing
-  if (!server_ || !server_->running() || stop_) return;  // a new fork server spawns every slot
+  if (!link_.running() || stopping()) return;  // a new fork server spawns every slot
   const auto free_channel = std::find(by_channel_.begin(), by_channel_.end(), nullptr);
   if (free_channel == by_channel_.end()) {  // every channel busy with leaving processes
     slot.respawn_at = clock::now() + no_channel_retry;
@@ -493,15 +494,7 @@ void pool_impl::spawn(worker_slot& slot) {
   // Sent at the start of the next step, once this one's events are published: a
   // fork server woken now would take the CPU from the pool's thread before it
   // tells the jobs of the worker that died.
-  requests_.push_back({fs_command::spawn, slot.id, channel});
-  requests_added_ = true;
-}
-
-void pool_impl::flush_requests() {
-  while (!requests_.empty() && server_) {
-    if (server_->request(requests_.front()) != fork_server::send_status::sent) return;  // full, or gone: seen next step
-    requests_.pop_front();
-  }
+  link_.request({fs_command::spawn, slot.id, channel});
 }
 
 void pool_impl::schedule_respawn(worker_slot& slot, outcome& out) {
@@ -517,17 +510,17 @@ void pool_impl::schedule_respawn(worker_slot& slot, outcome& out) {
 }
 
 void pool_impl::process_exited(worker_slot& slot, process& p, int code, int status, outcome& out) {
-  if (p.pid) read_results(slot, p, out);  // what it wrote before it died still counts
+  if (p.proc.pid()) read_results(slot, p, out);  // what it wrote before it died still counts
   const int signal = (code == CLD_KILLED || code == CLD_DUMPED) ? status : 0;
   const int exit_status = code == CLD_EXITED ? status : -1;
   lose_jobs(slot, p, signal, exit_status, out);
 
   const auto now = clock::now();
   // Ours only if we had signalled it; a leaving process killed from outside died.
-  const exit_reason reason = p.kill_at ? p.reason : exit_reason::died;
+  const exit_reason reason = p.proc.terminating() ? p.reason : exit_reason::died;
   const bool serving = &p == slot.current.get() || &p == slot.next.get();
   const bool died_young = now - p.spawned_at < young && !p.handed_job;
-  const pid_t pid = p.pid;
+  const pid_t pid = p.proc.pid();
   const auto uptime = now - p.spawned_at;
 
   // Take it out of its slot and free its channel for the next process.
@@ -557,9 +550,9 @@ void pool_impl::process_exited(worker_slot& slot, process& p, int code, int stat
           "parallelcode: cannot start: workers die at start-up (the last one " + last_death_ + ")"));
       changed_.notify_all();
     }
-    if (!stop_ && !slot.current && !slot.retiring) schedule_respawn(slot, out);
+    if (!stopping() && !slot.current && !slot.retiring) schedule_respawn(slot, out);
   }
-  if (!stop_ && slot.current) check_limits(slot, *slot.current);  // a swap waiting for the leaver to go
+  if (!stopping() && slot.current) check_limits(slot, *slot.current);  // a swap waiting for the leaver to go
   if (slot.id == replacing_ && !slot.next) replace_next();        // it died instead: its successor is new anyway
   if (on_exit_) {
     const worker_exit e{info(slot), pid, signal, exit_status, reason, uptime};
@@ -580,41 +573,39 @@ void pool_impl::lose_jobs(worker_slot& slot, process& p, int signal, int exit_st
   }
   // A retry is queued again at the back: run at once it would land in the turmoil
   // of the respawn (a fork, a cold process, busy CPUs) and be likelier to die again.
-  for (job_ptr& job : p.in_flight) {
+  for (pool_job& job : p.in_flight) {
     if (job->timeout > 0ms) --timed_jobs_;
-    if (job->retries > 0 && !stop_ && broken_.empty()) {
+    if (job->retries > 0 && !stopping() && broken_.empty()) {
       --job->retries;
-      job->avoid = p.slot;
+      job.avoid = p.slot;
       job->claim.store(job_state_base::queued);  // queued again: cancellable again
       ++stats_.retried;
       queue_.push_back(std::move(job));
     } else {
-      job->fail(worker_lost(p.pid, signal, exit_status));
+      job->fail(worker_lost(p.proc.pid(), signal, exit_status));
       ++stats_.failed;
-      out.jobs.push_back(std::move(job));
+      out.jobs.push_back(std::move(job.job));
     }
   }
   p.in_flight.clear();
-  p.outbox.clear();
+  p.outbox = 0;
   p.outbox_sent = 0;
 }
 
 void pool_impl::end_process(worker_slot& slot, process& p, exit_reason why) {
-  if (p.kill_at) return;  // already on its way out
+  if (p.proc.terminating()) return;  // already on its way out
   p.ending = true;
   p.reason = why;
   if (&p == slot.current.get()) {
     slot.leaving.push_back(std::move(slot.current));
     slot.current = std::move(slot.next);
   }
-  if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGTERM, nullptr, 0);
-  p.kill_at = clock::now() + opts_.kill_grace;
+  p.proc.terminate(opts_.kill_grace);
 }
 
 void pool_impl::retire_if_idle(process& p) {
-  if (!p.ending || !p.in_flight.empty() || !p.ahead.empty() || p.kill_at) return;
-  if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGTERM, nullptr, 0);
-  p.kill_at = clock::now() + opts_.kill_grace;
+  if (!p.ending || !p.in_flight.empty() || !p.ahead.empty()) return;
+  p.proc.terminate(opts_.kill_grace);
 }
 
 bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
@@ -622,16 +613,17 @@ bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
   std::vector<std::pair<worker_slot*, process*>> overdue;
   for_each_process([&](worker_slot& slot, process& p) {
     bool late = false;
+    // A job still in the outbox has not started its time (deadline max()).
     for (auto it = p.in_flight.begin(); it != p.in_flight.end();) {
-      job_ptr& job = *it;
-      if (job->timeout == 0ms || now < job->deadline) {
+      pool_job& job = *it;
+      if (job->timeout == 0ms || now < job.deadline) {
         ++it;
         continue;
       }
       --timed_jobs_;
-      job->fail(job_timeout(job->timeout, p.pid));
+      job->fail(job_timeout(job->timeout, p.proc.pid()));
       ++stats_.failed;
-      out.jobs.push_back(std::move(job));  // its frame may still sit in the outbox: harmless, the worker dies
+      out.jobs.push_back(std::move(job.job));
       it = p.in_flight.erase(it);
       late = true;
     }
@@ -652,19 +644,14 @@ bool pool_impl::check_timeouts(clock::time_point now, outcome& out) {
 
 bool pool_impl::escalate_kills(clock::time_point now) {
   bool any = false;
-  for_each_process([&](worker_slot&, process& p) {
-    if (!p.kill_at || now < *p.kill_at) return;
-    if (p.pidfd) ::pidfd_send_signal(p.pidfd.get(), SIGKILL, nullptr, 0);
-    p.kill_at = clock::time_point::max();  // sent; the exit report ends it
-    any = true;
-  });
+  for_each_process([&](worker_slot&, process& p) { any |= p.proc.escalate(now); });
   return any;
 }
 
 void pool_impl::end_all(const std::string& why, outcome& out) {
-  auto cancel = [&](job_ptr& job) {
+  auto cancel = [&](pool_job& job) {
     job->fail(job_cancelled(why));
-    out.jobs.push_back(std::move(job));
+    out.jobs.push_back(std::move(job.job));
     ++stats_.failed;
   };
   for_each_process([&](worker_slot&, process& p) {
@@ -672,7 +659,7 @@ void pool_impl::end_all(const std::string& why, outcome& out) {
     std::for_each(p.ahead.begin(), p.ahead.end(), cancel);
     p.in_flight.clear();
     p.ahead.clear();
-    p.outbox.clear();
+    p.outbox = 0;
     p.outbox_sent = 0;
   });
   std::for_each(queue_.begin(), queue_.end(), cancel);

@@ -44,8 +44,9 @@ class PARALLELCODE_API job_state_base {
   job_state_base& operator=(const job_state_base&) = delete;
   virtual ~job_state_base() = default;
 
-  // What the pool sends and how it runs it. Set before submit, then used only
-  // by the pool, under its lock.
+  // What the pool sends and how it runs it: set by job() and submit(), then used
+  // only by the pool, under its lock. The state of its runs (attempts, deadline,
+  // place in a ring) is the pool's own, in its per-job records, not here.
   std::uint64_t id = 0;
   const void* owner = nullptr;  // the pool it was submitted to
   invoke_fn invoke = nullptr;
@@ -55,16 +56,10 @@ class PARALLELCODE_API job_state_base {
   // 0: none. From submit until the pool takes the job, job_options::timeout, or
   // pool_default_timeout for the pool's.
   std::chrono::milliseconds timeout{0};
-  clock::time_point deadline;            // of the current run, when timeout > 0
-  unsigned retries = 0;                  // runs left after a worker death
-  unsigned attempt = 0;                  // runs so far
-  int avoid = -1;                        // the worker slot it last died on
-  clock::time_point began;               // when its current run started
-  bool ahead = false;                    // handed to a busy worker, to run when it frees up
-  bool in_ring = false;                  // ahead: its frame is wholly in the ring, at frame_at
-  std::uint64_t frame_at = 0;
-  // While it waits in the pool's inbox (submitted while the pool was busy): the
-  // next one in, and the reference that keeps it alive there.
+  unsigned retries = 0;  // runs left after a worker death
+  // Links of the pool's lock-free inbox, where a job waits when submitted while the
+  // pool's lock is taken: here rather than in a node of the pool's so that
+  // submitting allocates nothing more. The next one in, and the reference that keeps it alive.
   job_state_base* next_in_inbox = nullptr;
   std::shared_ptr<job_state_base> inbox_ref;
 
@@ -75,8 +70,8 @@ class PARALLELCODE_API job_state_base {
   static constexpr std::chrono::milliseconds pool_default_timeout = std::chrono::milliseconds::min();
 
   // Pool side: record an event that happened at `at`; runs no user code. A retried
-  // job is assigned again.
-  void assign(const worker_info& w, clock::time_point at);
+  // job is assigned again, with its attempt (1 for the first run).
+  void assign(const worker_info& w, clock::time_point at, unsigned attempt);
   bool finish(const std::byte* result, std::size_t size, clock::time_point at);  // false: the result did not decode
   template <class E>
   void fail(E error) {
