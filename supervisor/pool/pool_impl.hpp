@@ -21,8 +21,8 @@
 #include <parallelcode/options.hpp>
 
 #include "fork_server_link.hpp"
-#include "region.hpp"
 #include "job_queue.hpp"
+#include "region.hpp"
 #include "submission_inbox.hpp"
 #include "unique_fd.hpp"
 #include "wake.hpp"
