@@ -282,6 +282,14 @@ w5_result run_w5() {
 
   for (auto* j : {&a, &b, &n}) check(j->wait_for(10s), "W5: a job hung");
   for (auto& j : q) check(j.wait_for(10s), "W5: a queued job hung");
+  // A job has ended before its callbacks have run on the pool's thread: wait for them too.
+  auto all_timed = [&] {
+    bool all = a_failed >= 0 && b_done >= 0 && n_done >= 0;
+    for (auto& d : q_done) all = all && d >= 0;
+    return all;
+  };
+  for (const auto until = clock_type::now() + 10s; !all_timed() && clock_type::now() < until;) std::this_thread::yield();
+  check(all_timed(), "W5: a job's callback never ran");
   try {
     a.result();
     check(false, "W5: A should have failed");

@@ -11,7 +11,7 @@
 
 #include <parallelcode/errors.hpp>
 #include <parallelcode/info.hpp>
-#include <parallelcode/task.hpp>
+#include <parallelcode/named_tasks.hpp>
 
 #include "requests.hpp"
 
