@@ -87,6 +87,7 @@ class pool_impl {
   bool step(outcome& out);
   bool results_pending() const noexcept;  // reads watched_: runs without the lock
   bool has_work_locked(clock::time_point now) const;
+  bool tick_waits_locked() const;  // queued jobs wait for a tick, and a worker could take one
   bool tick_due_locked(clock::time_point now) const;
   clock::time_point next_timer_locked() const;  // the earliest respawn, restart, deadline or kill
   clock::duration sleep_budget_locked(clock::time_point now) const;

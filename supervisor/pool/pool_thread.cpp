@@ -135,13 +135,17 @@ void pool_impl::serve() {
 
 bool pool_impl::results_pending() const noexcept {
   return std::any_of(watched_.begin(), watched_.end(),
-                     [](const process* p) { return p && p->proc.pid() && !p->corrupt && !p->results.empty(); });
+                     [](const process* p) { return p && p->has_results(); });
+}
+
+bool pool_impl::tick_waits_locked() const {
+  if (queue_.empty() || opts_.tick == std::chrono::microseconds::zero()) return false;
+  // With every worker full, a tick is no work: a result wakes us first.
+  return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); });
 }
 
 bool pool_impl::tick_due_locked(clock::time_point now) const {
-  if (queue_.empty() || opts_.tick == std::chrono::microseconds::zero() || now < last_batch_ + opts_.tick) return false;
-  // With every worker full, a due tick is no work: a result wakes us first.
-  return std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); });
+  return now >= last_batch_ + opts_.tick && tick_waits_locked();
 }
 
 clock::time_point pool_impl::next_timer_locked() const {
@@ -161,15 +165,13 @@ clock::time_point pool_impl::next_timer_locked() const {
 
 bool pool_impl::has_work_locked(clock::time_point now) const {
   for (const process* p : by_channel_)
-    if (p && (has_outbox_room(*p) || (p->proc.pid() && !p->corrupt && !p->results.empty()))) return true;
+    if (p && (has_outbox_room(*p) || p->has_results())) return true;
   return !inbox_.empty() || claims_pending() || next_timer_locked() <= now || tick_due_locked(now);
 }
 
 clock::duration pool_impl::sleep_budget_locked(clock::time_point now) const {
   auto until = std::min(now + idle_wake, next_timer_locked());
-  if (!queue_.empty() && opts_.tick > std::chrono::microseconds::zero() &&
-      std::any_of(slots_.begin(), slots_.end(), [&](const worker_slot& s) { return can_take(s); }))
-    until = std::min(until, last_batch_ + opts_.tick);
+  if (tick_waits_locked()) until = std::min(until, last_batch_ + opts_.tick);
   return std::max(until - now, clock::duration::zero());
 }
 

@@ -46,6 +46,9 @@ struct process {
   bool ending = false;         // the pool ends it: it takes no job
   exit_reason reason = exit_reason::died;  // why, if the pool ends it
 
+  // Results it wrote that the pool has yet to read (none count from one that wrote garbage).
+  bool has_results() const noexcept { return proc.pid() && !corrupt && !results.empty(); }
+
   std::deque<pool_job> in_flight;  // handed to it, oldest first
   std::deque<pool_job> ahead;      // handed beyond its concurrency, not yet claimed: they run as it frees up
   bool quick = false;              // its last job was short: worth handing jobs ahead
