@@ -10,7 +10,8 @@ declare -A may=(
   [worker]="worker lib/src"
   [supervisor/pool]="supervisor/pool lib/src"
   [supervisor/control]="supervisor/control lib/src"
-  [supervisor/daemon]="supervisor/daemon supervisor/control"
+  [supervisor/remote]="supervisor/remote supervisor/control lib/src"
+  [supervisor/daemon]="supervisor/daemon supervisor/control supervisor/remote"
   [supervisor/cli]="supervisor/cli supervisor/control"
 )
 for room in "${!may[@]}"; do
