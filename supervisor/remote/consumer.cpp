@@ -330,8 +330,10 @@ void consumer::sweep(connection& c) {
     std::lock_guard lock(mutex_);
     if (!taking_) return;
   }
+  const auto forget_after = std::max<std::chrono::milliseconds>(10 * settings_.lease, 10min);
   const auto r = sweep_script.run(c, {keys_.jobs}, {std::string(queue_keys::group), name_,
-                                                   std::to_string(settings_.lease.count()), std::to_string(batch)});
+                                                   std::to_string(settings_.lease.count()), std::to_string(batch),
+                                                   std::to_string(forget_after.count())});
   const auto& claimed = check(r, "the sweep");
   for (std::size_t i = 0; i < size(claimed); ++i) {
     const auto& e = at(claimed, i);
