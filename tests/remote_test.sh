@@ -378,9 +378,9 @@ assert len(mine) == 1 and mine[0]["pending"] == 1, d
 assert all("idle" in c or "idle_ms" in c for c in d["consumers"]), d
 PY
   qverb stats > "$case_dir/stats.txt" || { fail "queue stats exited $?"; return 1; }
-  grep -q "$(qstatus 2 '["consumer"]')" "$case_dir/stats.txt" && grep -qi length "$case_dir/stats.txt" &&
+  grep -q "$(qstatus 2 '["consumer"]')" "$case_dir/stats.txt" && grep -qi waiting "$case_dir/stats.txt" &&
     grep -qi pending "$case_dir/stats.txt" && grep -qi idle "$case_dir/stats.txt" ||
-    { fail "queue stats does not show length, pending and the consumer's idle time: $(cat "$case_dir/stats.txt")"; return 1; }
+    { fail "queue stats does not show waiting, pending and the consumer's idle time: $(cat "$case_dir/stats.txt")"; return 1; }
   wait $client && [ "$(cat "$case_dir/out")" = 800 ] || { fail "the held job: $(cat "$case_dir/out")"; return 1; }
   stop_qdaemon 2 || return 1
   redis_stop
