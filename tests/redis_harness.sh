@@ -56,6 +56,14 @@ rcli() {
   fi
 }
 
+# Kills PID and, first, its descendants (a shell function run with & is a subshell
+# whose child is the real process).
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill -KILL "$1" 2>/dev/null
+}
+
 # Notes a background process the case started (a submitter, a map): end_case kills it.
 track() { started_pids+=" $1"; clients+=" $1"; }
 
@@ -162,7 +170,7 @@ stray_answers() {
 
 # New temp dir for a case; called by the runner.
 begin_case() {
-  case_dir=$(mktemp -d -p "$tmp" "$1.XXXX")
+  case_dir=$(mktemp -d -p "$tmp" c.XXXX)  # short: a socket path holds 108 bytes
   redis_port=""
   redis_args=()
   started_pids=""
@@ -174,13 +182,13 @@ begin_case() {
 # Kills whatever the case left, then checks no pid it started survives.
 end_case() {
   local n p left=""
-  for n in "${!daemon_pid[@]}"; do
-    kill -CONT "${daemon_pid[$n]}" 2>/dev/null
-    kill -KILL "${daemon_pid[$n]}" 2>/dev/null
-  done
-  [ -n "$redis_pid" ] && kill -KILL "$redis_pid" 2>/dev/null
-  for p in $clients; do kill -KILL "$p" 2>/dev/null; done
   {
+    for n in "${!daemon_pid[@]}"; do
+      kill -CONT "${daemon_pid[$n]}"
+      kill -KILL "${daemon_pid[$n]}"
+    done
+    [ -n "$redis_pid" ] && kill -KILL "$redis_pid"
+    for p in $clients; do kill_tree "$p"; done
     for p in $started_pids; do
       wait_for "! alive $p" 3 || left+=" $p($(ps -o comm= -p "$p"))"
     done
