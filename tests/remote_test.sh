@@ -180,7 +180,14 @@ case_redis_killed_and_restarted_with_aof_loses_no_submitted_job() {
     wait_for 'grep -q "queue: reconnected" "$case_dir/d$n.log"' 10 || { fail "daemon $n did not reconnect"; return 1; }
   done
   wait_for "! alive $map" 30 || { fail "map did not finish after the restart ($(wc -l < "$case_dir/out") lines)"; return 1; }
-  wait $map || { fail "map exited $?: $(tail -3 "$case_dir/err")"; return 1; }
+  wait $map || {
+    local status=$? done_by_daemons
+    wait_for '[ "$(xlen "$JOBS")" = 0 ]' 10
+    done_by_daemons=$(( $(qstatus 1 '["completed"]') + $(qstatus 2 '["completed"]') ))
+    fail "map exited $status after $(wc -l < "$case_dir/out") answers: $(tail -1 "$case_dir/err")" \
+      "(the daemons completed $done_by_daemons jobs; the stream holds $(xlen "$JOBS"))"
+    return 1
+  }
   [ "$(wc -l < "$case_dir/out")" = 500 ] && [ "$(sort -u "$case_dir/out")" = 5 ] ||
     { fail "not 500 answers of 5: $(wc -l < "$case_dir/out") lines, $(sort "$case_dir/out" | uniq -c | head -3 | tr '\n' ' ')"; return 1; }
   [ "$(grep -c "queue: lost Redis" "$case_dir/d1.log")" = 1 ] || { fail "daemon 1 logged the loss more than once"; return 1; }
