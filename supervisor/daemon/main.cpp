@@ -241,8 +241,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-deliveries", s.max_deliveries, "A job delivered more often than this goes to the dead-letter stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  app.add_option("--prefetch", s.prefetch, "Queue jobs held ahead of free workers (default: workers x concurrency)")
-      ->check(CLI::Range(1, 100'000));
+  app.add_option("--prefetch", s.prefetch, "Queue jobs taken ahead of free workers, beyond those running (default: workers x concurrency)")
+      ->check(CLI::Range(0, 100'000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -348,6 +348,7 @@ int main(int argc, char** argv) {
             .queue = s.queue_name,
             .lease = std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.lease)),
             .max_deliveries = s.max_deliveries,
+            .slots = std::size_t{opts.workers} * opts.concurrency,
             .prefetch = s.prefetch ? s.prefetch : std::size_t{opts.workers} * opts.concurrency,
             .log = [](const std::string& line) { log("%s", line.c_str()); },
             .on_idle = [&server] { server.wake(); },
