@@ -10,13 +10,20 @@ declare -A may=(
   [worker]="worker lib/src"
   [supervisor/pool]="supervisor/pool lib/src"
   [supervisor/control]="supervisor/control lib/src"
-  [supervisor/daemon]="supervisor/daemon supervisor/control"
+  [supervisor/remote]="supervisor/remote supervisor/control lib/src"
+  [supervisor/daemon]="supervisor/daemon supervisor/control supervisor/remote"
   [supervisor/cli]="supervisor/cli supervisor/control"
+)
+# Headers made at build time, by the file that makes them: in the room of their maker.
+declare -A generated=(
+  [supervisor/remote/scripts.hpp]=supervisor/remote/scripts/embed.py
 )
 for room in "${!may[@]}"; do
   while IFS=: read -r file _ name; do
     found=
-    for dir in ${may[$room]}; do [ -e "$dir/$name" ] && found=$dir && break; done
+    for dir in ${may[$room]}; do
+      [ -e "$dir/$name" ] || [ -e "${generated[$dir/$name]:-/nonexistent}" ] && found=$dir && break
+    done
     if [ -z "$found" ]; then
       echo "FAIL: $file includes \"$name\", which is in none of: ${may[$room]}"
       failed=1

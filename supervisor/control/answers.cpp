@@ -83,7 +83,14 @@ std::string status_answer(request_id id, const daemon_status& s) {
     out.key("uptime_ms").number(static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(w.uptime).count()));
     out.key("rss").number(std::uint64_t{w.rss}).close();
   }
-  out.close_array().close();
+  out.close_array();
+  if (const auto& q = s.queue) {
+    out.key("queue").open().key("url").string(q->url).key("name").string(q->queue).key("consumer").string(q->consumer);
+    out.key("connected").boolean(q->connected).key("held").number(std::uint64_t{q->held});
+    out.key("completed").number(q->completed).key("renewals").number(q->renewals).key("reclaims").number(q->reclaims);
+    out.key("dead_lettered").number(q->dead_lettered).key("discarded").number(q->discarded).close();
+  }
+  out.close();
   return out.text();
 }
 

@@ -3,6 +3,8 @@
 // The daemon's answers, written with rapidjson::Writer. These take the library's
 // types (its job errors, stats and task list): programs that use them link it.
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,11 +30,22 @@ std::string result_answer(request_id id, std::string_view result);
 std::string job_error_answer(request_id id, const job_error& e);
 std::string tasks_answer(request_id id, const std::vector<task_info>& tasks);
 
+// A daemon's end of a remote queue (supervisor/remote's consumer fills it).
+struct queue_status {
+  std::string url;  // without its password
+  std::string queue;
+  std::string consumer;
+  bool connected = false;
+  std::size_t held = 0;
+  std::uint64_t completed = 0, renewals = 0, reclaims = 0, dead_lettered = 0, discarded = 0;
+};
+
 struct daemon_status {
   pid_t supervisor;
   bool stopping;
   pool_stats stats;
   std::vector<worker_info> workers;
+  std::optional<queue_status> queue;
 };
 std::string status_answer(request_id id, const daemon_status& s);
 

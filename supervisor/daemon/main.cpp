@@ -15,7 +15,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,9 @@
 #include "protocol.hpp"
 #include "server.hpp"
 #include "units.hpp"
+#ifdef PARALLELCODE_HAVE_REMOTE
+#include "consumer.hpp"
+#endif
 
 namespace {
 
@@ -53,11 +58,36 @@ struct settings {
   std::size_t max_jobs = 100'000;
   std::string max_request_bytes = "1G";
   std::string idle_timeout = "60s";
+  std::string queue;
+  std::string queue_name = "default";
+  std::string queue_password_file;
+  std::string lease = "30s";
+  unsigned max_deliveries = 5;
+  std::size_t prefetch = 0;
 };
 
-[[noreturn]] void die(const std::string& why) {
+[[noreturn]] void die(const std::string& why, int status = 1) {
   log("%s", why.c_str());
-  std::exit(1);
+  std::exit(status);
+}
+
+constexpr int exit_usage = 2;
+constexpr int exit_no_queue = 3;  // Redis refused our credentials
+
+// The queue's password: from a file or the environment, never argv (ps shows it).
+std::string queue_password(const settings& s) {
+  if (s.queue_password_file.empty()) {
+    const char* p = std::getenv("PARALLELCODE_QUEUE_PASSWORD");
+    return p ? p : "";
+  }
+  std::FILE* f = std::fopen(s.queue_password_file.c_str(), "re");
+  if (!f) die("--queue-password-file " + s.queue_password_file + ": " + std::strerror(errno), exit_usage);
+  std::string text;
+  char chunk[256];
+  for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, f)) > 0;) text.append(chunk, n);
+  std::fclose(f);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
 }
 
 // A file the daemon made, by device and inode: at exit it removes the path only
@@ -204,12 +234,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--idle-timeout", s.idle_timeout, "Close a client silent this long with no job in flight")
       ->capture_default_str();
+  app.add_option("--queue", s.queue, "Also serve the remote queue at this Redis URL: redis://[user@]host[:port][/db] or unix:///path?db=N");
+  app.add_option("--queue-name", s.queue_name, "The queue's name: its keys are pc:{NAME}:...")->capture_default_str();
+  app.add_option("--queue-password-file", s.queue_password_file, "Read Redis's password from this file (else PARALLELCODE_QUEUE_PASSWORD)");
+  app.add_option("--lease", s.lease, "How long a job stays ours without a renewal (renewed every lease/3)")->capture_default_str();
+  app.add_option("--max-deliveries", s.max_deliveries, "A job delivered more often than this goes to the dead-letter stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--prefetch", s.prefetch, "Queue jobs held ahead of free workers (default: workers x concurrency)")
+      ->check(CLI::Range(1, 100'000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is no error; bad usage exits 2
   }
   pc::name_processes(argc, argv);  // after CLI11 copied what it needs
+#ifndef PARALLELCODE_HAVE_REMOTE
+  if (!s.queue.empty()) die("--queue: this parallelcode-supervisor was built without Redis support (hiredis)", exit_usage);
+#endif
+  if (s.queue.find('@') != std::string::npos && s.queue.find(':', s.queue.find("://") + 3) < s.queue.find('@'))
+    log("--queue: the URL holds a password, which ps shows to every user: use PARALLELCODE_QUEUE_PASSWORD or --queue-password-file");
 
   pc::options opts;
   pc::control::server_settings serving{};
@@ -234,6 +278,7 @@ int main(int argc, char** argv) {
     if (serving.max_frame < 64 || serving.max_frame > 0xffffffffu)
       throw std::invalid_argument("--max-frame must be 64 bytes to 4G - 1");
     if (serving.idle_timeout < std::chrono::seconds(1)) throw std::invalid_argument("--idle-timeout must be 1s or more");
+    if (pc::control::parse_duration(s.lease) < std::chrono::milliseconds(100)) throw std::invalid_argument("--lease must be 100ms or more");
     // A client is a file descriptor: there must be enough of them, with room for the
     // pool's own: a pidfd for each worker process (up to 3 a slot while one is
     // replaced), and a few dozen for the daemon, plugins and the pool's thread.
@@ -293,6 +338,36 @@ int main(int argc, char** argv) {
   int status;
   try {
     pc::control::server server(pool, std::move(listener), std::move(signals), serving);
+#ifdef PARALLELCODE_HAVE_REMOTE
+    std::unique_ptr<pc::remote::consumer> queue;
+    if (!s.queue.empty()) {
+      try {
+        queue = std::make_unique<pc::remote::consumer>(pool, pc::remote::consumer_settings{
+            .url = s.queue,
+            .password = queue_password(s),
+            .queue = s.queue_name,
+            .lease = std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.lease)),
+            .max_deliveries = s.max_deliveries,
+            .prefetch = s.prefetch ? s.prefetch : std::size_t{opts.workers} * opts.concurrency,
+            .log = [](const std::string& line) { log("%s", line.c_str()); },
+            .on_idle = [&server] { server.wake(); },
+        });
+      } catch (const pc::queue_error& e) {
+        socket_file.remove(s.socket);
+        pid_file.remove(s.pidfile);
+        die(std::string("--queue: ") + e.what(), exit_no_queue);
+      } catch (const std::invalid_argument& e) {
+        socket_file.remove(s.socket);
+        pid_file.remove(s.pidfile);
+        die(std::string("--queue: ") + e.what(), exit_usage);
+      }
+      server.serve_outside_jobs({
+          .stop_taking = [&queue] { queue->stop_taking(); },
+          .held = [&queue] { return queue->held(); },
+          .status = [&queue] { return queue->status(); },
+      });
+    }
+#endif
     status = server.run();
   } catch (const std::system_error& e) {
     socket_file.remove(s.socket);

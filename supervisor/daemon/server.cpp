@@ -111,7 +111,8 @@ int server::run() {
   for (;;) {
     int timeout_ms = 1000;  // idle clients are swept once a second
     if (stopping_) {
-      if (jobs_ == 0 || (drain_until_ && clock::now() >= *drain_until_)) break;
+      const bool all_done = jobs_ == 0 && (!outside_ || outside_->held() == 0);
+      if (all_done || (drain_until_ && clock::now() >= *drain_until_)) break;
       if (drain_until_) {
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(*drain_until_ - clock::now());
         timeout_ms = static_cast<int>(std::clamp<long long>(left.count(), 0, 1000));
@@ -345,7 +346,9 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   } else if (auto* job = std::get_if<submit_request>(&r)) {
     submit(id, c, std::move(*job), body.size());
   } else if (std::holds_alternative<status_request>(r)) {
-    respond(c, status_answer(id_of(r), {::getpid(), stopping_, pool_.stats(), pool_.workers()}));
+    daemon_status status{::getpid(), stopping_, pool_.stats(), pool_.workers(), std::nullopt};
+    if (outside_) status.queue = outside_->status();
+    respond(c, status_answer(id_of(r), status));
   } else if (std::holds_alternative<tasks_request>(r)) {
     respond(c, tasks_answer(id_of(r), tasks()));
   } else if (const auto* k = std::get_if<kill_request>(&r)) {
@@ -406,7 +409,7 @@ void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t
       std::lock_guard lock(completions_mutex_);
       completions_.push_back({id, seq, bytes, std::move(response)});
     }
-    ::eventfd_write(completions_ready_.get(), 1);
+    wake();
   };
   auto job = pool_.job(&run_json, json_call{std::move(r.task), std::move(r.args)}, opts);
   ++jobs_;
@@ -482,8 +485,11 @@ void server::handle_signals() {
   }
 }
 
+void server::wake() noexcept { ::eventfd_write(completions_ready_.get(), 1); }
+
 void server::begin_stop(bool graceful) {
   if (!stopping_) notify_systemd("STOPPING=1");
+  if (outside_) outside_->stop_taking();
   if (!graceful) {
     stopping_ = true;
     drain_until_ = clock::now();  // now: run() frees the pool and leaves

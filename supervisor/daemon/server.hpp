@@ -5,6 +5,7 @@
 // I/O, the limits and the fairness; requests and answers are the control layer's.
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -14,6 +15,7 @@
 
 #include <parallelcode/parallelcode.hpp>
 
+#include "answers.hpp"
 #include "requests.hpp"
 #include "socket.hpp"
 
@@ -34,6 +36,14 @@ void log(const char* format, ...) __attribute__((format(printf, 1, 2)));
 // Tells systemd (Type=notify) how we are, if it listens (NOTIFY_SOCKET).
 void notify_systemd(const char* state);
 
+// Jobs the daemon holds for others than its clients (the remote queue's): a graceful
+// stop waits for them, and status shows them.
+struct outside_jobs {
+  std::function<void()> stop_taking;
+  std::function<std::size_t()> held;
+  std::function<queue_status()> status;
+};
+
 class server {
  public:
   // listener: bound and listening; signals: a signalfd for the signals the daemon owns.
@@ -41,6 +51,9 @@ class server {
   server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings);
   // Serves until a signal or a stop request ends it; returns the exit status.
   int run();
+  void serve_outside_jobs(outside_jobs jobs) { outside_ = std::move(jobs); }
+  // From any thread: the loop looks again at what it waits for (outside jobs ended).
+  void wake() noexcept;
 
  private:
   using clock = std::chrono::steady_clock;
@@ -105,6 +118,7 @@ class server {
   std::mutex completions_mutex_;
   std::vector<completion> completions_;  // filled on the pool's thread
 
+  std::optional<outside_jobs> outside_;
   bool stopping_ = false;
   std::optional<clock::time_point> drain_until_;
 };
