@@ -199,8 +199,9 @@ int remote_map(const queue_target& target, const std::string& task, const job_fl
             refused.calls.push_back(std::move(next.calls[k]));
           }
         }
-        if (refused.calls.empty()) busy.reset();
-        else again = steady::now() + busy.next();
+        // The queue took some: it is draining, so offer the rest again soon.
+        if (refused.calls.size() < next.calls.size()) busy.reset();
+        if (!refused.calls.empty()) again = steady::now() + busy.next();
       }
       if (flying.empty()) {
         if (refused.calls.empty() && in.done()) break;
