@@ -225,9 +225,12 @@ int main(int argc, char** argv) {
                                 "Go through this Redis queue instead of the socket: redis://[user@]host[:port][/db] "
                                 "or unix:///path/redis.sock[?db=N]")
                     ->envname("PARALLELCODE_QUEUE");
-    cmd->add_option("--queue-name", target.name, "The queue's name: its keys are pc:{NAME}:...")->capture_default_str();
+    cmd->add_option("--queue-name", target.name, "The queue's name: its keys are pc:{NAME}:...")
+        ->capture_default_str()
+        ->needs(url);
     cmd->add_option("--queue-password-file", target.password_file,
-                    "Redis's password, from this file (else PARALLELCODE_QUEUE_PASSWORD)");
+                    "Redis's password, from this file (else PARALLELCODE_QUEUE_PASSWORD)")
+        ->needs(url);
     return url;
   };
 
