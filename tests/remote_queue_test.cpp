@@ -99,11 +99,13 @@ struct daemon_process {
   pid_t pid = 0;
   std::string socket;
 
-  daemon_process(const redis_server& redis, const std::string& name) : socket((redis.dir / (name + ".sock")).string()) {
+  daemon_process(const redis_server& redis, const std::string& name, std::vector<std::string> more = {})
+      : socket((redis.dir / (name + ".sock")).string()) {
     const char* exe = std::getenv("PARALLELCODE_DAEMON");
     REQUIRE(exe);
-    pid = spawn({exe, "--workers", "2", "--socket", socket, "--queue", redis.url(), "--lease", "1s"},
-                (redis.dir / (name + ".log")).string());
+    std::vector<std::string> argv{exe, "--workers", "2", "--socket", socket, "--queue", redis.url(), "--lease", "1s"};
+    argv.insert(argv.end(), more.begin(), more.end());
+    pid = spawn(argv, (redis.dir / (name + ".log")).string());
     REQUIRE(test::eventually([&] { return std::filesystem::exists(socket); }, 10s));
   }
   ~daemon_process() { stop(pid, SIGINT); }  // at once: what it holds goes back to the queue
@@ -234,15 +236,15 @@ TEST_CASE("retry puts a dead letter back on the queue and its answer comes to th
 TEST_CASE("stats count the jobs waiting, the jobs held and each daemon holding them") {
   redis_server redis;
   pc::remote_queue q{redis.url()};
-  daemon_process d(redis, "a");  // 2 workers: prefetch 2
+  daemon_process d(redis, "a", {"--prefetch", "1"});  // 2 running, 1 waiting for a worker
   std::vector<pc::remote_job> jobs;
   for (int i = 0; i < 5; ++i) jobs.push_back(q.submit("sleep", R"({"ms":3000})"));
   pc::queue_stats s;
-  CHECK(test::eventually([&] { s = q.stats(); return s.pending == 2; }, 10s));
+  CHECK(test::eventually([&] { s = q.stats(); return s.pending == 3; }, 10s));
   CHECK(s.length == 5);
-  CHECK(s.waiting == 3);
+  CHECK(s.waiting == 2);
   REQUIRE(s.consumers.size() == 1);
-  CHECK(s.consumers[0].pending == 2);
+  CHECK(s.consumers[0].pending == 3);
   CHECK(s.consumers[0].name.ends_with(":" + std::to_string(d.pid)));
   q.purge();
 }

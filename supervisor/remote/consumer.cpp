@@ -241,7 +241,7 @@ void consumer::take(const redisReply& entry, long long deliveries, const std::st
   }
   const std::string task = field("task");
   if (!has_task(task)) {
-    finish(std::move(id), error_answer(std::nullopt, "unknown_task", "no task named '" + task + "' on this daemon"));
+    finish(std::move(id), error_answer(std::nullopt, "unknown_task", "no task is named '" + task + "': see 'parallelcode tasks'"));
     return;
   }
   if (deadline && now_ms() + clock_offset_ms_ > *deadline) {

@@ -3,7 +3,9 @@
 
 #include <parallelcode/remote.hpp>
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -213,6 +215,19 @@ struct remote_queue::impl {
     }
   }
 
+  // How long a BLPOP may wait: a second, or until the next deadline to look at.
+  std::string wait_text() {
+    auto wait = std::chrono::milliseconds(1000);
+    {
+      std::lock_guard lock(jobs_mutex);
+      if (!deadlines.empty())
+        wait = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(deadlines.begin()->first - clock::now()), 1ms, wait);
+    }
+    char s[16];
+    std::snprintf(s, sizeof s, "%.3f", static_cast<double>(wait.count()) / 1000);
+    return s;
+  }
+
   void receive() {
     auto backoff = 50ms;
     std::optional<remote::connection> c;
@@ -223,7 +238,7 @@ struct remote_queue::impl {
       }
       try {
         if (!c) c.emplace(open(10s));
-        const auto r = c->command({"BLPOP", reply_key, "1"});
+        const auto r = c->command({"BLPOP", reply_key, wait_text()});
         const auto& popped = remote::check(r, "reading answers");
         backoff = 50ms;
         if (remote::is_array(popped)) {
