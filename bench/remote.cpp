@@ -436,6 +436,7 @@ struct cpu_split {
 };
 
 struct profile {
+  std::string title;
   double jobs = 0;
   cpu_split cpu;
   std::map<std::string, std::pair<double, double>> commands;  // calls, usec over the run
@@ -538,7 +539,21 @@ struct context {
   }
 };
 
-void add_r1(context& c, int runs, const r1_settings& s, std::vector<figure>& figs, profile& prof) {
+// run(), with what each party spent on it and Redis's commandstats over it.
+template <class F>
+profile measured(context& c, fleet& fl, std::string title, int jobs, F&& run) {
+  auto split = [&] {
+    return cpu_split{c.redis.cpu_us(), fl.cpu_us(), read_stat("/proc/self/stat")->cpu_us,
+                     std::chrono::duration<double, std::micro>(clock_type::now().time_since_epoch()).count()};
+  };
+  c.redis.probe().command({"CONFIG", "RESETSTAT"});
+  const auto before = split();
+  run();
+  const auto used = split() - before;
+  return {std::move(title), static_cast<double>(jobs), used, commandstats(c.redis.probe())};
+}
+
+void add_r1(context& c, int runs, const r1_settings& s, std::vector<figure>& figs, std::vector<profile>& profiles) {
   const bool cli = cli_has_queue(c.p, c.dir);
   std::vector<figure> f;
   for (int d : {1, 2, 4})
@@ -553,21 +568,14 @@ void add_r1(context& c, int runs, const r1_settings& s, std::vector<figure>& fig
       fleet fl(c.p, c.dir, c.redis, c.queue("r1-" + std::to_string(d)), d);
       pc::remote_queue q(c.redis.url(), queue_named(fl.name()));
       fl.warm(q, s.warmup);
-      const bool measured = d == 2;
-      auto split = [&] {
-        return cpu_split{c.redis.cpu_us(), fl.cpu_us(), read_stat("/proc/self/stat")->cpu_us,
-                         std::chrono::duration<double, std::micro>(clock_type::now().time_since_epoch()).count()};
-      };
-      if (measured) c.redis.probe().command({"CONFIG", "RESETSTAT"});
-      const auto cpu0 = split();
-      f[k].runs.push_back(pipelined(q, s.jobs, s));
-      if (measured) {
-        const auto used = split() - cpu0;
-        cpu.runs.push_back(used.redis / s.jobs);
-        if (r == runs / 2 || prof.jobs == 0) prof = {static_cast<double>(s.jobs), used, commandstats(c.redis.probe())};
-        if (cli) {
-          via_cli.runs.push_back(through_cli(c.p, c.dir, c.redis.url(), fl.name(), s.jobs));
-        }
+      if (d != 2) {
+        f[k].runs.push_back(pipelined(q, s.jobs, s));
+      } else {
+        auto p = measured(c, fl, "R1, 2 daemons, run " + std::to_string(r + 1), s.jobs,
+                          [&] { f[k].runs.push_back(pipelined(q, s.jobs, s)); });
+        cpu.runs.push_back(p.cpu.redis / s.jobs);
+        if (r == runs / 2) profiles.push_back(std::move(p));
+        if (cli) via_cli.runs.push_back(through_cli(c.p, c.dir, c.redis.url(), fl.name(), s.jobs));
       }
       std::fprintf(stderr, "R1 run %d, %d daemon(s): %.0f jobs/s\n", r + 1, d, f[k].runs.back());
     }
@@ -586,7 +594,7 @@ double rank(const std::vector<double>& sorted, double p) {  // nearest rank
   return sorted[std::max<std::size_t>(k, 1) - 1];
 }
 
-void add_r2(context& c, int runs, int jobs, int warmup, std::vector<figure>& figs) {
+void add_r2(context& c, int runs, int jobs, int warmup, std::vector<figure>& figs, std::vector<profile>& profiles) {
   for (int d : {1, 2}) {
     const std::string who = std::to_string(d) + " daemon" + (d > 1 ? "s" : "");
     figure p50{"R2", "p50, " + who, "us", d == 1 ? "<= 300" : "", {}, ""}, p90{"R2", "p90, " + who, "us", "", {}, ""},
@@ -598,12 +606,15 @@ void add_r2(context& c, int runs, int jobs, int warmup, std::vector<figure>& fig
       fl.warm(q, 0);
       for (int i = 0; i < warmup; ++i) check(is_hello(q.submit("hello", hello_args).result()), "R2 warm-up");
       std::vector<double> us;
-      for (int i = 0; i < jobs; ++i) {
-        const auto t0 = clock_type::now();
-        const auto answer = q.submit("hello", hello_args).result();
-        us.push_back(ms_between(t0, clock_type::now()) * 1000);
-        check(is_hello(answer), "R2");
-      }
+      auto p = measured(c, fl, "R2, " + who + ", run " + std::to_string(r + 1), jobs, [&] {
+        for (int i = 0; i < jobs; ++i) {
+          const auto t0 = clock_type::now();
+          const auto answer = q.submit("hello", hello_args).result();
+          us.push_back(ms_between(t0, clock_type::now()) * 1000);
+          check(is_hello(answer), "R2");
+        }
+      });
+      if (d == 1 && r == runs / 2) profiles.push_back(std::move(p));
       std::sort(us.begin(), us.end());
       p50.runs.push_back(rank(us, 0.50));
       p90.runs.push_back(rank(us, 0.90));
@@ -681,23 +692,22 @@ void print_table(const std::vector<figure>& figs) {
 }
 
 void print_profile(const profile& p) {
-  if (p.jobs == 0) return;
   const auto per = [&](double us) { return fmt(us / p.jobs); };
-  std::printf("\nOne R1 run with 2 daemons, %s jobs, per job: wall %s us; CPU: redis-server %s us, daemons with "
-              "their workers %s us, submitter %s us (10 ms ticks).\n",
-              fmt(p.jobs).c_str(), per(p.cpu.wall).c_str(), per(p.cpu.redis).c_str(), per(p.cpu.daemons).c_str(),
-              per(p.cpu.submitter).c_str());
-  std::printf("Its Redis commands (INFO commandstats; calls inside scripts are counted too, and their time is also "
-              "in EVALSHA's):\n\n");
+  std::printf("\n%s, %s jobs, per job: wall %s us; CPU: redis-server %s us, daemons with their workers %s us, "
+              "submitter %s us (10 ms ticks). INFO commandstats (calls inside scripts are counted too, and their "
+              "time is also in EVALSHA's):\n\n",
+              p.title.c_str(), fmt(p.jobs).c_str(), per(p.cpu.wall).c_str(), per(p.cpu.redis).c_str(),
+              per(p.cpu.daemons).c_str(), per(p.cpu.submitter).c_str());
   std::printf("| command | calls/job | us/job | us/call |\n|---|---|---|---|\n");
   std::vector<std::pair<std::string, std::pair<double, double>>> v(p.commands.begin(), p.commands.end());
   std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second.second > b.second.second; });
   for (const auto& [name, cu] : v)
-    std::printf("| %s | %s | %s | %s |\n", name.c_str(), fmt(cu.first / p.jobs).c_str(), fmt(cu.second / p.jobs).c_str(),
-                fmt(cu.first > 0 ? cu.second / cu.first : 0).c_str());
+    if (name != "config|resetstat")
+      std::printf("| %s | %s | %s | %s |\n", name.c_str(), per(cu.first).c_str(), per(cu.second).c_str(),
+                  fmt(cu.first > 0 ? cu.second / cu.first : 0).c_str());
 }
 
-void write_json(const std::string& path, int runs, const std::vector<figure>& figs, const profile& p) {
+void write_json(const std::string& path, int runs, const std::vector<figure>& figs, const std::vector<profile>& profiles) {
   std::ofstream out(path);
   out << "{\"runs\":" << runs << ",\"figures\":[";
   for (std::size_t i = 0; i < figs.size(); ++i) {
@@ -707,13 +717,20 @@ void write_json(const std::string& path, int runs, const std::vector<figure>& fi
     for (std::size_t k = 0; k < f.runs.size(); ++k) out << (k ? "," : "") << f.runs[k];
     out << "]}";
   }
-  out << "],\"commandstats_per_job\":{";
-  bool first = true;
-  for (const auto& [name, cu] : p.commands) {
-    out << (first ? "" : ",") << "\"" << name << "\":{\"calls\":" << cu.first / p.jobs << ",\"usec\":" << cu.second / p.jobs << "}";
-    first = false;
+  out << "],\"profiles\":[";
+  for (std::size_t i = 0; i < profiles.size(); ++i) {
+    const auto& p = profiles[i];
+    out << (i ? "," : "") << "{\"title\":\"" << p.title << "\",\"jobs\":" << p.jobs << ",\"per_job_us\":{\"wall\":"
+        << p.cpu.wall / p.jobs << ",\"redis_cpu\":" << p.cpu.redis / p.jobs << ",\"daemons_cpu\":" << p.cpu.daemons / p.jobs
+        << ",\"submitter_cpu\":" << p.cpu.submitter / p.jobs << "},\"commandstats_per_job\":{";
+    bool first = true;
+    for (const auto& [name, cu] : p.commands) {
+      out << (first ? "" : ",") << "\"" << name << "\":{\"calls\":" << cu.first / p.jobs << ",\"usec\":" << cu.second / p.jobs << "}";
+      first = false;
+    }
+    out << "}}";
   }
-  out << "}}\n";
+  out << "]}\n";
 }
 
 struct options {
@@ -766,13 +783,13 @@ int main(int argc, char** argv) {
     redis_server redis(o.p.redis_server, dir.path());
     context c{o.p, dir, redis};
     std::vector<figure> figs;
-    profile prof;
-    if (o.want("r1")) add_r1(c, o.runs, o.r1, figs, prof);
-    if (o.want("r2")) add_r2(c, o.runs, 2'000, 200, figs);
+    std::vector<profile> profiles;
+    if (o.want("r1")) add_r1(c, o.runs, o.r1, figs, profiles);
+    if (o.want("r2")) add_r2(c, o.runs, 2'000, 200, figs, profiles);
     if (o.want("r3")) add_r3(c, o.runs, figs);
     print_table(figs);
-    print_profile(prof);
-    if (!o.json_path.empty()) write_json(o.json_path, o.runs, figs, prof);
+    for (const auto& p : profiles) print_profile(p);
+    if (!o.json_path.empty()) write_json(o.json_path, o.runs, figs, profiles);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "remote_workloads: %s\n", e.what());
     return 1;
