@@ -311,6 +311,7 @@ struct paths {
 struct daemon_proc {
   std::unique_ptr<process> proc;
   std::string socket, consumer;  // consumer: its name in the group, host:pid
+  fs::path log;
 };
 
 std::string host_name() {
@@ -339,7 +340,8 @@ class fleet {
                                     "--queue-name", queue_};
       argv.insert(argv.end(), p.daemon_flags.begin(), p.daemon_flags.end());
       argv.insert(argv.end(), extra.begin(), extra.end());
-      d.proc = std::make_unique<process>(argv, dir.path() / (tag + ".log"));
+      d.log = dir.path() / (tag + ".log");
+      d.proc = std::make_unique<process>(argv, d.log);
       d.consumer = host_name() + ":" + std::to_string(d.proc->pid());
       daemons_.push_back(std::move(d));
     }
@@ -347,7 +349,7 @@ class fleet {
       const fs::path log = dir.path() / "status.log";
       wait_until(
           [&] {
-            if (!d.proc->running()) throw std::runtime_error("a daemon exited: see " + d.socket + ".log");
+            if (!d.proc->running()) throw std::runtime_error("a daemon exited: " + tail_of(d.log));
             const auto [status, out] = run_capture({p.cli, "--socket", d.socket, "status", "--json"}, log);
             return status == 0 && out.find("\"connected\":true") != std::string::npos;
           },
