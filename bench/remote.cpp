@@ -103,7 +103,10 @@ class process {
     if (out < 0) fail_errno("open " + log.string());
     const pid_t parent = ::getpid();
     pid_ = ::fork();
-    if (pid_ < 0) fail_errno("fork");
+    if (pid_ < 0) {
+      ::close(out);
+      fail_errno("fork");
+    }
     if (pid_ == 0) {
       ::setpgid(0, 0);
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed bench leaves nothing behind
@@ -119,7 +122,13 @@ class process {
     ::close(out);
     ::setpgid(pid_, pid_);  // also here: no race with a kill of the group right after
     pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-    if (pidfd_ < 0) fail_errno("pidfd_open");
+    if (pidfd_ < 0) {
+      const int e = errno;
+      ::kill(-pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      errno = e;
+      fail_errno("pidfd_open");
+    }
   }
   ~process() {
     if (!reaped_) {
@@ -303,6 +312,10 @@ std::pair<int, std::string> run_capture(const std::vector<std::string>& argv, co
   return {WIFEXITED(p.status()) ? WEXITSTATUS(p.status()) : -1, out};
 }
 
+const std::string hello_args = R"({"text":"world"})";
+
+bool is_hello(std::string_view r) { return r == "\"Hello world!\"" || r == "Hello world!"; }
+
 struct paths {
   std::string redis_server = "redis-server", daemon, cli;
   std::vector<std::string> daemon_flags;  // --prefetch N: to see what the default costs
@@ -323,11 +336,6 @@ std::string host_name() {
 // One run's queue and its daemons, all consuming before this returns.
 class fleet {
  public:
-  ~fleet() {
-    for (auto& d : daemons_) d.proc->terminate();
-  }
-  fleet(const fleet&) = delete;
-  fleet& operator=(const fleet&) = delete;
   fleet(const paths& p, const temp_dir& dir, redis_server& redis, std::string queue, int daemons,
         std::vector<std::string> extra = {})
       : redis_(redis), queue_(std::move(queue)) {
@@ -356,16 +364,21 @@ class fleet {
           20s, "a daemon's status --json", 5ms);
     }
   }
+  ~fleet() {
+    for (auto& d : daemons_) d.proc->terminate();
+  }
+  fleet(const fleet&) = delete;
+  fleet& operator=(const fleet&) = delete;
 
   // Hello jobs until every daemon has taken one: Redis 7.0 lists a consumer in XINFO
   // CONSUMERS only once it has read an entry. This is also the warm-up.
   void warm(pc::remote_queue& q, int at_least) {
-    const std::vector<pc::remote_call> calls(64, pc::remote_call{"hello", R"({"text":"world"})", {}});
+    const std::vector<pc::remote_call> calls(64, pc::remote_call{"hello", hello_args, {}});
     const auto end = clock_type::now() + 20s;
     for (int sent = 0; sent < at_least || consumers() < daemons_.size(); sent += static_cast<int>(calls.size())) {
       if (clock_type::now() > end) throw std::runtime_error("timed out waiting for every daemon to take a job");
       for (auto& j : q.submit_all(calls))
-        if (!j || !j->wait_for(20s) || j->result() != "\"Hello world!\"") throw std::runtime_error("a warm-up job failed");
+        if (!j || !j->wait_for(20s) || !is_hello(j->result())) throw std::runtime_error("a warm-up job failed");
     }
   }
 
@@ -445,10 +458,6 @@ struct profile {
 };
 
 // --- R1: throughput ---------------------------------------------------------
-
-const std::string hello_args = R"({"text":"world"})";
-
-bool is_hello(std::string_view r) { return r == "\"Hello world!\"" || r == "Hello world!"; }
 
 struct r1_settings {
   int jobs = 20'000, warmup = 1'000;
