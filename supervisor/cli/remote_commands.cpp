@@ -21,6 +21,7 @@
 #include <rapidjson/writer.h>
 
 #include "protocol.hpp"
+#include "units.hpp"
 
 namespace parallelcode::cli {
 
@@ -56,34 +57,15 @@ remote_job until_taken(Submit submit) {
   }
 }
 
-// redis://user:password@host: anyone's ps shows it while we run.
-bool url_has_password(std::string_view url) {
-  const auto scheme = url.find("://");
-  if (scheme == std::string_view::npos) return false;
-  std::string_view authority = url.substr(scheme + 3);
-  authority = authority.substr(0, authority.find('/'));
-  const auto at = authority.rfind('@');
-  return at != std::string_view::npos && authority.substr(0, at).find(':') != std::string_view::npos;
-}
-
-std::string read_password(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw std::invalid_argument("cannot read the password file " + path + ": " + std::strerror(errno));
-  std::string password{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
-  if (password.empty()) throw std::invalid_argument("the password file " + path + " is empty");
-  return password;
-}
-
 // Runs one command on a connection to the target's queue; Redis failing, now or later, is exit 3.
 template <class Command>
 int with_queue(const queue_target& target, Command command) {
   remote_options options;
   options.name = target.name;
-  if (!target.password_file.empty()) options.password = read_password(target.password_file);
+  if (!target.password_file.empty()) options.password = ctl::read_password_file(target.password_file);
   // From the environment it is no one else's to see; on the command line it is.
   const char* from_env = std::getenv("PARALLELCODE_QUEUE");
-  if (url_has_password(target.url) && !(from_env && target.url == from_env))
+  if (ctl::url_has_password(target.url) && !(from_env && target.url == from_env))
     std::cerr << "parallelcode: warning: the --queue URL holds a password, which ps shows to every user; "
                  "put it in PARALLELCODE_QUEUE_PASSWORD or --queue-password-file instead\n";
   try {
