@@ -152,29 +152,9 @@ void consumer::read_loop() {
         set_connected(true, true);
         backoff = 50ms;
       }
-      // What finished since the last read goes in the same round trip as the next read;
-      // while the read blocks, the keeper sends what finishes.
-      batch done = take_batch();
-      {
-        std::lock_guard lock(mutex_);
-        reading_ = true;
-      }
-      changed_.notify_all();
-      try {
-        if (!done.done.empty()) complete_script.append(*c, {keys_.jobs, keys_.dead}, done.args);
-        c->append({"XREADGROUP", "GROUP", std::string(queue_keys::group), name_, "COUNT",
-                   std::to_string(std::min(room, batch_size)), "BLOCK", std::to_string(block.count()), "STREAMS",
-                   keys_.jobs, ">"});
-        if (!done.done.empty()) settle(done, complete_script.read(*c, {keys_.jobs, keys_.dead}, done.args));
-      } catch (const queue_error&) {
-        if (!done.done.empty()) put_back(done);  // settle() found a reply error before it changed anything
-        throw;
-      }
-      const auto r = c->read_reply();
-      {
-        std::lock_guard lock(mutex_);
-        reading_ = false;
-      }
+      const auto r = c->command({"XREADGROUP", "GROUP", std::string(queue_keys::group), name_, "COUNT",
+                                 std::to_string(std::min(room, batch_size)), "BLOCK", std::to_string(block.count()),
+                                 "STREAMS", keys_.jobs, ">"});
       if (is_error(*r, "NOGROUP")) {
         ensure_group(*c, keys_);  // the stream was deleted under us (a purge, a FLUSHALL)
         continue;
@@ -186,10 +166,6 @@ void consumer::read_loop() {
       }
     } catch (const queue_error& e) {
       c.reset();
-      {
-        std::lock_guard lock(mutex_);
-        reading_ = false;
-      }
       set_connected(true, false, e.what());
       wait_before_retry(backoff);
     }
@@ -387,10 +363,7 @@ void consumer::keep_loop() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      // Completions ride with the reader's next read, unless it is blocked in one or gone.
-      changed_.wait_until(lock, std::min(next_renew, next_sweep), [&] {
-        return quit_ || (!completions_.empty() && (reading_ || !reader_up_ || !taking_));
-      });
+      changed_.wait_until(lock, std::min(next_renew, next_sweep), [&] { return quit_ || !completions_.empty(); });
       if (quit_) return;
     }
     try {

@@ -97,13 +97,12 @@ class consumer {
   std::condition_variable changed_;  // held jobs, completions, stop
   std::map<std::string, held_job> held_;
   // Of held_, those still to finish here; at most slots + prefetch. Answers on their way
-  // to Redis do not count: the next read overlaps the last completion.
+  // to Redis do not count: the next read need not wait for the last completion.
   std::size_t unfinished_ = 0;
   std::vector<completion> completions_;
   bool taking_ = true;
   bool quit_ = false;
   bool reader_up_ = false, keeper_up_ = false;
-  bool reading_ = false;  // the reader is in (or sending) an XREADGROUP
   bool told_down_ = false;  // "lost Redis" logged once an outage
 
   std::atomic<std::int64_t> clock_offset_ms_{0};  // Redis's clock minus ours

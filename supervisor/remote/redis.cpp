@@ -225,37 +225,26 @@ const redisReply& at(const redisReply& r, std::size_t i) {
 
 script::script(std::string_view source) : source_(source) {}
 
-void script::append(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const {
-  std::string sha;
-  {
-    std::lock_guard lock(mutex_);
-    sha = sha_;
-  }
-  if (sha.empty()) {
-    sha = text(check(c.command({"SCRIPT", "LOAD", source_}), "a script"));
-    std::lock_guard lock(mutex_);
-    sha_ = sha;
-  }
-  std::vector<std::string> argv{"EVALSHA", sha, std::to_string(keys.size())};
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
-  c.append(argv);
-}
-
-reply script::read(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const {
-  auto r = c.read_reply();
-  if (!is_error(*r, "NOSCRIPT")) return r;
-  {  // a restarted Redis has forgotten our scripts: load them again, once
-    std::lock_guard lock(mutex_);
+reply script::run(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const {
+  for (int attempt = 0;; ++attempt) {
+    std::string sha;
+    {
+      std::lock_guard lock(mutex_);
+      sha = sha_;
+    }
+    if (sha.empty()) {
+      sha = text(check(c.command({"SCRIPT", "LOAD", source_}), "a script"));
+      std::lock_guard lock(mutex_);
+      sha_ = sha;
+    }
+    std::vector<std::string> argv{"EVALSHA", sha, std::to_string(keys.size())};
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = c.command(argv);
+    if (attempt > 0 || !is_error(*r, "NOSCRIPT")) return r;
+    std::lock_guard lock(mutex_);  // a restarted Redis has forgotten our scripts: load them again, once
     sha_.clear();
   }
-  append(c, keys, args);
-  return c.read_reply();
-}
-
-reply script::run(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const {
-  append(c, keys, args);
-  return read(c, keys, args);
 }
 
 std::string host_and_pid() {

@@ -87,10 +87,6 @@ class script {
  public:
   explicit script(std::string_view source);
   reply run(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const;
-  // The same in two halves, to pipeline it before another command: read() takes the
-  // same keys and args, to run it again if Redis had forgotten it.
-  void append(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const;
-  reply read(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const;
 
  private:
   std::string source_;
