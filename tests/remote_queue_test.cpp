@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -76,15 +78,21 @@ struct redis_server {
   std::filesystem::path dir;
   int port = free_port();
   pid_t pid = 0;
+  bool aof;
 
-  redis_server() {
+  // aof: every write on disk before Redis answers it (appendfsync always).
+  explicit redis_server(bool with_aof = false) : aof(with_aof) {
     char temp[] = "/tmp/pc-remote-XXXXXX";
     dir = ::mkdtemp(temp);
+    start();
+  }
+  void start() {
     pid = spawn({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                 "no", "--dir", dir.string()},
+                 aof ? "yes" : "no", "--appendfsync", "always", "--dir", dir.string()},
                 (dir / "redis.log").string());
     REQUIRE(test::eventually([&] { return cli("PING") == "PONG"; }, 10s));
   }
+  void crash() { stop(pid); }
   ~redis_server() {
     stop(pid);
     std::filesystem::remove_all(dir);
@@ -201,6 +209,22 @@ TEST_CASE("answers wait in the reply list while the submitter's connections are 
   daemon_process d(redis, "a");
   redis.cli("CLIENT KILL TYPE normal");  // ours and the daemon's: everyone reconnects
   for (auto& j : jobs) CHECK(j.result() == "20");
+}
+
+TEST_CASE("a submit made while Redis restarts waits for it, and nothing acknowledged before is lost") {
+  redis_server redis(true);
+  pc::remote_queue q{redis.url()};
+  std::vector<pc::remote_job> jobs;
+  for (int i = 0; i < 20; ++i) jobs.push_back(q.submit("hello", "{\"text\":\"" + std::to_string(i) + "\"}"));
+  redis.crash();
+  std::optional<pc::remote_job> during;
+  std::thread submitter([&] { during = q.submit("hello", R"({"text":"during"})"); });
+  redis.start();
+  submitter.join();
+  daemon_process d(redis, "a");
+  for (int i = 0; i < 20; ++i) CHECK(jobs[i].result() == "\"Hello " + std::to_string(i) + "!\"");
+  REQUIRE(during);
+  CHECK(during->result() == R"("Hello during!")");
 }
 
 TEST_CASE("purge drops the jobs no daemon took and answers their submitters job_cancelled") {

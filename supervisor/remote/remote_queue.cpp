@@ -155,14 +155,22 @@ struct remote_queue::impl {
   }
 
   // f(connection) under command_mutex; a broken connection is dropped, so the next call reconnects.
+  // A connection that broke is made again, for up to options.reconnect_timeout.
   template <class F>
   auto with_commands(F&& f) {
     std::lock_guard lock(command_mutex);
-    try {
-      return f(connect());
-    } catch (const queue_error&) {
-      commands.reset();
-      throw;
+    const auto give_up = clock::now() + options.reconnect_timeout;
+    for (auto backoff = 50ms;; backoff = std::min(backoff * 2, std::chrono::milliseconds(1000))) {
+      try {
+        return f(connect());
+      } catch (const remote::connection_lost&) {
+        commands.reset();
+        if (clock::now() + backoff >= give_up) throw;
+        std::this_thread::sleep_for(backoff);
+      } catch (const queue_error&) {
+        commands.reset();
+        throw;
+      }
     }
   }
 
