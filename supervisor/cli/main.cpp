@@ -178,6 +178,15 @@ int status(connection& conn, bool json) {
               static_cast<long long>(r["supervisor"].GetInt64()), static_cast<long long>(r["fork_server"].GetInt64()),
               static_cast<long long>(r["queued"].GetInt64()), static_cast<long long>(r["completed"].GetInt64()),
               static_cast<long long>(r["failed"].GetInt64()), r["stopping"].GetBool() ? ", stopping" : "");
+  if (r.HasMember("queue") && r["queue"].IsObject()) {
+    const auto& q = r["queue"];
+    auto n = [&](const char* k) { return static_cast<unsigned long long>(q[k].GetUint64()); };
+    std::printf("queue %s at %s as %s, %s: %llu held, %llu completed, %llu renewals, %llu reclaims, %llu dead-lettered, "
+                "%llu discarded\n",
+                q["name"].GetString(), q["url"].GetString(), q["consumer"].GetString(),
+                q["connected"].GetBool() ? "connected" : "NOT connected", n("held"), n("completed"), n("renewals"),
+                n("reclaims"), n("dead_lettered"), n("discarded"));
+  }
   std::printf("%4s %8s %-9s %7s %9s %8s %7s %8s\n", "id", "pid", "state", "running", "done", "respawns", "uptime", "rss");
   for (const auto& w : r["workers"].GetArray())
     std::printf("%4d %8d %-9s %7u %9llu %8u %7s %8s\n", w["id"].GetInt(), w["pid"].GetInt(), w["state"].GetString(),

@@ -328,9 +328,6 @@ int main(int argc, char** argv) {
     socket_file.remove(s.socket);
     die(e.what());
   }
-  log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
-      s.socket.c_str());
-  pc::control::notify_systemd("READY=1");
 
   int status;
   try {
@@ -366,6 +363,9 @@ int main(int argc, char** argv) {
       });
     }
 #endif
+    log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
+        s.socket.c_str());
+    pc::control::notify_systemd("READY=1");
     status = server.run();
   } catch (const std::system_error& e) {
     socket_file.remove(s.socket);
