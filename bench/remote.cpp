@@ -43,6 +43,8 @@
 
 #include <parallelcode/remote.hpp>
 
+#include "report.hpp"
+
 namespace {
 
 namespace pc = parallelcode;
@@ -403,31 +405,8 @@ class fleet {
 
 // --- the report -------------------------------------------------------------
 
-struct figure {
-  std::string workload, name, unit, target;
-  std::vector<double> runs;
-  std::string note;
-  double median() const {
-    auto v = runs;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  }
-};
-
-std::string fmt(double v) {
-  char s[64];
-  if (v >= 1000) std::snprintf(s, sizeof s, "%.0f", v);
-  else if (v >= 10) std::snprintf(s, sizeof s, "%.1f", v);
-  else std::snprintf(s, sizeof s, "%.2f", v);
-  if (v < 1000) return s;
-  const std::string digits = s;  // "%.0f": digits only
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {  // thousands separators
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
+using bench::figure;
+using bench::fmt;
 
 // INFO commandstats as command -> {calls, usec}.
 std::map<std::string, std::pair<double, double>> commandstats(redis_probe& r) {
@@ -693,14 +672,6 @@ void add_r3(context& c, int runs, std::vector<figure>& figs) {
 
 // --- main -------------------------------------------------------------------
 
-void print_table(const std::vector<figure>& figs) {
-  std::printf("| workload | figure | median | min | max | target | note |\n|---|---|---|---|---|---|---|\n");
-  for (const auto& f : figs) {
-    const auto [lo, hi] = std::minmax_element(f.runs.begin(), f.runs.end());
-    std::printf("| %s | %s | %s %s | %s | %s | %s | %s |\n", f.workload.c_str(), f.name.c_str(), fmt(f.median()).c_str(),
-                f.unit.c_str(), fmt(*lo).c_str(), fmt(*hi).c_str(), f.target.c_str(), f.note.c_str());
-  }
-}
 
 void print_profile(const profile& p) {
   const auto per = [&](double us) { return fmt(us / p.jobs); };
@@ -720,15 +691,9 @@ void print_profile(const profile& p) {
 
 void write_json(const std::string& path, int runs, const std::vector<figure>& figs, const std::vector<profile>& profiles) {
   std::ofstream out(path);
-  out << "{\"runs\":" << runs << ",\"figures\":[";
-  for (std::size_t i = 0; i < figs.size(); ++i) {
-    const auto& f = figs[i];
-    out << (i ? "," : "") << "{\"workload\":\"" << f.workload << "\",\"figure\":\"" << f.name << "\",\"unit\":\""
-        << f.unit << "\",\"median\":" << f.median() << ",\"runs\":[";
-    for (std::size_t k = 0; k < f.runs.size(); ++k) out << (k ? "," : "") << f.runs[k];
-    out << "]}";
-  }
-  out << "],\"profiles\":[";
+  out << "{";
+  bench::write_figures(out, runs, figs);
+  out << ",\"profiles\":[";
   for (std::size_t i = 0; i < profiles.size(); ++i) {
     const auto& p = profiles[i];
     out << (i ? "," : "") << "{\"title\":\"" << p.title << "\",\"jobs\":" << p.jobs << ",\"per_job_us\":{\"wall\":"
@@ -798,7 +763,7 @@ int main(int argc, char** argv) {
     if (o.want("r1")) add_r1(c, o.runs, o.r1, figs, profiles);
     if (o.want("r2")) add_r2(c, o.runs, 2'000, 200, figs, profiles);
     if (o.want("r3")) add_r3(c, o.runs, figs);
-    print_table(figs);
+    bench::print_table(figs, "note");
     for (const auto& p : profiles) print_profile(p);
     if (!o.json_path.empty()) write_json(o.json_path, o.runs, figs, profiles);
   } catch (const std::exception& e) {
