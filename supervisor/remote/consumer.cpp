@@ -38,6 +38,7 @@ std::map<std::string, std::string> fields_of(const redisReply& fields) {
   return out;
 }
 
+// Nothing if the field is absent; -1 if it is not a whole number of 0 or more.
 std::optional<long long> number_field(const std::map<std::string, std::string>& f, const char* key) {
   const auto it = f.find(key);
   if (it == f.end()) return std::nullopt;
