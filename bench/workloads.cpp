@@ -34,6 +34,8 @@
 
 #include <parallelcode/parallelcode.hpp>
 
+#include "report.hpp"
+
 namespace {
 
 namespace pc = parallelcode;
@@ -429,31 +431,8 @@ floor_result run_floor() {
 
 // --- the report -------------------------------------------------------------
 
-struct figure {
-  std::string workload, name, unit, target;
-  std::vector<double> runs;
-  std::string floor;  // beside it, with the ratio pool / floor
-  double median() const {
-    auto v = runs;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  }
-};
-
-std::string fmt(double v) {
-  char s[64];
-  if (v >= 1000) std::snprintf(s, sizeof s, "%.0f", v);
-  else if (v >= 10) std::snprintf(s, sizeof s, "%.1f", v);
-  else std::snprintf(s, sizeof s, "%.2f", v);
-  if (v < 1000) return s;
-  const std::string digits = s;  // "%.0f": digits only
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {  // thousands separators
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
+using bench::figure;
+using bench::fmt;
 
 struct options {
   std::string which = "all", json_path;
@@ -520,7 +499,7 @@ void add_w5(int runs, const floor_result& floor, std::vector<figure>& figs) {
     n.runs.push_back(x.n_ms);
     b.runs.push_back(x.b_ms);
   }
-  a.floor = "kill to exit " + fmt(floor.kill_exit_ms) + " ms; pool/floor " + fmt(a.median() / floor.kill_exit_ms) + "x";
+  a.note = "kill to exit " + fmt(floor.kill_exit_ms) + " ms; pool/floor " + fmt(a.median() / floor.kill_exit_ms) + "x";
   figs.insert(figs.end(), {a, np, q, n, b});
 }
 
@@ -538,8 +517,8 @@ void add_w1_w2(const scale& s, int runs, const floor_result& floor, std::vector<
     p99.runs.push_back(x.p99);
     mx.runs.push_back(x.max);
   }
-  p50.floor = "rtt " + fmt(floor.rtt_p50_us) + " us; pool/floor " + fmt(p50.median() / floor.rtt_p50_us) + "x";
-  p99.floor = "rtt " + fmt(floor.rtt_p99_us) + " us; pool/floor " + fmt(p99.median() / floor.rtt_p99_us) + "x";
+  p50.note = "rtt " + fmt(floor.rtt_p50_us) + " us; pool/floor " + fmt(p50.median() / floor.rtt_p50_us) + "x";
+  p99.note = "rtt " + fmt(floor.rtt_p99_us) + " us; pool/floor " + fmt(p99.median() / floor.rtt_p99_us) + "x";
   figs.insert(figs.end(), {w1, p50, p90, p99, mx});
 }
 
@@ -557,7 +536,7 @@ void add_w3(const scale& s, int runs, std::vector<figure>& figs) {
     bare.runs.push_back(x.bare_speedup);
   }
   const auto [lo, hi] = std::minmax_element(bare.runs.begin(), bare.runs.end());
-  sp.floor = "bare processes " + fmt(bare.median()) + "x (" + fmt(*lo) + "-" + fmt(*hi) + "); ideal 2.00";
+  sp.note = "bare processes " + fmt(bare.median()) + "x (" + fmt(*lo) + "-" + fmt(*hi) + "); ideal 2.00";
   figs.insert(figs.end(), {t1, t2, sp});
 }
 
@@ -577,31 +556,17 @@ void add_w4(const scale& s, int runs, const floor_result& floor, std::vector<fig
     }
   }
   // How many 1 MiB memcpys one job's transport costs.
-  tr.floor = "memcpy " + fmt(floor_mib_s) + " MiB/s; floor/pool " + fmt(floor_mib_s / tr.median()) + "x";
+  tr.note = "memcpy " + fmt(floor_mib_s) + " MiB/s; floor/pool " + fmt(floor_mib_s / tr.median()) + "x";
   figs.insert(figs.end(), {sum, tr});
   if (s.big_jobs) figs.insert(figs.end(), {big, huge});
 }
 
-void print_table(const std::vector<figure>& figs) {
-  std::printf("| workload | figure | median | min | max | target | floor |\n|---|---|---|---|---|---|---|\n");
-  for (const auto& f : figs) {
-    const auto [lo, hi] = std::minmax_element(f.runs.begin(), f.runs.end());
-    std::printf("| %s | %s | %s %s | %s | %s | %s | %s |\n", f.workload.c_str(), f.name.c_str(), fmt(f.median()).c_str(),
-                f.unit.c_str(), fmt(*lo).c_str(), fmt(*hi).c_str(), f.target.c_str(), f.floor.c_str());
-  }
-}
 
 void write_json(const std::string& path, int runs, const std::vector<figure>& figs) {
   std::ofstream out(path);
-  out << "{\"runs\":" << runs << ",\"figures\":[";
-  for (std::size_t i = 0; i < figs.size(); ++i) {
-    const auto& f = figs[i];
-    out << (i ? "," : "") << "{\"workload\":\"" << f.workload << "\",\"figure\":\"" << f.name << "\",\"unit\":\""
-        << f.unit << "\",\"median\":" << f.median() << ",\"runs\":[";
-    for (std::size_t k = 0; k < f.runs.size(); ++k) out << (k ? "," : "") << f.runs[k];
-    out << "]}";
-  }
-  out << "]}\n";
+  out << "{";
+  bench::write_figures(out, runs, figs);
+  out << "}\n";
 }
 
 }  // namespace
@@ -619,7 +584,7 @@ int main(int argc, char** argv) {
     if (o.want("w1") || o.want("w2")) add_w1_w2(o.s, o.runs, floor, figs);
     if (o.want("w3")) add_w3(o.s, o.runs, figs);
     if (o.want("w4")) add_w4(o.s, o.runs, floor, figs);
-    print_table(figs);
+    bench::print_table(figs, "floor");
     if (!o.json_path.empty()) write_json(o.json_path, o.runs, figs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "workloads: %s\n", e.what());

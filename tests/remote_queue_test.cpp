@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -76,15 +78,21 @@ struct redis_server {
   std::filesystem::path dir;
   int port = free_port();
   pid_t pid = 0;
+  bool aof;
 
-  redis_server() {
+  // aof: every write on disk before Redis answers it (appendfsync always).
+  explicit redis_server(bool with_aof = false) : aof(with_aof) {
     char temp[] = "/tmp/pc-remote-XXXXXX";
     dir = ::mkdtemp(temp);
+    start();
+  }
+  void start() {
     pid = spawn({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                 "no", "--dir", dir.string()},
+                 aof ? "yes" : "no", "--appendfsync", "always", "--dir", dir.string()},
                 (dir / "redis.log").string());
     REQUIRE(test::eventually([&] { return cli("PING") == "PONG"; }, 10s));
   }
+  void crash() { stop(pid); }
   ~redis_server() {
     stop(pid);
     std::filesystem::remove_all(dir);
@@ -99,11 +107,13 @@ struct daemon_process {
   pid_t pid = 0;
   std::string socket;
 
-  daemon_process(const redis_server& redis, const std::string& name) : socket((redis.dir / (name + ".sock")).string()) {
+  daemon_process(const redis_server& redis, const std::string& name, std::vector<std::string> more = {})
+      : socket((redis.dir / (name + ".sock")).string()) {
     const char* exe = std::getenv("PARALLELCODE_DAEMON");
     REQUIRE(exe);
-    pid = spawn({exe, "--workers", "2", "--socket", socket, "--queue", redis.url(), "--lease", "1s"},
-                (redis.dir / (name + ".log")).string());
+    std::vector<std::string> argv{exe, "--workers", "2", "--socket", socket, "--queue", redis.url(), "--lease", "1s"};
+    argv.insert(argv.end(), more.begin(), more.end());
+    pid = spawn(argv, (redis.dir / (name + ".log")).string());
     REQUIRE(test::eventually([&] { return std::filesystem::exists(socket); }, 10s));
   }
   ~daemon_process() { stop(pid, SIGINT); }  // at once: what it holds goes back to the queue
@@ -201,6 +211,22 @@ TEST_CASE("answers wait in the reply list while the submitter's connections are 
   for (auto& j : jobs) CHECK(j.result() == "20");
 }
 
+TEST_CASE("a submit made while Redis restarts waits for it, and nothing acknowledged before is lost") {
+  redis_server redis(true);
+  pc::remote_queue q{redis.url()};
+  std::vector<pc::remote_job> jobs;
+  for (int i = 0; i < 20; ++i) jobs.push_back(q.submit("hello", "{\"text\":\"" + std::to_string(i) + "\"}"));
+  redis.crash();
+  std::optional<pc::remote_job> during;
+  std::thread submitter([&] { during = q.submit("hello", R"({"text":"during"})"); });
+  redis.start();
+  submitter.join();
+  daemon_process d(redis, "a");
+  for (int i = 0; i < 20; ++i) CHECK(jobs[i].result() == "\"Hello " + std::to_string(i) + "!\"");
+  REQUIRE(during);
+  CHECK(during->result() == R"("Hello during!")");
+}
+
 TEST_CASE("purge drops the jobs no daemon took and answers their submitters job_cancelled") {
   redis_server redis;
   pc::remote_queue q{redis.url()};
@@ -234,15 +260,15 @@ TEST_CASE("retry puts a dead letter back on the queue and its answer comes to th
 TEST_CASE("stats count the jobs waiting, the jobs held and each daemon holding them") {
   redis_server redis;
   pc::remote_queue q{redis.url()};
-  daemon_process d(redis, "a");  // 2 workers: prefetch 2
+  daemon_process d(redis, "a", {"--prefetch", "1"});  // 2 running, 1 waiting for a worker
   std::vector<pc::remote_job> jobs;
   for (int i = 0; i < 5; ++i) jobs.push_back(q.submit("sleep", R"({"ms":3000})"));
   pc::queue_stats s;
-  CHECK(test::eventually([&] { s = q.stats(); return s.pending == 2; }, 10s));
+  CHECK(test::eventually([&] { s = q.stats(); return s.pending == 3; }, 10s));
   CHECK(s.length == 5);
-  CHECK(s.waiting == 3);
+  CHECK(s.waiting == 2);
   REQUIRE(s.consumers.size() == 1);
-  CHECK(s.consumers[0].pending == 2);
+  CHECK(s.consumers[0].pending == 3);
   CHECK(s.consumers[0].name.ends_with(":" + std::to_string(d.pid)));
   q.purge();
 }

@@ -1,19 +1,22 @@
-// parallelcode: feeds and operates a running parallelcode-supervisor. This room holds
-// the CLI alone: it speaks to the daemon through supervisor/control, never lib/.
+// parallelcode: feeds and operates a running parallelcode-supervisor, or a Redis queue
+// that daemons consume (--queue, PARALLELCODE_QUEUE). This room holds the CLI alone: it
+// speaks to the daemon through supervisor/control, to the queue through
+// parallelcode-remote (remote_commands.cpp), never lib/.
 //
-// Exit status: 0 done; 1 a job failed; 2 the daemon refused the request (an
-// unknown task, a pid that is not a worker, bad arguments); 3 no daemon to talk to.
+// Exit status: 0 done; 1 a job failed (map: any line failed, a dead-lettered line or
+// one past its deadline too); 2 the request was refused (an unknown task, a pid that
+// is not a worker, bad arguments, --queue in a build without Redis support); 3 no
+// daemon to talk to, or Redis cannot be reached or refuses the credentials; 4 the job's
+// deadline passed before a daemon took it; 5 the job was dead-lettered.
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -22,18 +25,17 @@
 
 #include <CLI/CLI.hpp>
 
+#include "output.hpp"
 #include "protocol.hpp"
+#include "remote_commands.hpp"
 #include "requests.hpp"
 #include "socket.hpp"
-#include "units.hpp"
 
 namespace {
 
 namespace ctl = parallelcode::control;
 
-constexpr int exit_failed = 1;
-constexpr int exit_refused = 2;
-constexpr int exit_no_daemon = 3;
+namespace cli = parallelcode::cli;
 
 // The daemon is gone or spoke nonsense: nothing this command can do.
 struct no_daemon : std::runtime_error {
@@ -111,166 +113,50 @@ class connection {
   std::string in_;
 };
 
-// JSON text without the blanks between its tokens: one line, each token as it was.
-std::string compact(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      out += c;
-      if (c == '\\' && i + 1 < text.size()) out += text[++i];
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-      out += c;
-    } else if (std::string_view(" \t\r\n").find(c) == std::string_view::npos) {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// A response's result as the daemon wrote it (re-encoding would change its numbers), or a string's bytes.
-std::string result_of(std::string_view body, const rapidjson::Value& response, bool raw) {
-  if (raw && response.HasMember("result") && response["result"].IsString()) return ctl::string_member(response, "result");
-  const auto text = ctl::member_text(body, "result");
-  return text ? compact(*text) : "null";
-}
-
-bool ok(const rapidjson::Value& response) {
-  return response.IsObject() && response.HasMember("ok") && response["ok"].IsBool() && response["ok"].GetBool();
-}
-
-const rapidjson::Value& error_of(const rapidjson::Value& response) {
-  static const rapidjson::Value none(rapidjson::kObjectType);
-  return response.IsObject() && response.HasMember("error") && response["error"].IsObject() ? response["error"] : none;
-}
-
-std::string error_field(const rapidjson::Value& response, const char* key) {
-  const auto& e = error_of(response);
-  return e.HasMember(key) && e[key].IsString() ? ctl::string_member(e, key) : "";
-}
-
-// The daemon's refusals (exit 2) as against failures of a job that ran (exit 1).
-bool refused(const rapidjson::Value& response) {
-  const std::string type = error_field(response, "type");
-  return type == "bad_request" || type == "unknown_task" || type == "not_a_worker" || type == "stopping" ||
-         type == "bad_frame" || type == "busy" || type == "forbidden" || type == "payload_error";
-}
-
-int report_error(const rapidjson::Value& response) {
-  std::string message = error_field(response, "message");
-  if (message.rfind("parallelcode: ", 0) != 0) message = "parallelcode: " + message;
-  const std::string type = error_field(response, "type");
-  if (type == "job_failed") message += " (" + error_field(response, "exception") + ")";
-  std::cerr << message << "\n";
-  return refused(response) ? exit_refused : exit_failed;
-}
-
 std::string submit_request(const std::string& task, const std::string& args, std::optional<std::int64_t> id,
-                           const std::string& timeout, unsigned retries) {
+                           const cli::job_flags& flags) {
   ctl::submit_request r{.id = id, .task = task, .args = args};
-  if (!timeout.empty())  // rounded up: 100us must not become 0, which means no timeout
-    r.timeout = std::chrono::ceil<std::chrono::milliseconds>(ctl::parse_duration(timeout));
-  if (retries) r.retries = retries;
+  if (!flags.timeout.empty()) r.timeout = cli::milliseconds_of(flags.timeout);
+  if (flags.retries) r.retries = flags.retries;
   return ctl::encode(r);
 }
 
-int submit(connection& conn, const std::string& task, const std::string& args, const std::string& timeout,
-           unsigned retries, bool raw) {
-  rapidjson::Document check;
-  if (auto bad = ctl::parse(args, check)) {
-    std::cerr << "parallelcode: the arguments are " << *bad << "\n";
-    return exit_refused;
-  }
+int submit(connection& conn, const std::string& task, const std::string& args, const cli::job_flags& flags) {
+  if (!cli::check_arguments(args)) return cli::exit_refused;
   rapidjson::Document response;
-  const std::string body = conn.ask(submit_request(task, args, std::nullopt, timeout, retries), response);
-  if (!ok(response)) return report_error(response);
-  std::cout << result_of(body, response, raw) << "\n";
-  return 0;
-}
-
-// A bar when standard input is a file (its size is known), else a count.
-void draw_progress(std::size_t done, std::size_t running, bool finished) {
-  struct stat st{};
-  const off_t at = ::lseek(STDIN_FILENO, 0, SEEK_CUR);
-  if (::fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && at >= 0) {
-    const int width = 30;
-    const int filled = finished ? width : static_cast<int>(width * std::min<double>(1.0, double(at) / double(st.st_size)));
-    std::fprintf(stderr, "\r[%.*s%*s] %zu done, %zu running ", filled, "##############################", width - filled,
-                 "", done, running);
-  } else {
-    std::fprintf(stderr, "\r%zu done, %zu running ", done, running);
-  }
-  if (finished) std::fputc('\n', stderr);
-  std::fflush(stderr);
+  const std::string body = conn.ask(submit_request(task, args, std::nullopt, flags), response);
+  return cli::print_answer(body, response, flags.raw);
 }
 
 // One job per input line, at most `window` in flight, reading input as it goes;
 // answers in input order.
-int map(connection& conn, const std::string& task, const std::string& timeout, unsigned retries, bool raw,
-        bool progress, std::size_t window) {
-  std::map<std::size_t, std::string> answers;  // arrived, not yet printed
-  std::size_t read = 0, printed = 0, in_flight = 0;
-  bool input_done = false, any_failed = false;
-  auto answer = [&](std::size_t i, std::string text, bool failed) {
-    answers.emplace(i, std::move(text));
-    any_failed |= failed;
-    for (auto it = answers.find(printed); it != answers.end(); it = answers.find(++printed)) {
-      std::cout << it->second << "\n";
-      answers.erase(it);
-    }
-  };
+int map(connection& conn, const std::string& task, const cli::job_flags& flags, bool progress, std::size_t window) {
+  cli::ordered_output out;
+  cli::map_input in(out);
+  std::size_t in_flight = 0;
   for (;;) {
-    while (!input_done && in_flight < window) {
-      std::string line;
-      if (!std::getline(std::cin, line)) {
-        input_done = true;
-        break;
-      }
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::size_t i = read++;
-      rapidjson::Document args;
-      if (line.size() > ctl::default_max_frame - 1024) {
-        answer(i, ctl::error_answer(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + " is too long"), true);
-      } else if (auto bad = ctl::parse(line, args)) {
-        answer(i, ctl::error_answer(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + ": " + *bad), true);
-      } else {
-        conn.queue(submit_request(task, line, static_cast<std::int64_t>(i), timeout, retries));
-        ++in_flight;
-      }
+    while (in_flight < window) {
+      auto line = in.next();
+      if (!line) break;
+      conn.queue(submit_request(task, line->second, static_cast<std::int64_t>(line->first), flags));
+      ++in_flight;
     }
-    if (in_flight == 0 && input_done) break;
+    if (in_flight == 0 && in.done()) break;
     if (in_flight == 0) continue;
     for (auto& body : conn.exchange()) {
       rapidjson::Document response;
       if (auto bad = ctl::parse(body, response)) throw no_daemon("the daemon answered something that is not JSON: " + *bad);
       if (!response.IsObject() || !response.HasMember("id") || !response["id"].IsUint64() ||
-          response["id"].GetUint64() >= read) {
-        return report_error(response);  // about the connection itself, not one line
+          response["id"].GetUint64() >= in.read()) {
+        return cli::report_error(response);  // about the connection itself, not one line
       }
       --in_flight;
-      const auto i = static_cast<std::size_t>(response["id"].GetUint64());
-      if (ok(response))
-        answer(i, result_of(body, response, raw), false);
-      else
-        answer(i, "{\"error\":" + ctl::to_text(error_of(response)) + "}", true);
+      auto [text, failed] = cli::map_line(body, response, flags.raw);
+      out.add(static_cast<std::size_t>(response["id"].GetUint64()), std::move(text), failed);
     }
-    if (progress) draw_progress(printed, in_flight, false);
+    if (progress) cli::draw_progress(out.printed(), in_flight, false);
   }
-  std::cout.flush();
-  if (progress) draw_progress(printed, 0, true);
-  return any_failed ? exit_failed : 0;
-}
-
-std::string duration_text(std::int64_t ms) {
-  char s[32];
-  if (ms < 60'000) std::snprintf(s, sizeof s, "%.1fs", static_cast<double>(ms) / 1000);
-  else if (ms < 3'600'000) std::snprintf(s, sizeof s, "%lldm", static_cast<long long>(ms / 60'000));
-  else std::snprintf(s, sizeof s, "%lldh", static_cast<long long>(ms / 3'600'000));
-  return s;
+  return out.finish(progress);
 }
 
 std::string size_text(std::uint64_t bytes) {
@@ -282,7 +168,7 @@ std::string size_text(std::uint64_t bytes) {
 int status(connection& conn, bool json) {
   rapidjson::Document r;
   conn.ask(ctl::encode(ctl::status_request{}), r);
-  if (!ok(r)) return report_error(r);
+  if (!cli::ok(r)) return cli::report_error(r);
   if (json) {
     r.RemoveMember("ok");
     std::cout << ctl::to_text(r) << "\n";
@@ -292,24 +178,33 @@ int status(connection& conn, bool json) {
               static_cast<long long>(r["supervisor"].GetInt64()), static_cast<long long>(r["fork_server"].GetInt64()),
               static_cast<long long>(r["queued"].GetInt64()), static_cast<long long>(r["completed"].GetInt64()),
               static_cast<long long>(r["failed"].GetInt64()), r["stopping"].GetBool() ? ", stopping" : "");
+  if (r.HasMember("queue") && r["queue"].IsObject()) {
+    const auto& q = r["queue"];
+    auto n = [&](const char* k) { return static_cast<unsigned long long>(q[k].GetUint64()); };
+    std::printf("queue %s at %s as %s, %s: %llu held, %llu completed, %llu renewals, %llu reclaims, %llu dead-lettered, "
+                "%llu discarded\n",
+                q["name"].GetString(), q["url"].GetString(), q["consumer"].GetString(),
+                q["connected"].GetBool() ? "connected" : "NOT connected", n("held"), n("completed"), n("renewals"),
+                n("reclaims"), n("dead_lettered"), n("discarded"));
+  }
   std::printf("%4s %8s %-9s %7s %9s %8s %7s %8s\n", "id", "pid", "state", "running", "done", "respawns", "uptime", "rss");
   for (const auto& w : r["workers"].GetArray())
     std::printf("%4d %8d %-9s %7u %9llu %8u %7s %8s\n", w["id"].GetInt(), w["pid"].GetInt(), w["state"].GetString(),
                 w["running"].GetUint(), static_cast<unsigned long long>(w["done"].GetUint64()), w["respawns"].GetUint(),
-                duration_text(w["uptime_ms"].GetInt64()).c_str(), size_text(w["rss"].GetUint64()).c_str());
+                cli::duration_text(w["uptime_ms"].GetInt64()).c_str(), size_text(w["rss"].GetUint64()).c_str());
   return 0;
 }
 
 int simple(connection& conn, const std::string& request) {
   rapidjson::Document r;
   conn.ask(request, r);
-  return ok(r) ? 0 : report_error(r);
+  return cli::ok(r) ? 0 : cli::report_error(r);
 }
 
 int list_tasks(connection& conn, bool json) {
   rapidjson::Document r;
   conn.ask(ctl::encode(ctl::tasks_request{}), r);
-  if (!ok(r)) return report_error(r);
+  if (!cli::ok(r)) return cli::report_error(r);
   if (json) {
     std::cout << ctl::to_text(r["tasks"]) << "\n";
     return 0;
@@ -322,29 +217,51 @@ int list_tasks(connection& conn, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"parallelcode: feeds and operates a running parallelcode-supervisor"};
+  CLI::App app{"parallelcode: feeds and operates a running parallelcode-supervisor, or a Redis queue that daemons consume"};
   app.require_subcommand(1);
   std::string socket = ctl::default_socket_path();
   app.add_option("--socket", socket, "The daemon's control socket")->capture_default_str();
 
-  std::string task, args = "null", timeout;
-  unsigned retries = 0;
-  bool raw = false, json = false, progress = false, now = false;
-  std::size_t window = 256;
+  std::string task, args = "null", dead_id;
+  cli::job_flags flags;
+  cli::queue_target target;
+  bool json = false, progress = false, now = false, wait = false;
+  std::size_t window = 256, count = 100;
   std::int64_t pid = 0;
   unsigned workers = 0;
+  auto add_queue_options = [&](CLI::App* cmd) {
+    auto* url = cmd->add_option("--queue", target.url,
+                                "Go through this Redis queue instead of the socket: redis://[user@]host[:port][/db] "
+                                "or unix:///path/redis.sock[?db=N]")
+                    ->envname("PARALLELCODE_QUEUE");
+    cmd->add_option("--queue-name", target.name, "The queue's name: its keys are pc:{NAME}:...")
+        ->capture_default_str()
+        ->needs(url);
+    cmd->add_option("--queue-password-file", target.password_file,
+                    "Redis's password, from this file (else PARALLELCODE_QUEUE_PASSWORD)")
+        ->needs(url);
+    return url;
+  };
 
   auto* submit_cmd = app.add_subcommand("submit", "Run one job; print its result as JSON");
   submit_cmd->add_option("task", task, "Task name (see 'parallelcode tasks')")->required();
   submit_cmd->add_option("args", args, "Its arguments, as JSON")->capture_default_str();
+  auto* submit_queue = add_queue_options(submit_cmd);
+  submit_cmd->add_option("--deadline", flags.deadline, "With --queue: fail the job (exit 4) if no daemon starts it within this")
+      ->needs(submit_queue);
+  submit_cmd->add_option("--idempotency-key", flags.idempotency_key,
+                         "With --queue: a second submit with this key gets the first one's job and answer")
+      ->needs(submit_queue);
   auto* map_cmd = app.add_subcommand("map", "One job per line of standard input (JSON arguments); results in input order");
   map_cmd->add_option("task", task, "Task name")->required();
   map_cmd->add_flag("--progress", progress, "Show a progress bar on standard error (the default on a terminal)");
   map_cmd->add_option("--window", window, "Jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 4096));
+  add_queue_options(map_cmd);
   for (auto* cmd : {submit_cmd, map_cmd}) {
-    cmd->add_option("--timeout", timeout, "Job timeout, with a unit (2s, 500ms)");
-    cmd->add_option("--retries", retries, "Run a job again if its worker dies, this many times")->check(CLI::Range(0, 100));
-    cmd->add_flag("-r,--raw", raw, "Print string results without quotes");
+    cmd->add_option("--timeout", flags.timeout, "Job timeout, with a unit (2s, 500ms)");
+    cmd->add_option("--retries", flags.retries, "Run a job again if its worker dies, this many times")
+        ->check(CLI::Range(0, 100));
+    cmd->add_flag("-r,--raw", flags.raw, "Print string results without quotes");
   }
   auto* status_cmd = app.add_subcommand("status", "The supervisor, the fork server and every worker");
   status_cmd->add_flag("--json", json, "As JSON");
@@ -356,17 +273,45 @@ int main(int argc, char** argv) {
   stop_cmd->add_flag("--now", now, "Cancel running jobs instead of waiting for them");
   auto* tasks_cmd = app.add_subcommand("tasks", "The tasks the daemon serves");
   tasks_cmd->add_flag("--json", json, "As JSON");
+
+  auto* queue_cmd = app.add_subcommand("queue", "Inspect and tend a Redis queue that daemons consume");
+  queue_cmd->require_subcommand(1);
+  auto* stats_cmd = queue_cmd->add_subcommand("stats", "Its jobs waiting and pending, and each consumer's jobs and idle time");
+  auto* dead_cmd = queue_cmd->add_subcommand("dead", "Its dead letters, with the error each died of");
+  dead_cmd->add_option("--count", count, "At most this many")->capture_default_str()->check(CLI::Range(1, 1'000'000));
+  auto* retry_cmd = queue_cmd->add_subcommand("retry", "Put a dead letter back on the queue; print the new job's id");
+  retry_cmd->add_option("id", dead_id, "The dead letter's id (see 'parallelcode queue dead')")->required();
+  retry_cmd->add_flag("--wait", wait, "Wait for the job and print its result as submit does");
+  retry_cmd->add_flag("-r,--raw", flags.raw, "With --wait: print a string result without quotes");
+  auto* purge_cmd = queue_cmd->add_subcommand("purge", "Drop every job no daemon has taken yet, and every dead letter");
+  for (auto* cmd : {stats_cmd, dead_cmd, retry_cmd, purge_cmd}) {
+    add_queue_options(cmd)->required();
+    if (cmd != retry_cmd) cmd->add_flag("--json", json, "As JSON");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : exit_refused;  // --help is no error; bad usage is a refusal
+    return app.exit(e) == 0 ? 0 : cli::exit_refused;  // --help is no error; bad usage is a refusal
   }
 
   try {
+    if (queue_cmd->parsed() || (!target.url.empty() && (submit_cmd->parsed() || map_cmd->parsed()))) {
+#ifdef PARALLELCODE_HAVE_REMOTE
+      const bool shows_progress = progress || ::isatty(STDERR_FILENO);
+      if (submit_cmd->parsed()) return cli::remote_submit(target, task, args, flags);
+      if (map_cmd->parsed()) return cli::remote_map(target, task, flags, shows_progress, window);
+      if (stats_cmd->parsed()) return cli::show_stats(target, json);
+      if (dead_cmd->parsed()) return cli::show_dead(target, count, json);
+      if (retry_cmd->parsed()) return cli::retry_dead(target, dead_id, wait, flags.raw);
+      if (purge_cmd->parsed()) return cli::purge_queue(target, json);
+#else
+      std::cerr << "parallelcode: this parallelcode was built without Redis support\n";
+      return cli::exit_refused;
+#endif
+    }
     connection conn(socket);
-    if (submit_cmd->parsed()) return submit(conn, task, args, timeout, retries, raw);
-    if (map_cmd->parsed())
-      return map(conn, task, timeout, retries, raw, progress || ::isatty(STDERR_FILENO), window);
+    if (submit_cmd->parsed()) return submit(conn, task, args, flags);
+    if (map_cmd->parsed()) return map(conn, task, flags, progress || ::isatty(STDERR_FILENO), window);
     if (status_cmd->parsed()) return status(conn, json);
     if (kill_cmd->parsed()) return simple(conn, ctl::encode(ctl::kill_request{std::nullopt, pid}));
     if (scale_cmd->parsed()) return simple(conn, ctl::encode(ctl::scale_request{std::nullopt, workers}));
@@ -374,10 +319,10 @@ int main(int argc, char** argv) {
     if (tasks_cmd->parsed()) return list_tasks(conn, json);
   } catch (const no_daemon& e) {
     std::cerr << "parallelcode: " << e.what() << "\n";
-    return exit_no_daemon;
+    return cli::exit_unreachable;
   } catch (const std::invalid_argument& e) {
     std::cerr << "parallelcode: " << e.what() << "\n";
-    return exit_refused;
+    return cli::exit_refused;
   }
   return 0;
 }

@@ -1,6 +1,10 @@
 #include "units.hpp"
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 
@@ -44,6 +48,24 @@ std::size_t parse_size(const std::string& text) {
   else if (!unit.empty()) throw std::invalid_argument("'" + text + "' is not a size: bytes, or K, M or G after the number");
   if (n > (std::numeric_limits<std::size_t>::max() >> shift)) throw std::invalid_argument("'" + text + "' is too large");
   return static_cast<std::size_t>(n) << shift;
+}
+
+bool url_has_password(std::string_view url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return false;
+  std::string_view authority = url.substr(scheme + 3);
+  authority = authority.substr(0, authority.find('/'));
+  const auto at = authority.rfind('@');
+  return at != std::string_view::npos && authority.substr(0, at).find(':') != std::string_view::npos;
+}
+
+std::string read_password_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw std::invalid_argument("cannot read the password file " + path + ": " + std::strerror(errno));
+  std::string password{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
+  if (password.empty()) throw std::invalid_argument("the password file " + path + " is empty");
+  return password;
 }
 
 }  // namespace parallelcode::control

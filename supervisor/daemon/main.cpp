@@ -76,18 +76,15 @@ constexpr int exit_no_queue = 3;  // Redis refused our credentials
 
 // The queue's password: from a file or the environment, never argv (ps shows it).
 std::string queue_password(const settings& s) {
-  if (s.queue_password_file.empty()) {
-    const char* p = std::getenv("PARALLELCODE_QUEUE_PASSWORD");
-    return p ? p : "";
+  if (!s.queue_password_file.empty()) {
+    try {
+      return pc::control::read_password_file(s.queue_password_file);
+    } catch (const std::invalid_argument& e) {
+      die(std::string("--queue-password-file: ") + e.what(), exit_usage);
+    }
   }
-  std::FILE* f = std::fopen(s.queue_password_file.c_str(), "re");
-  if (!f) die("--queue-password-file " + s.queue_password_file + ": " + std::strerror(errno), exit_usage);
-  std::string text;
-  char chunk[256];
-  for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, f)) > 0;) text.append(chunk, n);
-  std::fclose(f);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text;
+  const char* p = std::getenv("PARALLELCODE_QUEUE_PASSWORD");
+  return p ? p : "";
 }
 
 // A file the daemon made, by device and inode: at exit it removes the path only
@@ -241,8 +238,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-deliveries", s.max_deliveries, "A job delivered more often than this goes to the dead-letter stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  app.add_option("--prefetch", s.prefetch, "Queue jobs held ahead of free workers (default: workers x concurrency)")
-      ->check(CLI::Range(1, 100'000));
+  app.add_option("--prefetch", s.prefetch, "Queue jobs taken ahead of free workers, beyond those running (default: workers x concurrency)")
+      ->check(CLI::Range(0, 100'000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -252,7 +249,7 @@ int main(int argc, char** argv) {
 #ifndef PARALLELCODE_HAVE_REMOTE
   if (!s.queue.empty()) die("--queue: this parallelcode-supervisor was built without Redis support (hiredis)", exit_usage);
 #endif
-  if (s.queue.find('@') != std::string::npos && s.queue.find(':', s.queue.find("://") + 3) < s.queue.find('@'))
+  if (pc::control::url_has_password(s.queue))
     log("--queue: the URL holds a password, which ps shows to every user: use PARALLELCODE_QUEUE_PASSWORD or --queue-password-file");
 
   pc::options opts;
@@ -331,9 +328,6 @@ int main(int argc, char** argv) {
     socket_file.remove(s.socket);
     die(e.what());
   }
-  log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
-      s.socket.c_str());
-  pc::control::notify_systemd("READY=1");
 
   int status;
   try {
@@ -348,6 +342,7 @@ int main(int argc, char** argv) {
             .queue = s.queue_name,
             .lease = std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.lease)),
             .max_deliveries = s.max_deliveries,
+            .slots = std::size_t{opts.workers} * opts.concurrency,
             .prefetch = s.prefetch ? s.prefetch : std::size_t{opts.workers} * opts.concurrency,
             .log = [](const std::string& line) { log("%s", line.c_str()); },
             .on_idle = [&server] { server.wake(); },
@@ -368,6 +363,9 @@ int main(int argc, char** argv) {
       });
     }
 #endif
+    log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
+        s.socket.c_str());
+    pc::control::notify_systemd("READY=1");
     status = server.run();
   } catch (const std::system_error& e) {
     socket_file.remove(s.socket);

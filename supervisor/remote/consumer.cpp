@@ -20,7 +20,7 @@ const script renew_script{scripts::renew};
 const script sweep_script{scripts::sweep};
 
 constexpr auto block = 500ms;        // each XREADGROUP's wait: how soon the reader sees a stop
-constexpr std::size_t batch = 256;   // jobs per script call
+constexpr std::size_t batch_size = 256;  // jobs per script call
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -38,6 +38,7 @@ std::map<std::string, std::string> fields_of(const redisReply& fields) {
   return out;
 }
 
+// Nothing if the field is absent; -1 if it is not a whole number of 0 or more.
 std::optional<long long> number_field(const std::map<std::string, std::string>& f, const char* key) {
   const auto it = f.find(key);
   if (it == f.end()) return std::nullopt;
@@ -55,7 +56,7 @@ consumer::consumer(pool& workers, consumer_settings settings)
       address_(redis_address::parse(settings_.url)),
       keys_(settings_.queue) {
   if (!settings_.password.empty()) address_.password = settings_.password;
-  if (settings_.prefetch == 0) settings_.prefetch = 1;
+  if (settings_.slots == 0) settings_.slots = 1;
   // Wrong credentials end the daemon now; an unreachable Redis is waited for.
   try {
     connection c(address_, 2s, 5s);
@@ -67,7 +68,8 @@ consumer::consumer(pool& workers, consumer_settings settings)
     told_down_ = true;
   }
   settings_.log("queue: consuming " + keys_.jobs + " at " + address_.display() + " as " + name_ + " (lease " +
-                std::to_string(settings_.lease.count()) + " ms, prefetch " + std::to_string(settings_.prefetch) + ")");
+                std::to_string(settings_.lease.count()) + " ms, " + std::to_string(settings_.slots) + " running and " +
+                std::to_string(settings_.prefetch) + " waiting at most)");
   reader_ = std::thread([this] { read_loop(); });
   keeper_ = std::thread([this] { keep_loop(); });
 }
@@ -139,9 +141,10 @@ void consumer::read_loop() {
     std::size_t room;
     {
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return quit_ || !taking_ || held_.size() < settings_.prefetch; });
+      const std::size_t most = settings_.slots + settings_.prefetch;
+      changed_.wait(lock, [&] { return quit_ || !taking_ || unfinished_ < most; });
       if (quit_ || !taking_) return;
-      room = settings_.prefetch - held_.size();
+      room = most - unfinished_;
     }
     try {
       if (!c) {
@@ -151,7 +154,7 @@ void consumer::read_loop() {
         backoff = 50ms;
       }
       const auto r = c->command({"XREADGROUP", "GROUP", std::string(queue_keys::group), name_, "COUNT",
-                                 std::to_string(std::min(room, batch)), "BLOCK", std::to_string(block.count()),
+                                 std::to_string(std::min(room, batch_size)), "BLOCK", std::to_string(block.count()),
                                  "STREAMS", keys_.jobs, ">"});
       if (is_error(*r, "NOGROUP")) {
         ensure_group(*c, keys_);  // the stream was deleted under us (a purge, a FLUSHALL)
@@ -182,6 +185,7 @@ void consumer::take(const redisReply& entry, long long deliveries, const std::st
     std::lock_guard lock(mutex_);
     if (held_.count(id)) return;  // ours already (a sweep racing a read)
     held_.emplace(id, held_job{field("reply"), field("idem")});
+    ++unfinished_;
   }
   if (deliveries > 1) {
     ++reclaims_;
@@ -214,7 +218,7 @@ void consumer::take(const redisReply& entry, long long deliveries, const std::st
   }
   const std::string task = field("task");
   if (!has_task(task)) {
-    finish(std::move(id), error_answer(std::nullopt, "unknown_task", "no task named '" + task + "' on this daemon"));
+    finish(std::move(id), error_answer(std::nullopt, "unknown_task", "no task is named '" + task + "': see 'parallelcode tasks'"));
     return;
   }
   if (deadline && now_ms() + clock_offset_ms_ > *deadline) {
@@ -235,6 +239,7 @@ void consumer::take(const redisReply& entry, long long deliveries, const std::st
 void consumer::finish(std::string id, std::string answer, std::string burial) {
   {
     std::lock_guard lock(mutex_);
+    --unfinished_;
     completions_.push_back({std::move(id), std::move(answer), std::move(burial)});
   }
   changed_.notify_all();
@@ -244,6 +249,7 @@ void consumer::release(const std::string& id) {
   bool idle;
   {
     std::lock_guard lock(mutex_);
+    --unfinished_;
     held_.erase(id);
     idle = held_.empty();
   }
@@ -251,52 +257,59 @@ void consumer::release(const std::string& id) {
   if (idle && settings_.on_idle) settings_.on_idle();
 }
 
-void consumer::flush(connection& c) {
-  for (;;) {
-    std::vector<completion> part;
-    std::vector<std::string> args{std::string(queue_keys::group), name_, keys_.prefix,
-                                  std::to_string(settings_.reply_ttl.count()),
-                                  std::to_string(settings_.idempotency_ttl.count())};
-    {
-      std::lock_guard lock(mutex_);
-      if (completions_.empty()) return;
-      const std::size_t n = std::min(batch, completions_.size());
-      part.assign(std::make_move_iterator(completions_.begin()), std::make_move_iterator(completions_.begin() + n));
-      completions_.erase(completions_.begin(), completions_.begin() + n);
-      for (const auto& d : part) {
-        const auto& h = held_.at(d.id);
-        args.insert(args.end(), {d.id, h.reply, h.idem, d.answer, d.burial});
-      }
+consumer::batch consumer::take_batch() {
+  batch b;
+  std::lock_guard lock(mutex_);
+  if (completions_.empty()) return b;
+  const std::size_t n = std::min(batch_size, completions_.size());
+  b.done.assign(std::make_move_iterator(completions_.begin()), std::make_move_iterator(completions_.begin() + n));
+  completions_.erase(completions_.begin(), completions_.begin() + n);
+  b.args = {std::string(queue_keys::group), name_, keys_.prefix, std::to_string(settings_.reply_ttl.count()),
+            std::to_string(settings_.idempotency_ttl.count())};
+  for (const auto& d : b.done) {
+    const auto& h = held_.at(d.id);
+    b.args.insert(b.args.end(), {d.id, h.reply, h.idem, d.answer, d.burial});
+  }
+  return b;
+}
+
+void consumer::put_back(batch& b) {
+  std::lock_guard lock(mutex_);  // kept, in order, for the next connection
+  completions_.insert(completions_.begin(), std::make_move_iterator(b.done.begin()), std::make_move_iterator(b.done.end()));
+}
+
+void consumer::settle(const batch& b, const reply& r) {
+  const auto& discarded = check(r, "the completion");
+  std::vector<std::string> lost;
+  for (std::size_t i = 0; i < size(discarded); ++i) lost.push_back(text(at(discarded, i)));
+  for (const auto& id : lost) settings_.log("queue: discarded the completion of job " + id + ": its lease went to another daemon");
+  discarded_ += lost.size();
+  std::size_t buried = 0;
+  for (const auto& d : b.done)
+    if (!d.burial.empty() && std::find(lost.begin(), lost.end(), d.id) == lost.end()) {
+      ++buried;
+      settings_.log("queue: dead-lettered job " + d.id + ": " + d.burial);
     }
+  dead_lettered_ += buried;
+  completed_ += b.done.size() - lost.size() - buried;
+  bool idle;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& d : b.done) held_.erase(d.id);
+    idle = held_.empty();
+  }
+  changed_.notify_all();
+  if (idle && settings_.on_idle) settings_.on_idle();
+}
+
+void consumer::flush(connection& c) {
+  for (batch b = take_batch(); !b.done.empty(); b = take_batch()) {
     try {
-      const auto r = complete_script.run(c, {keys_.jobs, keys_.dead}, args);
-      const auto& discarded = check(r, "the completion");
-      std::vector<std::string> lost;
-      for (std::size_t i = 0; i < size(discarded); ++i) lost.push_back(text(at(discarded, i)));
-      for (const auto& id : lost)
-        settings_.log("queue: discarded the completion of job " + id + ": its lease went to another daemon");
-      discarded_ += lost.size();
-      std::size_t buried = 0;
-      for (const auto& d : part)
-        if (!d.burial.empty() && std::find(lost.begin(), lost.end(), d.id) == lost.end()) {
-          ++buried;
-          settings_.log("queue: dead-lettered job " + d.id + ": " + d.burial);
-        }
-      dead_lettered_ += buried;
-      completed_ += part.size() - lost.size() - buried;
+      settle(b, complete_script.run(c, {keys_.jobs, keys_.dead}, b.args));
     } catch (const queue_error&) {
-      std::lock_guard lock(mutex_);  // kept, in order, for the next connection
-      completions_.insert(completions_.begin(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+      put_back(b);
       throw;
     }
-    bool idle;
-    {
-      std::lock_guard lock(mutex_);
-      for (const auto& d : part) held_.erase(d.id);
-      idle = held_.empty();
-    }
-    changed_.notify_all();
-    if (idle && settings_.on_idle) settings_.on_idle();
   }
 }
 
@@ -307,9 +320,9 @@ void consumer::renew(connection& c) {
     for (const auto& [id, h] : held_)
       if (!h.lost) ids.push_back(id);
   }
-  for (std::size_t from = 0; from < ids.size(); from += batch) {
+  for (std::size_t from = 0; from < ids.size(); from += batch_size) {
     std::vector<std::string> args{std::string(queue_keys::group), name_};
-    args.insert(args.end(), ids.begin() + from, ids.begin() + std::min(ids.size(), from + batch));
+    args.insert(args.end(), ids.begin() + from, ids.begin() + std::min(ids.size(), from + batch_size));
     const auto r = renew_script.run(c, {keys_.jobs}, args);
     const auto& lost = check(r, "the renewal");
     renewals_ += args.size() - 2 - size(lost);
@@ -332,7 +345,7 @@ void consumer::sweep(connection& c) {
   }
   const auto forget_after = std::max<std::chrono::milliseconds>(10 * settings_.lease, 10min);
   const auto r = sweep_script.run(c, {keys_.jobs}, {std::string(queue_keys::group), name_,
-                                                   std::to_string(settings_.lease.count()), std::to_string(batch),
+                                                   std::to_string(settings_.lease.count()), std::to_string(batch_size),
                                                    std::to_string(forget_after.count())});
   const auto& claimed = check(r, "the sweep");
   for (std::size_t i = 0; i < size(claimed); ++i) {

@@ -31,7 +31,8 @@ struct consumer_settings {
   std::string queue = "default";
   std::chrono::milliseconds lease{30'000};
   unsigned max_deliveries = 5;
-  std::size_t prefetch = 1;
+  std::size_t slots = 1;     // jobs the pool runs at once (workers x concurrency)
+  std::size_t prefetch = 1;  // held beyond those, waiting for a free worker
   std::chrono::seconds reply_ttl{3600};
   std::chrono::seconds idempotency_ttl{86400};
   std::function<void(const std::string&)> log;  // one line per event
@@ -72,6 +73,14 @@ class consumer {
   void finish(std::string id, std::string answer, std::string burial = {});
   // A job the pool gave up on without running it (stopping now): left to its lease.
   void release(const std::string& id);
+  struct batch {
+    std::vector<completion> done;
+    std::vector<std::string> args;  // complete.lua's
+  };
+  batch take_batch();
+  void put_back(batch& b);
+  // Counts and forgets what the completion script did with a batch.
+  void settle(const batch& b, const reply& r);
   void flush(connection& c);
   void renew(connection& c);
   void sweep(connection& c);
@@ -87,6 +96,9 @@ class consumer {
   mutable std::mutex mutex_;
   std::condition_variable changed_;  // held jobs, completions, stop
   std::map<std::string, held_job> held_;
+  // Of held_, those still to finish here; at most slots + prefetch. Answers on their way
+  // to Redis do not count: the next read need not wait for the last completion.
+  std::size_t unfinished_ = 0;
   std::vector<completion> completions_;
   bool taking_ = true;
   bool quit_ = false;

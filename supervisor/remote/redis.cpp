@@ -140,6 +140,7 @@ connection::connection(const redis_address& a, std::chrono::milliseconds connect
     if (why.starts_with("NOAUTH"))
       throw credentials_refused("Redis at " + where_ +
                                 " wants a password: set PARALLELCODE_QUEUE_PASSWORD or --queue-password-file");
+    if (why.starts_with("LOADING")) throw connection_lost("Redis at " + where_ + " is still loading its data");
     throw queue_error("Redis at " + where_ + " answered PING with: " + why);
   }
   if (a.db) check(command({"SELECT", std::to_string(a.db)}), "selecting the database");
@@ -164,7 +165,7 @@ connection::~connection() {
 void connection::fail(const char* doing) {
   std::string why = context_ ? context_->errstr : "no connection";
   if (context_ && context_->err == REDIS_ERR_IO && errno == EAGAIN) why = "no answer in time";
-  throw queue_error("cannot reach Redis at " + where_ + " (" + doing + "): " + why);
+  throw connection_lost("cannot reach Redis at " + where_ + " (" + doing + "): " + why);
 }
 
 reply connection::command(const std::vector<std::string>& args) {
@@ -188,8 +189,11 @@ reply connection::read_reply() {
 }
 
 const redisReply& check(const reply& r, std::string_view doing) {
-  if (r->type == REDIS_REPLY_ERROR)
-    throw queue_error("Redis refused " + std::string(doing) + ": " + std::string(r->str, r->len));
+  if (r->type == REDIS_REPLY_ERROR) {
+    const std::string why = "Redis refused " + std::string(doing) + ": " + std::string(r->str, r->len);
+    if (is_error(*r, "LOADING")) throw connection_lost(why);
+    throw queue_error(why);
+  }
   return *r;
 }
 
@@ -226,12 +230,12 @@ const redisReply& at(const redisReply& r, std::size_t i) {
 script::script(std::string_view source) : source_(source) {}
 
 reply script::run(connection& c, const std::vector<std::string>& keys, const std::vector<std::string>& args) const {
-  std::string sha;
-  {
-    std::lock_guard lock(mutex_);
-    sha = sha_;
-  }
   for (int attempt = 0;; ++attempt) {
+    std::string sha;
+    {
+      std::lock_guard lock(mutex_);
+      sha = sha_;
+    }
     if (sha.empty()) {
       sha = text(check(c.command({"SCRIPT", "LOAD", source_}), "a script"));
       std::lock_guard lock(mutex_);
@@ -241,12 +245,9 @@ reply script::run(connection& c, const std::vector<std::string>& keys, const std
     argv.insert(argv.end(), keys.begin(), keys.end());
     argv.insert(argv.end(), args.begin(), args.end());
     auto r = c.command(argv);
-    // A restarted Redis has forgotten our scripts: load them again, once.
-    if (attempt == 0 && is_error(*r, "NOSCRIPT")) {
-      sha.clear();
-      continue;
-    }
-    return r;
+    if (attempt > 0 || !is_error(*r, "NOSCRIPT")) return r;
+    std::lock_guard lock(mutex_);  // a restarted Redis has forgotten our scripts: load them again, once
+    sha_.clear();
   }
 }
 

@@ -40,6 +40,12 @@ class credentials_refused : public queue_error {
   using queue_error::queue_error;
 };
 
+// The connection broke, timed out, or Redis is still loading its data: it may come back.
+class connection_lost : public queue_error {
+ public:
+  using queue_error::queue_error;
+};
+
 struct reply_deleter {
   void operator()(redisReply* r) const noexcept;
 };
@@ -67,7 +73,8 @@ class connection {
   std::string where_;
 };
 
-// r itself, unless it is an error reply: then queue_error with Redis's words.
+// r itself, unless it is an error reply: then queue_error with Redis's words
+// (connection_lost for LOADING: a restarted Redis reading its AOF).
 const redisReply& check(const reply& r, std::string_view doing);
 
 // An error reply whose text starts with code (NOGROUP, BUSYGROUP, NOSCRIPT).

@@ -50,6 +50,10 @@ struct remote_options {
   // Empty: PARALLELCODE_QUEUE_PASSWORD if set, else the URL's, else none.
   std::string password;
   std::chrono::milliseconds connect_timeout{2000};
+  // A call whose connection breaks (Redis restarting, say) tries again for this long
+  // before queue_error. A submit cut off after Redis took it is sent twice: two jobs,
+  // unless it has an idempotency key. The constructor does not wait: it fails at once.
+  std::chrono::milliseconds reconnect_timeout{30000};
   std::size_t max_length = 1'000'000;       // jobs waiting or running; more are refused (queue_busy)
   std::chrono::seconds reply_ttl{3600};     // how long an answer waits for its submitter
   std::chrono::seconds idempotency_ttl{86400};

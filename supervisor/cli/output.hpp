@@ -1,0 +1,91 @@
+#pragma once
+
+// What the CLI makes of an answer, whether a daemon's socket or a Redis queue gave it:
+// what it prints, and the exit status. One copy for the socket's and the queue's commands.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "protocol.hpp"
+
+namespace parallelcode::cli {
+
+inline constexpr int exit_failed = 1;
+inline constexpr int exit_refused = 2;
+inline constexpr int exit_unreachable = 3;  // no daemon, or Redis cannot be reached or refuses the credentials
+inline constexpr int exit_deadline = 4;
+inline constexpr int exit_dead_lettered = 5;
+
+// What submit and map were told about their jobs.
+struct job_flags {
+  std::string timeout;  // a duration, or empty for none
+  unsigned retries = 0;
+  bool raw = false;  // string results without quotes
+  std::string deadline;  // the queue's only, as timeout
+  std::string idempotency_key;  // the queue's only
+};
+
+// A command-line duration in whole milliseconds, rounded up: 100us must not become 0,
+// which means none.
+std::chrono::milliseconds milliseconds_of(const std::string& text);
+
+// Says on stderr what is wrong with a job's arguments unless they are one JSON text.
+bool check_arguments(std::string_view args);
+
+bool ok(const rapidjson::Value& response);
+
+// An answer's result as the daemon wrote it (re-encoding would change its numbers), or a string's bytes.
+std::string result_of(std::string_view body, const rapidjson::Value& response, bool raw);
+
+// Says on stderr why the job or the request failed; returns the exit status for it.
+int report_error(const rapidjson::Value& response);
+
+// submit's output: the result on stdout, or the error on stderr; returns the exit status.
+int print_answer(std::string_view body, const rapidjson::Value& response, bool raw);
+
+// One answer as a line of map's output; failed unless the job succeeded.
+std::pair<std::string, bool> map_line(std::string_view body, const rapidjson::Value& response, bool raw);
+
+// map's output: answers printed in input order as they come, however they arrive.
+class ordered_output {
+ public:
+  void add(std::size_t line, std::string text, bool failed);
+  std::size_t printed() const noexcept { return printed_; }
+  // At the end of the input: flushes, closes the progress line; returns map's exit
+  // status, 1 if any line failed (dead-lettered or past its deadline included).
+  int finish(bool progress);
+
+ private:
+  std::map<std::size_t, std::string> waiting_;  // arrived, not yet printed
+  std::size_t printed_ = 0;
+  bool any_failed_ = false;
+};
+
+// map's input: standard input's lines that are jobs' arguments, numbered in input
+// order; blank lines are skipped, and lines that are not JSON are answered into `out`.
+class map_input {
+ public:
+  explicit map_input(ordered_output& out) : out_(out) {}
+  // The next job's line and its number; nothing at the end of the input.
+  std::optional<std::pair<std::size_t, std::string>> next();
+  bool done() const noexcept { return done_; }
+  std::size_t read() const noexcept { return read_; }
+
+ private:
+  ordered_output& out_;
+  std::size_t read_ = 0;
+  bool done_ = false;
+};
+
+// A bar when standard input is a file (its size is known), else a count.
+void draw_progress(std::size_t done, std::size_t running, bool finished);
+
+std::string duration_text(std::int64_t ms);
+
+}  // namespace parallelcode::cli
