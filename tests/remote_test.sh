@@ -179,7 +179,13 @@ case_redis_killed_and_restarted_with_aof_loses_no_submitted_job() {
   for n in 1 2; do
     wait_for 'grep -q "queue: reconnected" "$case_dir/d$n.log"' 10 || { fail "daemon $n did not reconnect"; return 1; }
   done
-  wait_for "! alive $map" 30 || { fail "map did not finish after the restart ($(wc -l < "$case_dir/out") lines)"; return 1; }
+  wait_for "! alive $map" 30 || {
+    fail "map did not finish after the restart: $(wc -l < "$case_dir/out") lines; the stream holds $(xlen "$JOBS")," \
+      "$(pending_count) pending, $(stray_answers) answers unread, the daemons hold $(qstatus 1 '["held"]') and" \
+      "$(qstatus 2 '["held"]') and completed $(qstatus 1 '["completed"]') and $(qstatus 2 '["completed"]');" \
+      "pending: $(pending_entries) (daemons $(qstatus 1 '["consumer"]') $(qstatus 2 '["consumer"]'))"
+    return 1
+  }
   wait $map || {
     local status=$? done_by_daemons
     wait_for '[ "$(xlen "$JOBS")" = 0 ]' 10
