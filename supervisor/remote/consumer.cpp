@@ -150,6 +150,7 @@ void consumer::read_loop() {
       if (!c) {
         c.emplace(address_, 2s, block + 5s);
         ensure_group(*c, keys_);
+        take_lost_deliveries(*c);
         set_connected(true, true);
         backoff = 50ms;
       }
@@ -169,6 +170,36 @@ void consumer::read_loop() {
       c.reset();
       set_connected(true, false, e.what());
       wait_before_retry(backoff);
+    }
+  }
+}
+
+// Entries Redis delivered to us whose reply never arrived (the connection broke on the
+// way): ours in its books, nobody's in fact, until a sweep a lease later. Read back
+// from our own pending list (ID 0), which delivers nothing new.
+void consumer::take_lost_deliveries(connection& c) {
+  for (std::string after = "0";;) {
+    const auto r = c.command({"XREADGROUP", "GROUP", std::string(queue_keys::group), name_, "COUNT",
+                              std::to_string(batch_size), "STREAMS", keys_.jobs, after});
+    const auto& streams = check(r, "XREADGROUP of our pending jobs");
+    if (size(streams) == 0) return;
+    const auto& entries = at(at(streams, 0), 1);
+    if (size(entries) == 0) return;
+    for (std::size_t i = 0; i < size(entries); ++i) {
+      const auto& e = at(entries, i);
+      after = text(at(e, 0));
+      bool known;
+      {
+        std::lock_guard lock(mutex_);
+        known = held_.count(after) > 0;
+      }
+      if (known) continue;
+      if (!is_array(at(e, 1))) {  // deleted under us: nothing to run, nobody to answer
+        check(c.command({"XACK", keys_.jobs, std::string(queue_keys::group), after}), "XACK");
+        continue;
+      }
+      settings_.log("queue: took back job " + after + ", delivered to us as the connection broke");
+      take(e, 1, {});
     }
   }
 }
@@ -279,11 +310,19 @@ void consumer::put_back(batch& b) {
 }
 
 void consumer::settle(const batch& b, const reply& r) {
-  const auto& discarded = check(r, "the completion");
-  std::vector<std::string> lost;
-  for (std::size_t i = 0; i < size(discarded); ++i) lost.push_back(text(at(discarded, i)));
-  for (const auto& id : lost) settings_.log("queue: discarded the completion of job " + id + ": its lease went to another daemon");
-  discarded_ += lost.size();
+  const auto& result = check(r, "the completion");
+  std::vector<std::string> lost;  // not answered by this completion
+  for (std::size_t i = 0; i < size(at(result, 0)); ++i) {
+    lost.push_back(text(at(at(result, 0), i)));
+    settings_.log("queue: discarded the completion of job " + lost.back() + ": its lease went to another daemon");
+    ++discarded_;
+  }
+  for (std::size_t i = 0; i < size(at(result, 1)); ++i) {
+    lost.push_back(text(at(at(result, 1), i)));
+    settings_.log("queue: discarded the completion of job " + lost.back() +
+                  ": it was answered already (by the daemon its lease went to, or by us before a reply was lost)");
+    ++discarded_;
+  }
   std::size_t buried = 0;
   for (const auto& d : b.done)
     if (!d.burial.empty() && std::find(lost.begin(), lost.end(), d.id) == lost.end()) {

@@ -67,6 +67,7 @@ class consumer {
   };
 
   void read_loop();
+  void take_lost_deliveries(connection& c);
   void keep_loop();
   // An entry delivered to us: into the pool, or answered at once if it cannot run.
   void take(const redisReply& entry, long long deliveries, const std::string& previous_owner);

@@ -1,5 +1,5 @@
 // The submitter's end of a remote queue: submits on one connection, answers
-// arrive on another, which a thread of our own blocks on (BLMPOP of our reply list).
+// arrive on another, which a thread of our own blocks on (BLMOVE from our reply list).
 
 #include <parallelcode/remote.hpp>
 
@@ -28,6 +28,7 @@ const remote::script submit_script{remote::scripts::submit};
 const remote::script cancel_script{remote::scripts::cancel};
 const remote::script retry_script{remote::scripts::retry};
 const remote::script purge_script{remote::scripts::purge};
+const remote::script drain_script{remote::scripts::drain};
 
 std::string random_name() {
   std::random_device rd;
@@ -122,6 +123,7 @@ struct remote_queue::impl {
   remote::queue_keys keys;
   std::string submitter = random_name();
   std::string reply_key;
+  std::string taken_key;  // answers read, kept until we have them
   std::string shown = address.display();
 
   std::mutex command_mutex;  // the commands connection: one caller at a time
@@ -139,6 +141,7 @@ struct remote_queue::impl {
     if (!options.password.empty()) address.password = options.password;
     else if (auto p = remote::password_from_environment(); !p.empty()) address.password = p;
     reply_key = keys.reply(submitter);
+    taken_key = reply_key + ":taken";
     auto& c = connect();
     remote::ensure_group(c, keys);
     receiver = std::thread([this] { receive(); });
@@ -223,7 +226,7 @@ struct remote_queue::impl {
     }
   }
 
-  // How long a BLMPOP may wait: a second, or until the next deadline to look at.
+  // How long a BLMOVE may wait: a second, or until the next deadline to look at.
   std::string wait_text() {
     auto wait = std::chrono::milliseconds(1000);
     {
@@ -236,27 +239,50 @@ struct remote_queue::impl {
     return s;
   }
 
+  // Reads answers without ever holding the only copy in flight: BLMOVE one into our
+  // taken list, move the rest there and read it all (drain.lua), and trim what we have
+  // with the next read. After a broken connection the taken list is read again.
   void receive() {
     auto backoff = 50ms;
     std::optional<remote::connection> c;
+    std::vector<std::string> last;  // the taken list as last read: not trimmed yet
+    const std::vector<std::string> lists{reply_key, taken_key};
+    const std::string ttl = std::to_string(options.reply_ttl.count());
+    auto deliver_new = [&](const redisReply& list, std::size_t from) {
+      std::vector<std::string> now;
+      for (std::size_t i = 0; i < remote::size(list); ++i) now.push_back(remote::text(remote::at(list, i)));
+      for (std::size_t i = from; i < now.size(); ++i)
+        if (std::find(last.begin(), last.end(), now[i]) == last.end()) deliver(now[i]);
+      last = std::move(now);
+    };
     for (;;) {
       {
         std::lock_guard lock(jobs_mutex);
         if (stopping) return;
       }
       try {
-        if (!c) c.emplace(open(10s));
-        // Up to 1000 answers a wake-up, in one round trip (Redis 7's BLMPOP).
-        const auto r = c->command({"BLMPOP", wait_text(), "1", reply_key, "LEFT", "COUNT", "1000"});
-        const auto& popped = remote::check(r, "reading answers");
+        if (!c) {
+          c.emplace(open(10s));
+          deliver_new(remote::check(drain_script.run(*c, lists, {"0", ttl}), "reading answers"), 0);
+        }
+        if (!last.empty()) c->append({"LTRIM", taken_key, std::to_string(last.size()), "-1"});
+        c->append({"BLMOVE", reply_key, taken_key, "LEFT", "RIGHT", wait_text()});
+        if (!last.empty()) {
+          remote::check(c->read_reply(), "trimming answers");
+          last.clear();
+        }
+        const auto r = c->read_reply();
+        const auto& moved = remote::check(r, "reading answers");
         backoff = 50ms;
-        if (remote::is_array(popped)) {
-          const auto& answers = remote::at(popped, 1);
-          for (std::size_t i = 0; i < remote::size(answers); ++i) deliver(remote::text(remote::at(answers, i)));
+        if (!remote::is_nil(moved)) {
+          const std::string first = remote::text(moved);
+          deliver(first);
+          last = {first};
+          deliver_new(remote::check(drain_script.run(*c, lists, {"999", ttl}), "reading answers"), 1);
         }
         expire(*c);
       } catch (const queue_error&) {
-        c.reset();  // Redis went away: the answers wait in the list for us
+        c.reset();  // Redis went away: the answers wait in the lists for us
         std::unique_lock lock(jobs_mutex);
         if (stopping) return;
         lock.unlock();
@@ -266,12 +292,13 @@ struct remote_queue::impl {
     }
   }
 
+
   ~impl() {
     {
       std::lock_guard lock(jobs_mutex);
       stopping = true;
     }
-    try {  // wakes our BLMPOP at once; if Redis is gone, its timeout does
+    try {  // wakes our BLMOVE at once; if Redis is gone, its timeout does
       std::lock_guard lock(command_mutex);
       if (commands) commands->command({"RPUSH", reply_key, "stop"});
     } catch (const queue_error&) {
@@ -279,7 +306,7 @@ struct remote_queue::impl {
     receiver.join();
     try {
       std::lock_guard lock(command_mutex);
-      if (commands) commands->command({"DEL", reply_key});
+      if (commands) commands->command({"DEL", reply_key, taken_key});
     } catch (const queue_error&) {
     }
     for (auto& [id, states] : waiting)

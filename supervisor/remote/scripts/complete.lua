@@ -4,7 +4,8 @@
 -- KEYS[1] the job stream, KEYS[2] the dead-letter stream. ARGV[1] group, ARGV[2] this
 -- consumer, ARGV[3] key prefix, ARGV[4] reply TTL (s), ARGV[5] idempotency TTL (s),
 -- then 5 per job: id, reply key, idempotency key, answer JSON, dead-letter error ('': none).
--- Returns the ids it discarded: another consumer owns them now, or they were answered.
+-- Returns {ids another consumer owns now, ids no consumer holds}: the second are
+-- answered already (by another daemon, or by us before a reply lost on its way back).
 local jobs, dead = KEYS[1], KEYS[2]
 local group, me, prefix = ARGV[1], ARGV[2], ARGV[3]
 local reply_ttl, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -15,12 +16,14 @@ local function push(key, line)
     redis.call('EXPIRE', key, reply_ttl)
   end
 end
-local discarded = {}
+local taken, gone = {}, {}
 for i = 6, #ARGV - 4, 5 do
   local id, reply, idem, answer, burial = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local p = redis.call('XPENDING', jobs, group, id, id, 1)
-  if #p == 0 or p[1][2] ~= me then
-    table.insert(discarded, id)
+  if #p == 0 then
+    table.insert(gone, id)
+  elseif p[1][2] ~= me then
+    table.insert(taken, id)
   else
     if burial ~= '' then
       local entry = redis.call('XRANGE', jobs, id, id)
@@ -42,4 +45,4 @@ for i = 6, #ARGV - 4, 5 do
     redis.call('XDEL', jobs, id)
   end
 end
-return discarded
+return {taken, gone}
