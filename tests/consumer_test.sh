@@ -29,6 +29,28 @@ c++ -std=c++20 "${sanitize_flags[@]}" -o "$tmp/hello" "$src/examples/hello.cpp" 
 check_hello env LD_LIBRARY_PATH="$libdir" "$tmp/hello"
 echo "ok: built with pkg-config against the installed tree"
 
+# 1b. The remote library through its own pkg-config file, where it was built: a queue at
+# a port nobody serves is a queue_error, which shows the headers and both libraries linked.
+if [ -f "$pcdir/parallelcode-remote.pc" ]; then
+  cat > "$tmp/remote.cpp" <<'CPP'
+#include <parallelcode/remote.hpp>
+#include <cstdio>
+int main() {
+  try {
+    parallelcode::remote_queue q{"redis://127.0.0.1:1", {.name = "default"}};
+  } catch (const parallelcode::queue_error& e) {
+    std::puts("queue_error");
+    return 0;
+  }
+  return 1;
+}
+CPP
+  c++ -std=c++20 "${sanitize_flags[@]}" -o "$tmp/remote" "$tmp/remote.cpp" $(pkg-config --cflags --libs parallelcode-remote)
+  out=$(env LD_LIBRARY_PATH="$libdir" "$tmp/remote" 2>/dev/null)
+  [ "$out" = queue_error ] || { echo "FAIL: the remote consumer printed '$out'"; exit 1; }
+  echo "ok: parallelcode-remote built with its pkg-config file against the installed tree"
+fi
+
 # 2. dependency('parallelcode') with the source tree as a subproject.
 mkdir -p "$tmp/consumer/subprojects"
 ln -s "$src" "$tmp/consumer/subprojects/parallelcode"
