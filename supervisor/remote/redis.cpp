@@ -118,14 +118,14 @@ void reply_deleter::operator()(redisReply* r) const noexcept { freeReplyObject(r
 connection::connection(const redis_address& a, std::chrono::milliseconds connect_timeout,
                        std::chrono::milliseconds io_timeout)
     : where_(a.display()) {
-  context_ = a.socket_path.empty() ? redisConnectWithTimeout(a.host.c_str(), a.port, to_timeval(connect_timeout))
-                                   : redisConnectUnixWithTimeout(a.socket_path.c_str(), to_timeval(connect_timeout));
+  context_.reset(a.socket_path.empty() ? redisConnectWithTimeout(a.host.c_str(), a.port, to_timeval(connect_timeout))
+                                       : redisConnectUnixWithTimeout(a.socket_path.c_str(), to_timeval(connect_timeout)));
   if (!context_) throw queue_error("cannot reach Redis at " + where_ + ": out of memory");
   if (context_->err) fail("connecting");
   // Workers and plugins' children must not inherit our Redis sockets.
   ::fcntl(context_->fd, F_SETFD, FD_CLOEXEC);
-  redisEnableKeepAlive(context_);
-  redisSetTimeout(context_, to_timeval(io_timeout));
+  redisEnableKeepAlive(context_.get());
+  redisSetTimeout(context_.get(), to_timeval(io_timeout));
   if (!a.password.empty()) {
     std::vector<std::string> auth{"AUTH"};
     if (!a.user.empty()) auth.push_back(a.user);
@@ -146,21 +146,11 @@ connection::connection(const redis_address& a, std::chrono::milliseconds connect
   if (a.db) check(command({"SELECT", std::to_string(a.db)}), "selecting the database");
 }
 
-connection::connection(connection&& o) noexcept : context_(o.context_), where_(std::move(o.where_)) { o.context_ = nullptr; }
+connection::connection(connection&&) noexcept = default;
+connection& connection::operator=(connection&&) noexcept = default;
+connection::~connection() = default;
 
-connection& connection::operator=(connection&& o) noexcept {
-  if (this != &o) {
-    if (context_) redisFree(context_);
-    context_ = o.context_;
-    o.context_ = nullptr;
-    where_ = std::move(o.where_);
-  }
-  return *this;
-}
-
-connection::~connection() {
-  if (context_) redisFree(context_);
-}
+void connection::context_deleter::operator()(redisContext* c) const noexcept { redisFree(c); }
 
 void connection::fail(const char* doing) {
   std::string why = context_ ? context_->errstr : "no connection";
@@ -177,14 +167,14 @@ void connection::append(const std::vector<std::string>& args) {
   if (!context_ || context_->err) fail("sending");
   std::vector<std::size_t> lengths;
   const auto argv = pointers(args, lengths);
-  if (redisAppendCommandArgv(context_, static_cast<int>(argv.size()), const_cast<const char**>(argv.data()), lengths.data()) != REDIS_OK)
+  if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), const_cast<const char**>(argv.data()), lengths.data()) != REDIS_OK)
     fail("sending");
 }
 
 reply connection::read_reply() {
   if (!context_ || context_->err) fail("reading");
   void* r = nullptr;
-  if (redisGetReply(context_, &r) != REDIS_OK || !r) fail("reading");
+  if (redisGetReply(context_.get(), &r) != REDIS_OK || !r) fail("reading");
   return reply(static_cast<redisReply*>(r));
 }
 

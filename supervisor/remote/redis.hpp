@@ -68,8 +68,12 @@ class connection {
   reply read_reply();
 
  private:
+  struct context_deleter {
+    void operator()(redisContext* c) const noexcept;
+  };
   [[noreturn]] void fail(const char* doing);
-  redisContext* context_ = nullptr;
+  // Owned from the first line of the constructor: one that throws frees it too.
+  std::unique_ptr<redisContext, context_deleter> context_;
   std::string where_;
 };
 

@@ -48,14 +48,14 @@ class PARALLELCODE_API dead_lettered : public job_error {
 struct remote_options {
   std::string name = "default";  // every key of the queue is pc:{name}:…
   // Empty: PARALLELCODE_QUEUE_PASSWORD if set, else the URL's, else none.
-  std::string password;
+  std::string password{};
   std::chrono::milliseconds connect_timeout{2000};
   // A call whose connection breaks (Redis restarting, say) tries again for this long
   // before queue_error. A submit cut off after Redis took it is sent twice: two jobs,
   // unless it has an idempotency key. The constructor does not wait: it fails at once.
   std::chrono::milliseconds reconnect_timeout{30000};
-  std::size_t max_length = 1'000'000;       // jobs waiting or running; more are refused (queue_busy)
-  std::chrono::seconds reply_ttl{3600};     // how long an answer waits for its submitter
+  std::size_t max_length = 1'000'000;    // jobs waiting or running; more are refused (queue_busy)
+  std::chrono::seconds reply_ttl{3600};  // how long an answer waits for its submitter
   std::chrono::seconds idempotency_ttl{86400};
 };
 
@@ -65,11 +65,11 @@ struct remote_job_options {
   std::chrono::milliseconds deadline{0};  // 0: none; else a job not started by then is deadline_exceeded
   // Non-empty: a second submit with the same key (within idempotency_ttl) gets the
   // first one's job and answer instead of a new job. It dedupes submits, not runs.
-  std::string idempotency_key;
+  std::string idempotency_key{};
 };
 
 struct remote_call {
-  std::string task;
+  std::string task{};
   std::string args = "null";  // JSON text
   remote_job_options options{};
 };
@@ -101,9 +101,9 @@ class PARALLELCODE_API remote_job {
 };
 
 struct queue_consumer {
-  std::string name;                // host:pid of its daemon
-  std::size_t pending = 0;         // jobs it holds
-  std::chrono::milliseconds idle;  // since it last read or renewed
+  std::string name{};                // host:pid of its daemon
+  std::size_t pending = 0;           // jobs it holds
+  std::chrono::milliseconds idle{};  // since it last read or renewed
 };
 
 struct queue_stats {
@@ -111,15 +111,15 @@ struct queue_stats {
   std::size_t waiting = 0;  // not yet taken by a daemon
   std::size_t pending = 0;  // taken, not yet answered
   std::size_t dead = 0;     // in the dead-letter stream
-  std::vector<queue_consumer> consumers;
+  std::vector<queue_consumer> consumers{};
 };
 
 struct dead_letter {
-  std::string id;  // in the dead-letter stream: what retry takes
-  std::string job;  // the job's id when it died
-  std::string task;
-  std::string args;
-  std::string error;  // why it was buried
+  std::string id{};     // in the dead-letter stream: what retry takes
+  std::string job{};    // the job's id when it died
+  std::string task{};
+  std::string args{};
+  std::string error{};  // why it was buried
   unsigned deliveries = 0;
 };
 
