@@ -157,8 +157,8 @@ struct remote_queue::impl {
     return *commands;
   }
 
-  // f(connection) under command_mutex; a broken connection is dropped, so the next call reconnects.
-  // A connection that broke is made again, for up to options.reconnect_timeout.
+  // f(connection) under command_mutex. A connection that breaks is dropped and made
+  // again, f with it, for up to options.reconnect_timeout; other errors go to the caller.
   template <class F>
   auto with_commands(F&& f) {
     std::lock_guard lock(command_mutex);
