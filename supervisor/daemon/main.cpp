@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,7 +64,7 @@ struct settings {
   std::string queue_password_file;
   std::string lease = "30s";
   unsigned max_deliveries = 5;
-  std::size_t prefetch = 0;
+  std::optional<std::size_t> prefetch;  // unset: workers x concurrency
 };
 
 [[noreturn]] void die(const std::string& why, int status = 1) {
@@ -343,7 +344,7 @@ int main(int argc, char** argv) {
             .lease = std::chrono::duration_cast<std::chrono::milliseconds>(pc::control::parse_duration(s.lease)),
             .max_deliveries = s.max_deliveries,
             .slots = std::size_t{opts.workers} * opts.concurrency,
-            .prefetch = s.prefetch ? s.prefetch : std::size_t{opts.workers} * opts.concurrency,
+            .prefetch = s.prefetch.value_or(std::size_t{opts.workers} * opts.concurrency),
             .log = [](const std::string& line) { log("%s", line.c_str()); },
             .on_idle = [&server] { server.wake(); },
         });
