@@ -195,7 +195,11 @@ void consumer::take_lost_deliveries(connection& c) {
       }
       if (known) continue;
       if (!is_array(at(e, 1))) {  // deleted under us: nothing to run, nobody to answer
-        check(c.command({"XACK", keys_.jobs, std::string(queue_keys::group), after}), "XACK");
+        // Acknowledged through the fenced completion (no reply, no answer), never bare:
+        // a daemon that reclaimed it meanwhile keeps it.
+        auto args = completion_args();
+        args.insert(args.end(), {after, "", "", "", ""});
+        check(complete_script.run(c, {keys_.jobs, keys_.dead}, args), "the completion of a deleted entry");
         continue;
       }
       settings_.log("queue: took back job " + after + ", delivered to us as the connection broke");
@@ -288,6 +292,11 @@ void consumer::release(const std::string& id) {
   if (idle && settings_.on_idle) settings_.on_idle();
 }
 
+std::vector<std::string> consumer::completion_args() const {
+  return {std::string(queue_keys::group), name_, keys_.prefix, std::to_string(settings_.reply_ttl.count()),
+          std::to_string(settings_.idempotency_ttl.count())};
+}
+
 consumer::batch consumer::take_batch() {
   batch b;
   std::lock_guard lock(mutex_);
@@ -295,8 +304,7 @@ consumer::batch consumer::take_batch() {
   const std::size_t n = std::min(batch_size, completions_.size());
   b.done.assign(std::make_move_iterator(completions_.begin()), std::make_move_iterator(completions_.begin() + n));
   completions_.erase(completions_.begin(), completions_.begin() + n);
-  b.args = {std::string(queue_keys::group), name_, keys_.prefix, std::to_string(settings_.reply_ttl.count()),
-            std::to_string(settings_.idempotency_ttl.count())};
+  b.args = completion_args();
   for (const auto& d : b.done) {
     const auto& h = held_.at(d.id);
     b.args.insert(b.args.end(), {d.id, h.reply, h.idem, d.answer, d.burial});

@@ -78,6 +78,8 @@ class consumer {
     std::vector<completion> done;
     std::vector<std::string> args;  // complete.lua's
   };
+  // complete.lua's arguments before its five per job.
+  std::vector<std::string> completion_args() const;
   batch take_batch();
   void put_back(batch& b);
   // Counts and forgets what the completion script did with a batch.
