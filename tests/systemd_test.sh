@@ -106,6 +106,13 @@ case_1() {
 }
 run_case "a socket passed to another pid (LISTEN_PID) is not taken" case_1
 
+passed_file() {
+  LISTEN_FDS=1 timeout 10 bash -c 'exec 3<"$1"; shift; LISTEN_PID=$$ exec "$@"' - /dev/null \
+    "$D" --socket "$tmp/file.sock" 2>"$tmp/log"
+  [ $? -eq 1 ] && grep -q "not a listening Unix stream socket" "$tmp/log" || { fail "exit and message"; return 1; }
+}
+run_case "a passed fd that is no listening socket stops the start (exit 1)" passed_file
+
 case_2() {
   group=$(id -gn)
   [ "$(id -u)" -eq 0 ] && getent group daemon >/dev/null && group=daemon  # root may give it any group
