@@ -82,6 +82,8 @@ case_0() {
   out=$("$C" --socket "$tmp/act.sock" submit hello '{"text":"systemd"}' --raw 2>&1) || { fail "submit through the passed socket: $out"; return 1; }
   [ -e "$tmp/unused.sock" ] && { fail "the daemon bound --socket although systemd passed one"; return 1; }
   wait_for "[ \$(notified WATCHDOG=1) -ge 4 ]" 5 || { fail "WATCHDOG=1 is not sent every 100 ms"; return 1; }
+  kill -TTIN "$daemon_pid"
+  wait_for "grep -q 'STATUS=serving 3 workers' '$tmp/notified'" 10 || { fail "no STATUS= after TTIN"; return 1; }
   kill -HUP "$daemon_pid"
   wait_for "grep -q 'RELOADING=1 | MONOTONIC_USEC=[0-9]' '$tmp/notified'" 10 || { fail "no RELOADING=1 with MONOTONIC_USEC on HUP"; return 1; }
   wait_for "sed -n '/RELOADING=1/,\$p' '$tmp/notified' | grep -q READY=1" 15 || { fail "no READY=1 after the reload"; return 1; }
@@ -94,7 +96,7 @@ case_0() {
   [ -e "$tmp/act.sock.lock" ] && { fail "the daemon took a lock beside systemd's socket"; return 1; }
   return 0
 }
-run_case "a passed socket is served, and systemd hears ready, status, watchdog, reload and stop" case_0
+run_case "a passed socket is served, and systemd hears ready, status, watchdog, scale, reload and stop" case_0
 
 case_1() {
   python3 "$HELPER" activate --listen-pid other "$tmp/other.sock" "$D" --workers 1 --socket "$tmp/own.sock" 2>"$tmp/log" &

@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->envname("PARALLELCODE_SOCKET");
   app.add_option("--socket-group", s.socket_group, "Give the socket to this group (name or number); its members may use it with --socket-mode 0660");
-  app.add_option("--socket-mode", s.socket_mode, "The socket's mode, octal: 0600 or 0660 (nothing for others)")->capture_default_str();
+  app.add_option("--socket-mode", s.socket_mode, "The socket's mode, octal (0660: the owner and --socket-group; never anything for others)")->capture_default_str();
   app.set_config("--config", "", "Read options from this TOML or INI file (keys: the long option names)");
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key must not be ignored
   app.add_option("--plugin", s.plugins, "Shared library of PARALLELCODE_TASKs to load (repeatable)");
