@@ -28,6 +28,7 @@
 
 #include "protocol.hpp"
 #include "server.hpp"
+#include "systemd.hpp"
 #include "units.hpp"
 #ifdef PARALLELCODE_HAVE_REMOTE
 #include "consumer.hpp"
@@ -45,6 +46,8 @@ struct settings {
   unsigned concurrency = 1;
   std::string tick = "0";
   std::string socket = pc::control::default_socket_path();
+  std::string socket_group;
+  std::string socket_mode = "0600";
   std::vector<std::string> plugins;
   std::string pidfile;
   std::string job_timeout = "0";
@@ -109,9 +112,10 @@ struct file_identity {
   }
 };
 
-// The control socket: mode 0600, and ours alone. A lock beside it keeps a second
-// daemon off the same path; holding it, a socket file found there is stale.
-owned_fd listen_on(const std::string& path, owned_fd& lock, file_identity& bound_socket) {
+// The control socket: born 0600 and ours alone, then given its group and mode. A lock
+// beside it keeps a second daemon off the same path; holding it, a socket file found there is stale.
+owned_fd listen_on(const std::string& path, owned_fd& lock, file_identity& bound_socket, std::optional<gid_t> group,
+                   mode_t mode) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) die("--socket " + path + ": longer than a Unix socket path may be");
   lock.reset(::open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600));
@@ -134,6 +138,12 @@ owned_fd listen_on(const std::string& path, owned_fd& lock, file_identity& bound
   ::umask(old_umask);
   if (bound != 0) die("cannot bind " + path + ": " + std::strerror(errno));
   bound_socket = file_identity::of(path);
+  try {
+    pc::control::share_socket(path, group, mode);
+  } catch (const std::exception& e) {
+    bound_socket.remove(path);
+    die(std::string("--socket-group/--socket-mode: ") + e.what());
+  }
   if (::listen(fd.get(), 128) != 0) {
     bound_socket.remove(path);
     die("cannot listen on " + path + ": " + std::strerror(errno));
@@ -211,7 +221,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096));
   app.add_option("--concurrency", s.concurrency, "Jobs one worker runs at once")->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--tick", s.tick, "0: dispatch jobs at once; else at most one batch per tick")->capture_default_str();
-  app.add_option("--socket", s.socket, "Control socket path")->capture_default_str();
+  app.add_option("--socket", s.socket, "Control socket path (ignored when systemd passes one: LISTEN_FDS)")
+      ->capture_default_str()
+      ->envname("PARALLELCODE_SOCKET");
+  app.add_option("--socket-group", s.socket_group, "Give the socket to this group (name or number); its members may use it with --socket-mode 0660");
+  app.add_option("--socket-mode", s.socket_mode, "The socket's mode, octal (0660: the owner and --socket-group; never anything for others)")->capture_default_str();
+  app.set_config("--config", "", "Read options from this TOML or INI file (keys: the long option names)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key must not be ignored
   app.add_option("--plugin", s.plugins, "Shared library of PARALLELCODE_TASKs to load (repeatable)");
   app.add_option("--pidfile", s.pidfile, "Write the daemon's pid here");
   app.add_option("--job-timeout", s.job_timeout, "Longest a job may run before its worker is killed (0: none)")->capture_default_str();
@@ -255,7 +271,11 @@ int main(int argc, char** argv) {
 
   pc::options opts;
   pc::control::server_settings serving{};
+  std::optional<gid_t> socket_group;
+  mode_t socket_mode = 0600;
   try {
+    if (!s.socket_group.empty()) socket_group = pc::control::parse_group(s.socket_group);
+    socket_mode = pc::control::parse_socket_mode(s.socket_mode);
     opts.workers = s.workers;
     opts.max_workers = s.max_workers ? s.max_workers : std::min(4096u, 4 * s.workers);
     opts.concurrency = s.concurrency;
@@ -294,7 +314,7 @@ int main(int argc, char** argv) {
           static_cast<unsigned long long>(files.rlim_cur));
     }
   } catch (const std::invalid_argument& e) {
-    die(e.what());
+    die(e.what(), exit_usage);
   }
 
   load_plugins(s.plugins);
@@ -308,9 +328,25 @@ int main(int argc, char** argv) {
   owned_fd signals(::signalfd(-1, &owned, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signals) die(std::string("signalfd: ") + std::strerror(errno));
 
+  // Before the pool forks: its processes must inherit neither NOTIFY_SOCKET nor LISTEN_FDS.
+  const pc::control::systemd_notifier systemd;
   owned_fd lock;
   file_identity socket_file;
-  owned_fd listener = listen_on(s.socket, lock, socket_file);
+  owned_fd listener;
+  try {
+    listener = pc::control::inherited_listener();
+  } catch (const std::exception& e) {
+    die(e.what());
+  }
+  // systemd's socket is systemd's: it keeps the path listening across our restarts, so
+  // we neither unlink it nor take the lock (which guards binding, and nobody binds here).
+  if (listener) {
+    s.socket = pc::control::bound_path(listener);
+    log("serving the socket systemd passed: %s", s.socket.empty() ? "(no path)" : s.socket.c_str());
+  } else {
+    listener = listen_on(s.socket, lock, socket_file, socket_group, socket_mode);
+  }
+  serving.group = pc::control::sharing_group(s.socket);
 
   pc::pool pool;
   log_worker_events(pool);
@@ -332,7 +368,7 @@ int main(int argc, char** argv) {
 
   int status;
   try {
-    pc::control::server server(pool, std::move(listener), std::move(signals), serving);
+    pc::control::server server(pool, std::move(listener), std::move(signals), serving, systemd);
 #ifdef PARALLELCODE_HAVE_REMOTE
     std::unique_ptr<pc::remote::consumer> queue;
     if (!s.queue.empty()) {
@@ -366,7 +402,6 @@ int main(int argc, char** argv) {
 #endif
     log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
         s.socket.c_str());
-    pc::control::notify_systemd("READY=1");
     status = server.run();
   } catch (const std::system_error& e) {
     socket_file.remove(s.socket);

@@ -52,21 +52,6 @@ int checked(int result, const char* what) {
 
 }  // namespace
 
-void notify_systemd(const char* state) {
-  const char* where = std::getenv("NOTIFY_SOCKET");
-  if (!where || !*where) return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::size_t n = std::strlen(where);
-  if (n >= sizeof addr.sun_path) return;
-  std::memcpy(addr.sun_path, where, n);
-  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // an abstract socket
-  owned_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  const std::string message = std::string(state) + "\nMAINPID=" + std::to_string(::getpid());
-  ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
-           static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
-}
-
 void log(const char* format, ...) {
   char text[1024];
   va_list args;
@@ -82,13 +67,15 @@ void log(const char* format, ...) {
   std::fprintf(stderr, "%s parallelcode-supervisor[%d]: %s\n", stamp, static_cast<int>(::getpid()), text);
 }
 
-server::server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings)
+server::server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings,
+               const systemd_notifier& systemd)
     : pool_(workers),
       listener_(std::move(listener)),
       signals_(std::move(signals)),
       completions_ready_(checked(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
       epoll_(checked(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
-      settings_(settings) {
+      settings_(settings),
+      systemd_(systemd) {
   for (auto [fd, key] : {std::pair{listener_.get(), listener_key}, std::pair{signals_.get(), signals_key},
                          std::pair{completions_ready_.get(), completions_key}}) {
     epoll_event e{};
@@ -108,8 +95,13 @@ bool server::watch(int op, int fd, std::uint32_t events, std::uint64_t key) {
 }
 
 int server::run() {
+  systemd_.notify("READY=1\nSTATUS=" + status_line());
   for (;;) {
     int timeout_ms = 1000;  // idle clients are swept once a second
+    if (reloading_) {
+      check_reload_done();
+      if (reloading_) timeout_ms = 50;  // the pool tells no one when a replacement pass ends: look again soon
+    }
     if (stopping_) {
       const bool all_done = jobs_ == 0 && (!outside_ || outside_->held() == 0);
       if (all_done || (drain_until_ && clock::now() >= *drain_until_)) break;
@@ -118,6 +110,7 @@ int server::run() {
         timeout_ms = static_cast<int>(std::clamp<long long>(left.count(), 0, 1000));
       }
     }
+    timeout_ms = pet_watchdog(timeout_ms);  // from the loop itself: a wedged loop stops petting
     epoll_event events[64];
     const int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
     if (n < 0 && errno != EINTR) {
@@ -176,9 +169,10 @@ void server::accept_clients() {
       return;
     }
     const auto uid = peer_uid(fd);
-    if (!uid || (*uid != ::geteuid() && *uid != 0)) {
-      log("refused a client of uid %d: only uid %d and root may use this socket", static_cast<int>(uid.value_or(0)),
-          static_cast<int>(::geteuid()));
+    const bool ours = uid && (*uid == ::geteuid() || *uid == 0);
+    if (!ours && !(uid && settings_.group && peer_in_group(fd, *settings_.group))) {
+      log("refused a client of uid %d: only uid %d, root%s may use this socket", static_cast<int>(uid.value_or(0)),
+          static_cast<int>(::geteuid()), settings_.group ? " and the socket's group" : "");
       std::string out;
       append_frame(out, error_answer(std::nullopt, "forbidden", "this socket serves uid " +
                                                                     std::to_string(::geteuid()) + " and root only"));
@@ -389,6 +383,7 @@ std::string server::scale(const scale_request& r) {
     if (stopping_) throw std::invalid_argument("the daemon is stopping");
     pool_.resize(r.workers);
     log("scaled to %u worker%s on request", r.workers, r.workers == 1 ? "" : "s");
+    announce_status();
     return ok_answer(r.id);
   } catch (const std::invalid_argument& e) {
     return error_answer(r.id, "bad_request", e.what());
@@ -463,6 +458,11 @@ void server::handle_signals() {
           log("SIGHUP: ignored while stopping");
         } else {
           log("SIGHUP: replacing every worker, one at a time");
+          replacing_.clear();
+          for (const auto& w : pool_.workers())
+            if (w.pid) replacing_.push_back(w.pid);
+          reloading_ = true;
+          systemd_.reloading("replacing " + std::to_string(replacing_.size()) + " workers, one at a time");
           pool_.replace_workers();
         }
         break;
@@ -474,6 +474,7 @@ void server::handle_signals() {
           if (want < 1) throw std::invalid_argument("never fewer than 1 worker");
           pool_.resize(want);
           log("%s: %u worker%s", signal_name(sig).c_str(), want, want == 1 ? "" : "s");
+          announce_status();
         } catch (const std::invalid_argument& e) {
           log("%s: staying at %u worker%s: %s", signal_name(sig).c_str(), n, n == 1 ? "" : "s", e.what());
         }
@@ -488,7 +489,7 @@ void server::handle_signals() {
 void server::wake() noexcept { ::eventfd_write(completions_ready_.get(), 1); }
 
 void server::begin_stop(bool graceful) {
-  if (!stopping_) notify_systemd("STOPPING=1");
+  if (!stopping_) systemd_.notify("STOPPING=1\nSTATUS=stopping: " + std::to_string(jobs_) + " jobs in flight");
   if (outside_) outside_->stop_taking();
   if (!graceful) {
     stopping_ = true;
@@ -498,6 +499,44 @@ void server::begin_stop(bool graceful) {
   if (stopping_) return;
   stopping_ = true;
   drain_until_ = clock::now() + settings_.drain_timeout;
+}
+
+std::string server::status_line() const {
+  const auto n = pool_.workers().size();
+  const std::size_t jobs = jobs_ + (outside_ ? outside_->held() : 0);
+  return "serving " + std::to_string(n) + (n == 1 ? " worker, " : " workers, ") + std::to_string(jobs) +
+         (jobs == 1 ? " job" : " jobs") + " in flight";
+}
+
+// On changes (ready, scale, reload), never per job: systemd keeps every line it is sent.
+void server::announce_status() const { systemd_.notify("STATUS=" + status_line()); }
+
+int server::pet_watchdog(int cap_ms) {
+  const auto every = systemd_.watchdog_interval();
+  if (!every) return cap_ms;
+  const auto now = clock::now();
+  if (now >= next_pet_) {
+    systemd_.notify("WATCHDOG=1");
+    next_pet_ = now + *every;
+  }
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(next_pet_ - now);
+  return static_cast<int>(std::clamp<long long>(left.count(), 0, cap_ms));
+}
+
+void server::check_reload_done() {
+  if (stopping_) {
+    reloading_ = false;  // STOPPING=1 said it all
+    return;
+  }
+  const auto now = pool_.workers();
+  const bool old_left = std::any_of(now.begin(), now.end(), [this](const worker_info& w) {
+    return w.state != worker_state::ready || std::find(replacing_.begin(), replacing_.end(), w.pid) != replacing_.end();
+  });
+  if (old_left) return;
+  reloading_ = false;
+  replacing_.clear();
+  log("SIGHUP: every worker replaced");
+  systemd_.notify("READY=1\nSTATUS=" + status_line());
 }
 
 }  // namespace parallelcode::control

@@ -18,6 +18,7 @@
 #include "answers.hpp"
 #include "requests.hpp"
 #include "socket.hpp"
+#include "systemd.hpp"
 
 namespace parallelcode::control {
 
@@ -28,13 +29,11 @@ struct server_settings {
   std::size_t max_jobs;           // in flight from all clients together
   std::size_t max_request_bytes;  // of job arguments in flight, all clients together
   std::chrono::seconds idle_timeout;
+  std::optional<gid_t> group;  // besides our uid and root, members of this group may connect
 };
 
 // One line per event on stderr, from any thread.
 void log(const char* format, ...) __attribute__((format(printf, 1, 2)));
-
-// Tells systemd (Type=notify) how we are, if it listens (NOTIFY_SOCKET).
-void notify_systemd(const char* state);
 
 // Jobs the daemon holds for others than its clients (the remote queue's): a graceful
 // stop waits for them, and status shows them.
@@ -48,7 +47,9 @@ class server {
  public:
   // listener: bound and listening; signals: a signalfd for the signals the daemon owns.
   // std::system_error if the loop's own eventfd or epoll cannot be had.
-  server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings);
+  // systemd hears READY=1 when run() starts, then how the daemon is.
+  server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings,
+         const systemd_notifier& systemd);
   // Serves until a signal or a stop request ends it; returns the exit status.
   int run();
   void serve_outside_jobs(outside_jobs jobs) { outside_ = std::move(jobs); }
@@ -100,6 +101,12 @@ class server {
   void respond(client& c, std::string_view body);
   void fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message);
   void watch_listener(bool on);
+  std::string status_line() const;  // for systemd's STATUS=
+  void announce_status() const;
+  // WATCHDOG=1 when due; returns the milliseconds until the next one is (or the cap).
+  int pet_watchdog(int cap_ms);
+  // After a HUP: READY=1 again once no worker of before it is left.
+  void check_reload_done();
 
   pool& pool_;
   owned_fd listener_;
@@ -121,6 +128,11 @@ class server {
   std::optional<outside_jobs> outside_;
   bool stopping_ = false;
   std::optional<clock::time_point> drain_until_;
+
+  const systemd_notifier& systemd_;
+  clock::time_point next_pet_{};
+  std::vector<pid_t> replacing_;  // pids a HUP's rolling replacement has yet to replace
+  bool reloading_ = false;
 };
 
 }  // namespace parallelcode::control
