@@ -129,23 +129,24 @@ run_case "--socket-group and --socket-mode give the socket that group and mode" 
 
 case_3() {
   [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && getent group daemon >/dev/null || { echo "SKIP: $case_name (needs root, setpriv)"; return 0; }
+  # The daemon runs as a uid of its own (65533) in group daemon; the clients as 65534.
+  gid=$(getent group daemon | cut -d: -f3)
   mkdir -m 0755 "$tmp/shared"
-  "$D" --workers 1 --socket "$tmp/shared/s.sock" --socket-group daemon --socket-mode 0660 2>"$tmp/log" &
-  daemon_pid=$!
-  wait_for "'$C' --socket '$tmp/shared/s.sock' status >/dev/null 2>&1" 10 || { fail "the daemon did not come up"; return 1; }
+  chown 65533 "$tmp/shared"
   chmod 0711 "$tmp"
-  # The CLI itself refuses a daemon of another uid (it could be a stranger's); the wire is the daemon's to check.
-  out=$(setpriv --reuid=65534 --regid=65534 --groups="$(getent group daemon | cut -d: -f3)" /usr/bin/python3 -c '
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-body = b"{\"op\":\"status\"}"; s.sendall(struct.pack("<I", len(body)) + body)
-data = b""
-while len(data) < 4 or len(data) < 4 + struct.unpack("<I", data[:4])[0]:
-    chunk = s.recv(65536)
-    if not chunk: break
-    data += chunk
-print(data[4:].decode())' "$tmp/shared/s.sock" 2>&1)
-  echo "$out" | grep -q '"workers"' || { fail "a member of the group was not served: $out"; return 1; }
+  setpriv --reuid=65533 --regid="$gid" --clear-groups "$D" --workers 1 --socket "$tmp/shared/s.sock" \
+    --socket-group daemon --socket-mode 0660 2>"$tmp/log" &
+  daemon_pid=$!
+  member="setpriv --reuid=65534 --regid=65534 --groups=$gid"
+  wait_for "$member '$C' --socket '$tmp/shared/s.sock' status >/dev/null 2>&1" 10 || { fail "the daemon did not come up: $(tail -2 "$tmp/log")"; return 1; }
+  # Root's CLI is no member: it refuses a daemon of another uid, which could be a stranger's.
+  out=$("$C" --socket "$tmp/shared/s.sock" status 2>&1)
+  echo "$out" | grep -q "refusing to use it" || { fail "root's CLI used another uid's daemon: $out"; return 1; }
+  # The CLI of a group member trusts a daemon of another uid that gave its socket our group.
+  out=$($member "$C" --socket "$tmp/shared/s.sock" submit hello '{"text":"you"}' 2>&1)
+  [ "$out" = '"Hello you!"' ] || { fail "a group member's CLI was not served: $out"; return 1; }
+  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$C" --socket "$tmp/shared/s.sock" status 2>&1)
+  echo "$out" | grep -q "Permission denied\|refusing" || { fail "a CLI outside the group was served: $out"; return 1; }
   out=$(setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
 import socket, sys
 socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$tmp/shared/s.sock" 2>&1)

@@ -11,8 +11,10 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -45,11 +47,12 @@ struct no_daemon : std::runtime_error {
 class connection {
  public:
   explicit connection(const std::string& path) : fd_(connect(path)) {
-    // Whoever serves this socket hears our jobs' arguments: only we or root may.
+    // Whoever serves this socket hears our jobs' arguments: only we, root, or an owner
+    // who shared the socket with a group of ours may.
     const auto uid = ctl::peer_uid(fd_);
-    if (!uid || (*uid != ::getuid() && *uid != 0))
+    if (!uid || (*uid != ::getuid() && *uid != 0 && !shared_with_us(path, *uid)))
       throw no_daemon(path + " is served by uid " + std::to_string(uid.value_or(0)) +
-                      ", neither you nor root: refusing to use it");
+                      ", neither you nor root, and not shared with a group of yours: refusing to use it");
   }
 
   void queue(std::string_view body) { ctl::append_frame(out_, body); }
@@ -96,6 +99,18 @@ class connection {
   }
 
  private:
+  // The socket file is the server's, gives its group read and write, and the group is
+  // ours: only a member of that group could have given it that group (chgrp needs it).
+  static bool shared_with_us(const std::string& path, uid_t server) {
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != server) return false;
+    if ((st.st_mode & 0060) != 0060) return false;
+    if (st.st_gid == ::getegid()) return true;
+    std::vector<gid_t> groups(static_cast<std::size_t>(std::max(::getgroups(0, nullptr), 0)));
+    const int n = ::getgroups(static_cast<int>(groups.size()), groups.data());
+    return n > 0 && std::find(groups.begin(), groups.begin() + n, st.st_gid) != groups.begin() + n;
+  }
+
   static ctl::owned_fd connect(const std::string& path) {
     try {
       return ctl::connect_to(path);
