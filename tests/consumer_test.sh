@@ -124,3 +124,20 @@ if [ $remote = ON ]; then
   [ "$out" = queue_error ] || { echo "FAIL: the CMake-built remote consumer printed '$out'"; exit 1; }
   echo "ok: parallelcode::remote built with CMake against the installed tree"
 fi
+
+# The version file: this version is found; the next minor one, which before 1.0 may break the API, is not.
+mkdir -p "$tmp/cmake-version"
+cat > "$tmp/cmake-version/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.16)
+project(wants CXX)  # a language: CMake searches lib/<multiarch>/cmake only then
+find_package(parallelcode ${WANT} CONFIG REQUIRED)
+CMAKE
+IFS=. read -r major minor _ <<<"$version"
+next=$major.$((minor + 1))
+[ "$major" = 0 ] || next=$((major + 1)).0
+quiet cmake -S "$tmp/cmake-version" -B "$tmp/cmake-version/ok" -DCMAKE_PREFIX_PATH="$tmp/root$prefix" -DWANT="$version"
+if cmake -S "$tmp/cmake-version" -B "$tmp/cmake-version/next" -DCMAKE_PREFIX_PATH="$tmp/root$prefix" -DWANT="$next" >"$tmp/log" 2>&1; then
+  echo "FAIL: find_package(parallelcode $next) accepted version $version"; exit 1
+fi
+grep -q 'compatible with requested version' "$tmp/log" || { cat "$tmp/log"; echo "FAIL: find_package(parallelcode $next) failed for another reason"; exit 1; }
+echo "ok: find_package(parallelcode $version) is found, $next is not"
