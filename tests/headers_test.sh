@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Each installed header compiles alone, with nothing but -std=c++20 and the
 # installed include directory; what is installed is exactly the tree's public
-# headers plus the generated version.hpp, and that one carries the project's version.
+# headers plus the generated version.hpp, and that one carries the project's version;
+# without C++20 they stop at once with one #error that names the flag.
 set -euo pipefail
 src=$1 build=$2 version=$3
 tmp=$(mktemp -d)
@@ -44,3 +45,15 @@ static_assert(std::string_view(PARALLELCODE_VERSION_STRING) == "$version");
 CPP
 c++ -std=c++20 -fsyntax-only -I"$inc" "$tmp/version.cpp" || { echo "FAIL: the umbrella header's version is not $version"; exit 1; }
 echo "ok: <parallelcode/parallelcode.hpp> says version $version"
+
+# Without -std=c++20: the #error naming the flag is the first error, and compilation ends there.
+if c++ -std=c++17 -fsyntax-only -I"$inc" "$tmp/version.cpp" 2>"$tmp/err"; then
+  echo "FAIL: <parallelcode/parallelcode.hpp> compiled with -std=c++17"; exit 1
+fi
+first=$(grep -m1 'error:' "$tmp/err" || true)
+# The #error, then the fatal missing include that ends compilation: two errors at most.
+if [[ $first != *'"parallelcode needs C++20: compile with -std=c++20 (or later)"'* ]] || [ "$(grep -c 'error:' "$tmp/err")" -gt 2 ]; then
+  echo "FAIL: with -std=c++17 the first error is not the one #error naming the flag:"
+  head -20 "$tmp/err"; exit 1
+fi
+echo "ok: with -std=c++17, one #error: $(grep -o 'parallelcode needs C++20[^"]*' "$tmp/err")"

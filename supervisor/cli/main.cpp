@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <parallelcode/version.hpp>
 
 #include "output.hpp"
 #include "protocol.hpp"
@@ -234,6 +235,7 @@ int list_tasks(connection& conn, bool json) {
 int main(int argc, char** argv) {
   CLI::App app{"parallelcode: feeds and operates a running parallelcode-supervisor, or a Redis queue that daemons consume"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "parallelcode " PARALLELCODE_VERSION_STRING);
   std::string socket = ctl::default_socket_path();
   app.add_option("--socket", socket, "The daemon's control socket")->capture_default_str();
 

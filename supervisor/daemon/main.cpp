@@ -216,6 +216,7 @@ int main(int argc, char** argv) {
                "Signals: TERM drains then exits, INT and QUIT stop at once, HUP replaces every worker\n"
                "one by one, TTIN and TTOU add and remove a worker. Durations take a unit (250ms, 2s);\n"
                "sizes may end in K, M or G."};
+  app.set_version_flag("--version", "parallelcode-supervisor " PARALLELCODE_VERSION_STRING);
   app.add_option("--workers", s.workers, "Worker processes")->capture_default_str()->check(CLI::Range(1, 4096));
   app.add_option("--max-workers", s.max_workers, "Most workers TTIN or 'parallelcode scale' may reach (default: 4 x --workers)")
       ->check(CLI::Range(0, 4096));
