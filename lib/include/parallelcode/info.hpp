@@ -1,5 +1,7 @@
 #pragma once
 
+#include <parallelcode/export.hpp>  // first: its C++20 check
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

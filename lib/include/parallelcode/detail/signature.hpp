@@ -2,6 +2,8 @@
 
 // The argument and result types of a task's function, for registration by name.
 
+#include <parallelcode/export.hpp>  // first: its C++20 check
+
 #include <type_traits>
 
 namespace parallelcode::detail {
