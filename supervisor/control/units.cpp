@@ -1,53 +1,89 @@
 #include "units.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
 
 namespace parallelcode::control {
 
 namespace {
 
-// The number at the front of text, and where its unit starts.
-unsigned long long leading_number(const std::string& text, std::size_t& unit) {
-  unit = 0;
-  while (unit < text.size() && std::isdigit(static_cast<unsigned char>(text[unit]))) ++unit;
-  if (unit == 0 || unit > 15) throw std::invalid_argument("'" + text + "' is not a number");
-  return std::stoull(text.substr(0, unit));
+// A decimal number at text[at...] ("1", "1.5", ".5"), advancing at past it.
+long double number_at(const std::string& text, std::size_t& at) {
+  const std::size_t start = at;
+  long double n = 0, scale = 1;
+  bool digits = false, point = false;
+  for (; at < text.size(); ++at) {
+    const char c = text[at];
+    if (c == '.' && !point) {
+      point = true;
+    } else if (std::isdigit(static_cast<unsigned char>(c))) {
+      digits = true;
+      if (at - start > 18) throw std::invalid_argument("'" + text + "' has too many digits");
+      if (point) n += (c - '0') * (scale /= 10);
+      else n = n * 10 + (c - '0');
+    } else {
+      break;
+    }
+  }
+  if (!digits) throw std::invalid_argument("'" + text + "' is not a number");
+  return n;
 }
 
 }  // namespace
 
 std::chrono::microseconds parse_duration(const std::string& text) {
-  std::size_t at;
-  const unsigned long long n = leading_number(text, at);
-  const std::string unit = text.substr(at);
-  long double us;  // wide enough that no count can overflow before the check below
-  if (unit == "us") us = n;
-  else if (unit == "ms" || (unit.empty() && n == 0)) us = n * 1e3L;
-  else if (unit == "s") us = n * 1e6L;
-  else if (unit == "m") us = n * 6e7L;
-  else if (unit == "h") us = n * 3.6e9L;
-  else throw std::invalid_argument("'" + text + "' is not a duration: give a unit, as in 250ms, 2s, 500us, 1m or 1h");
+  static constexpr std::pair<std::string_view, long double> units[] = {
+      {"us", 1}, {"ms", 1e3L}, {"s", 1e6L}, {"m", 6e7L}, {"h", 3.6e9L}, {"d", 8.64e10L}};
+  const auto bad = [&] {
+    return std::invalid_argument("'" + text + "' is not a duration: a number and a unit (us, ms, s, m, h, d), as in 250ms, 1.5s, 1m30s or 2h");
+  };
+  if (text == "0") return std::chrono::microseconds(0);
+  long double us = 0;
+  std::size_t at = 0;
+  std::size_t last_unit = std::size(units);  // compounds go from larger units to smaller: 1h30m, not 30m1h
+  if (text.empty()) throw bad();
+  while (at < text.size()) {
+    const long double n = number_at(text, at);
+    std::size_t end = at;
+    while (end < text.size() && std::isalpha(static_cast<unsigned char>(text[end]))) ++end;
+    const std::string_view unit = std::string_view(text).substr(at, end - at);
+    std::size_t u = 0;
+    while (u < std::size(units) && units[u].first != unit) ++u;
+    if (u == std::size(units) || u >= last_unit) throw bad();
+    last_unit = u;
+    us += n * units[u].second;
+    at = end;
+  }
   if (us > 365.0L * 24 * 3600 * 1e6L) throw std::invalid_argument("'" + text + "' is longer than a year");
-  return std::chrono::microseconds(static_cast<long long>(us));
+  return std::chrono::microseconds(static_cast<long long>(us + 0.5L));
 }
 
 std::size_t parse_size(const std::string& text) {
-  std::size_t at;
-  const unsigned long long n = leading_number(text, at);
+  std::size_t at = 0;
+  const long double n = number_at(text, at);
   const std::string unit = text.substr(at);
-  unsigned shift = 0;
-  if (unit == "K" || unit == "k") shift = 10;
-  else if (unit == "M") shift = 20;
-  else if (unit == "G") shift = 30;
-  else if (!unit.empty()) throw std::invalid_argument("'" + text + "' is not a size: bytes, or K, M or G after the number");
-  if (n > (std::numeric_limits<std::size_t>::max() >> shift)) throw std::invalid_argument("'" + text + "' is too large");
-  return static_cast<std::size_t>(n) << shift;
+  static constexpr std::pair<std::string_view, long double> units[] = {
+      {"", 1},           {"B", 1},
+      {"K", 1024.0L},    {"k", 1024.0L},     {"M", 1048576.0L},   {"G", 1073741824.0L},  {"T", 1099511627776.0L},
+      {"KiB", 1024.0L},  {"MiB", 1048576.0L}, {"GiB", 1073741824.0L}, {"TiB", 1099511627776.0L},
+      {"kB", 1e3L},      {"KB", 1e3L},        {"MB", 1e6L},          {"GB", 1e9L},          {"TB", 1e12L}};
+  const auto* u = std::find_if(std::begin(units), std::end(units), [&](const auto& x) { return x.first == unit; });
+  if (u == std::end(units))
+    throw std::invalid_argument("'" + text + "' is not a size: bytes, or a number and K, M, G, T (or KiB, MiB, GiB, TiB: powers of 1024) or kB, MB, GB, TB (powers of 1000), as in 512MB, 512MiB or 1.5G");
+  const long double bytes = n * u->second;
+  if (u->second == 1 && n != std::floor(n)) throw std::invalid_argument("'" + text + "' is not a whole number of bytes");
+  if (bytes > static_cast<long double>(std::numeric_limits<std::size_t>::max()))
+    throw std::invalid_argument("'" + text + "' is too large");
+  return static_cast<std::size_t>(bytes);
 }
 
 bool url_has_password(std::string_view url) {

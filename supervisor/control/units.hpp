@@ -1,8 +1,9 @@
 #pragma once
 
 // What the daemon and the CLI both read from their command lines: durations ("250ms",
-// "2s", "500us", "1m"), sizes ("64M", "1G", "4096"), and a queue's password. The
-// parsers throw std::invalid_argument on anything else.
+// "1.5s", "1m30s", "2h"), sizes ("4096", "64M" and "64MiB" in powers of 1024, "512MB" in
+// powers of 1000), and a queue's password. The parsers throw std::invalid_argument on
+// anything else, saying what they take.
 
 #include <chrono>
 #include <cstddef>

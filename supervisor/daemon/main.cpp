@@ -214,8 +214,8 @@ int main(int argc, char** argv) {
   CLI::App app{"parallelcode-supervisor: runs a pool of worker processes that serve named tasks\n"
                "(built in: hello, echo, sleep, fnv; more from --plugin) to clients of a Unix socket.\n"
                "Signals: TERM drains then exits, INT and QUIT stop at once, HUP replaces every worker\n"
-               "one by one, TTIN and TTOU add and remove a worker. Durations take a unit (250ms, 2s);\n"
-               "sizes may end in K, M or G."};
+               "one by one, TTIN and TTOU add and remove a worker. Durations take a unit (250ms, 1.5s,\n"
+               "1m30s); sizes are bytes or end in K, M, G (KiB, MiB, GiB) or kB, MB, GB (powers of 1000)."};
   app.set_version_flag("--version", "parallelcode-supervisor " PARALLELCODE_VERSION_STRING);
   app.add_option("--workers", s.workers, "Worker processes")->capture_default_str()->check(CLI::Range(1, 4096));
   app.add_option("--max-workers", s.max_workers, "Most workers TTIN or 'parallelcode scale' may reach (default: 4 x --workers)")

@@ -1,0 +1,62 @@
+// The durations and sizes the daemon's and the CLI's options take (supervisor/control/units).
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include "units.hpp"
+
+using parallelcode::control::parse_duration;
+using parallelcode::control::parse_size;
+using namespace std::chrono_literals;
+
+TEST_CASE("a duration takes a unit, a fraction and compounds from larger units to smaller") {
+  CHECK(parse_duration("0") == 0us);
+  CHECK(parse_duration("500us") == 500us);
+  CHECK(parse_duration("250ms") == 250ms);
+  CHECK(parse_duration("2s") == 2s);
+  CHECK(parse_duration("1.5s") == 1500ms);
+  CHECK(parse_duration(".5s") == 500ms);
+  CHECK(parse_duration("1m30s") == 90s);
+  CHECK(parse_duration("1h30m") == 90min);
+  CHECK(parse_duration("2h") == 2h);
+  CHECK(parse_duration("1d") == 24h);
+  CHECK(parse_duration("1m30s250ms") == 90250ms);
+}
+
+TEST_CASE("a duration without a unit, with an unknown unit, out of order or over a year is refused, saying what is taken") {
+  for (const char* bad : {"5", "", "s", "5x", "1.2.3s", "30s1m", "1s1s", "1m-3s", "-1s", "400d", "1 s"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_duration(bad), std::invalid_argument);
+  }
+  try {
+    parse_duration("5x");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("1m30s") != std::string::npos);
+  }
+}
+
+TEST_CASE("a size is bytes, K M G T and KiB MiB GiB TiB in powers of 1024, kB MB GB TB in powers of 1000") {
+  CHECK(parse_size("4096") == 4096);
+  CHECK(parse_size("4096B") == 4096);
+  CHECK(parse_size("64K") == 64 << 10);
+  CHECK(parse_size("64k") == 64 << 10);
+  CHECK(parse_size("16M") == 16 << 20);
+  CHECK(parse_size("512MiB") == std::size_t{512} << 20);
+  CHECK(parse_size("512MB") == 512'000'000);
+  CHECK(parse_size("1G") == std::size_t{1} << 30);
+  CHECK(parse_size("1GiB") == std::size_t{1} << 30);
+  CHECK(parse_size("2GB") == 2'000'000'000);
+  CHECK(parse_size("1.5G") == std::size_t{3} << 29);
+  CHECK(parse_size("1kB") == 1000);
+  CHECK(parse_size("1TiB") == std::size_t{1} << 40);
+}
+
+TEST_CASE("a size with an unknown unit, a fraction of a byte or past the address space is refused") {
+  for (const char* bad : {"", "M", "12X", "1.5", "1mb", "1Mib", "99999999999999999T", "-1K"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_size(bad), std::invalid_argument);
+  }
+}
