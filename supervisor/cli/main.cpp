@@ -204,10 +204,15 @@ int status(connection& conn, bool json) {
                 n("reclaims"), n("dead_lettered"), n("discarded"));
   }
   std::printf("%4s %8s %-9s %7s %9s %8s %7s %8s\n", "id", "pid", "state", "running", "done", "respawns", "uptime", "rss");
-  for (const auto& w : r["workers"].GetArray())
+  std::vector<const rapidjson::Value*> by_id;
+  for (const auto& w : r["workers"].GetArray()) by_id.push_back(&w);
+  std::sort(by_id.begin(), by_id.end(), [](auto* a, auto* b) { return (*a)["id"].GetInt() < (*b)["id"].GetInt(); });
+  for (const auto* worker : by_id) {
+    const auto& w = *worker;
     std::printf("%4d %8d %-9s %7u %9llu %8u %7s %8s\n", w["id"].GetInt(), w["pid"].GetInt(), w["state"].GetString(),
                 w["running"].GetUint(), static_cast<unsigned long long>(w["done"].GetUint64()), w["respawns"].GetUint(),
                 cli::duration_text(w["uptime_ms"].GetInt64()).c_str(), size_text(w["rss"].GetUint64()).c_str());
+  }
   return 0;
 }
 
@@ -237,7 +242,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "parallelcode " PARALLELCODE_VERSION_STRING);
   std::string socket = ctl::default_socket_path();
-  app.add_option("--socket", socket, "The daemon's control socket")->capture_default_str();
+  app.add_option("--socket", socket, "The daemon's control socket")->capture_default_str()->envname("PARALLELCODE_SOCKET");
+  app.set_config("--config", "", "Read options from this TOML or INI file (keys: the long option names; [submit], [map], ... for a verb's)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key must not be ignored
 
   std::string task, args = "null", dead_id;
   cli::job_flags flags;
@@ -280,7 +287,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, 100));
     cmd->add_flag("-r,--raw", flags.raw, "Print string results without quotes");
   }
-  auto* status_cmd = app.add_subcommand("status", "The supervisor, the fork server and every worker");
+  auto* status_cmd = app.add_subcommand("status", "The supervisor, the fork server and every worker, by id");
   status_cmd->add_flag("--json", json, "As JSON");
   auto* kill_cmd = app.add_subcommand("kill", "SIGKILL one worker (the pool respawns it)");
   kill_cmd->add_option("pid", pid, "The worker's pid")->required();

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# What a shell user of `parallelcode` meets beyond the daemon's own suite: the socket
+# from PARALLELCODE_SOCKET, options from --config, workers listed by id, durations
+# with fractions.
+#   cli_test.sh BUILD_DIR
+set -uo pipefail
+build=$1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+D=$build/supervisor/daemon/parallelcode-supervisor
+C=$build/supervisor/cli/parallelcode
+tmp=$(mktemp -d)
+failed=0 passed=0
+daemon_pid=""
+cleanup() {
+  [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+source "$here/wait_for.sh"
+
+check() {  # check NAME CONDITION...: one case
+  local name=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAIL: $name"; fi
+}
+
+"$D" --workers 2 --socket "$tmp/s.sock" 2>"$tmp/log" &
+daemon_pid=$!
+wait_for "'$C' --socket '$tmp/s.sock' status >/dev/null 2>&1" 10 || { echo "FAIL: the daemon did not come up"; cat "$tmp/log"; exit 1; }
+
+from_env() { [ "$(PARALLELCODE_SOCKET=$tmp/s.sock "$C" submit hello '{"text":"env"}')" = '"Hello env!"' ]; }
+check "PARALLELCODE_SOCKET names the socket when --socket is not given" from_env
+
+from_config() {
+  printf 'socket = "%s"\n[submit]\nraw = true\n' "$tmp/s.sock" > "$tmp/cli.toml"
+  [ "$("$C" --config "$tmp/cli.toml" submit hello '{"text":"config"}')" = 'Hello config!' ]
+}
+check "--config sets the socket and a verb's flags from a TOML file" from_config
+
+unknown_key() {
+  printf 'sockett = "%s"\n' "$tmp/s.sock" > "$tmp/bad.toml"
+  "$C" --config "$tmp/bad.toml" status >/dev/null 2>"$tmp/err"
+  [ $? -eq 2 ] && grep -q sockett "$tmp/err"
+}
+check "a misspelt key in --config is a usage error (exit 2) naming it" unknown_key
+
+ids() { "$C" --socket "$tmp/s.sock" status | awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $1 }' | tr '\n' ' '; }
+by_id() {
+  "$C" --socket "$tmp/s.sock" scale 4 || return 1
+  wait_for "[ \"\$(ids)\" = '0 1 2 3 ' ]" 10 || { echo "    ids: $(ids)"; return 1; }
+  # A job on each of workers 0 and 1 moves them to the back of the pool's order.
+  "$C" --socket "$tmp/s.sock" submit sleep '{"ms":1}' >/dev/null && "$C" --socket "$tmp/s.sock" submit sleep '{"ms":1}' >/dev/null
+  local json_order
+  json_order=$("$C" --socket "$tmp/s.sock" status --json | python3 -c 'import json, sys; print(" ".join(str(w["id"]) for w in json.load(sys.stdin)["workers"]))')
+  [ "$(ids)" = '0 1 2 3 ' ] || { echo "    ids: $(ids), pool order: $json_order"; return 1; }
+  "$C" --socket "$tmp/s.sock" scale 2 || return 1
+  wait_for "[ \"\$(ids)\" = '0 1 ' ]" 10
+}
+check "status lists the workers by id whatever the pool's order" by_id
+
+fraction() { [ "$("$C" --socket "$tmp/s.sock" submit sleep '{"ms":5}' --timeout 1.5s)" = 5 ]; }
+check "--timeout takes a fraction of a second (1.5s)" fraction
+
+bad_duration() {
+  "$C" --socket "$tmp/s.sock" submit sleep '{"ms":5}' --timeout 5x >/dev/null 2>"$tmp/err"
+  [ $? -eq 2 ] && grep -q "1m30s" "$tmp/err"
+}
+check "a duration the CLI cannot read is refused (exit 2), saying what it takes" bad_duration
+
+kill -TERM "$daemon_pid"
+wait "$daemon_pid"
+daemon_pid=""
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
