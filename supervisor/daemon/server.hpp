@@ -16,6 +16,7 @@
 #include <parallelcode/parallelcode.hpp>
 
 #include "answers.hpp"
+#include "log.hpp"
 #include "requests.hpp"
 #include "socket.hpp"
 
@@ -29,9 +30,6 @@ struct server_settings {
   std::size_t max_request_bytes;  // of job arguments in flight, all clients together
   std::chrono::seconds idle_timeout;
 };
-
-// One line per event on stderr, from any thread.
-void log(const char* format, ...) __attribute__((format(printf, 1, 2)));
 
 // Tells systemd (Type=notify) how we are, if it listens (NOTIFY_SOCKET).
 void notify_systemd(const char* state);
