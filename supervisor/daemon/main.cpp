@@ -28,10 +28,14 @@
 
 #include "protocol.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "server.hpp"
 #include "units.hpp"
 #ifdef PARALLELCODE_HAVE_REMOTE
 #include "consumer.hpp"
+#endif
+#ifdef PARALLELCODE_HAVE_METRICS
+#include "metrics_endpoint.hpp"
 #endif
 
 namespace {
@@ -270,6 +274,15 @@ int main(int argc, char** argv) {
 #ifndef PARALLELCODE_HAVE_REMOTE
   if (!s.queue.empty()) die("--queue: this parallelcode-supervisor was built without Redis support (hiredis)", exit_usage);
 #endif
+  std::optional<pc::control::metrics_address> metrics_at;
+  try {
+    if (!s.metrics.empty()) metrics_at = pc::control::parse_metrics_address(s.metrics);
+  } catch (const std::invalid_argument& e) {
+    die(e.what(), exit_usage);
+  }
+#ifndef PARALLELCODE_HAVE_METRICS
+  if (metrics_at) die("--metrics: this parallelcode-supervisor was built without cpp-httplib", exit_usage);
+#endif
   if (pc::control::url_has_password(s.queue))
     log(log_level::warning, "--queue: the URL holds a password, which ps shows to every user: use PARALLELCODE_QUEUE_PASSWORD or --queue-password-file");
 
@@ -382,6 +395,13 @@ int main(int argc, char** argv) {
           .held = [&queue] { return queue->held(); },
           .status = [&queue] { return queue->status(); },
       });
+    }
+#endif
+#ifdef PARALLELCODE_HAVE_METRICS
+    std::unique_ptr<pc::control::metrics_endpoint> metrics;  // before the server goes: it reads the server
+    if (metrics_at) {
+      metrics = std::make_unique<pc::control::metrics_endpoint>(*metrics_at, [&server] { return server.metrics_text(); });
+      log(log_level::info, "serving metrics on http://%s/metrics", metrics->address().c_str());
     }
 #endif
     log(log_level::info, "ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),

@@ -69,7 +69,8 @@ server::server(pool& workers, owned_fd listener, owned_fd signals, const server_
       signals_(std::move(signals)),
       completions_ready_(checked(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
       epoll_(checked(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
-      settings_(settings) {
+      settings_(settings),
+      metrics_(tasks()) {
   for (auto [fd, key] : {std::pair{listener_.get(), listener_key}, std::pair{signals_.get(), signals_key},
                          std::pair{completions_ready_.get(), completions_key}}) {
     epoll_event e{};
@@ -333,6 +334,8 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
     daemon_status status{::getpid(), stopping_, pool_.stats(), pool_.workers(), std::nullopt};
     if (outside_) status.queue = outside_->status();
     respond(c, status_answer(id_of(r), status));
+  } else if (std::holds_alternative<metrics_request>(r)) {
+    respond(c, metrics_answer(id_of(r), metrics_text()));
   } else if (std::holds_alternative<tasks_request>(r)) {
     respond(c, tasks_answer(id_of(r), tasks()));
   } else if (const auto* k = std::get_if<kill_request>(&r)) {
@@ -388,6 +391,7 @@ void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t
   if (r.timeout) opts.timeout = *r.timeout;
   if (r.retries) opts.retries = *r.retries;
   const std::uint64_t seq = next_job_++;
+  task_counters* counted = metrics_.of(r.task);
   auto deliver = [this, id, seq, bytes](std::string response) {
     {
       std::lock_guard lock(completions_mutex_);
@@ -396,12 +400,19 @@ void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t
     wake();
   };
   auto job = pool_.job(&run_json, json_call{std::move(r.task), std::move(r.args)}, opts);
+  counted->submitted();
   ++jobs_;
   c.request_bytes += bytes;
   request_bytes_ += bytes;
   const request_id rid = r.id;
-  job.on_done([deliver, rid](const std::string& result, const job_context&) { deliver(result_answer(rid, result)); });
-  job.on_error([deliver, rid](const job_error& e, const job_context&) { deliver(job_error_answer(rid, e)); });
+  job.on_done([deliver, rid, counted](const std::string& result, const job_context& ctx) {
+    counted->completed(ctx);
+    deliver(result_answer(rid, result));
+  });
+  job.on_error([deliver, rid, counted](const job_error& e, const job_context& ctx) {
+    counted->failed(e, ctx);
+    deliver(job_error_answer(rid, e));
+  });
   c.jobs.emplace(seq, std::move(job));
 }
 
@@ -467,6 +478,10 @@ void server::handle_signals() {
         break;
     }
   }
+}
+
+std::string server::metrics_text() const {
+  return metrics_.text(pool_.stats(), pool_.workers(), outside_ ? std::optional(outside_->status()) : std::nullopt);
 }
 
 void server::wake() noexcept { ::eventfd_write(completions_ready_.get(), 1); }

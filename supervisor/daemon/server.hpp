@@ -17,6 +17,7 @@
 
 #include "answers.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "requests.hpp"
 #include "socket.hpp"
 
@@ -52,6 +53,8 @@ class server {
   void serve_outside_jobs(outside_jobs jobs) { outside_ = std::move(jobs); }
   // From any thread: the loop looks again at what it waits for (outside jobs ended).
   void wake() noexcept;
+  // From any thread: the Prometheus exposition of the daemon now.
+  std::string metrics_text() const;
 
  private:
   using clock = std::chrono::steady_clock;
@@ -105,6 +108,7 @@ class server {
   owned_fd completions_ready_;  // eventfd
   owned_fd epoll_;
   server_settings settings_;
+  metrics metrics_;
   std::map<std::uint64_t, client> clients_;
   std::uint64_t next_client_ = 1;
   std::uint64_t next_job_ = 1;
