@@ -41,6 +41,14 @@ std::string result_answer(request_id id, std::string_view result) {
   return out.text();
 }
 
+std::string_view job_error_type(const job_error& e) {
+  if (dynamic_cast<const worker_lost*>(&e)) return "worker_lost";
+  if (dynamic_cast<const job_failed*>(&e)) return "job_failed";
+  if (dynamic_cast<const job_timeout*>(&e)) return "job_timeout";
+  if (dynamic_cast<const payload_error*>(&e)) return "payload_error";
+  return "job_cancelled";
+}
+
 std::string job_error_answer(request_id id, const job_error& e) {
   json_writer out;
   if (const auto* lost = dynamic_cast<const worker_lost*>(&e)) {
@@ -54,7 +62,7 @@ std::string job_error_answer(request_id id, const job_error& e) {
     out.open_error(id, "job_timeout", e.what()).key("timeout_ms").number(static_cast<std::int64_t>(late->timeout().count()));
     out.key("pid").number(static_cast<int>(late->pid()));
   } else {
-    out.open_error(id, dynamic_cast<const payload_error*>(&e) ? "payload_error" : "job_cancelled", e.what());
+    out.open_error(id, job_error_type(e), e.what());
   }
   out.close().close();
   return out.text();
@@ -91,6 +99,12 @@ std::string status_answer(request_id id, const daemon_status& s) {
     out.key("dead_lettered").number(q->dead_lettered).key("discarded").number(q->discarded).close();
   }
   out.close();
+  return out.text();
+}
+
+std::string metrics_answer(request_id id, std::string_view text) {
+  json_writer out;
+  out.open().id(id).key("ok").boolean(true).key("text").string(text).close();
   return out.text();
 }
 

@@ -26,7 +26,9 @@ std::string error_answer(const request_error& e);
 // A job's result, as the task wrote it; a payload_error if that is no JSON text
 // (a task returning parallelcode::json answers what it likes: the protocol stays whole).
 std::string result_answer(request_id id, std::string_view result);
-// How a job ended badly: worker_lost, job_failed, job_timeout, payload_error or job_cancelled.
+// worker_lost, job_failed, job_timeout, payload_error or job_cancelled.
+std::string_view job_error_type(const job_error& e);
+// How a job ended badly: its job_error_type and what the error knows.
 std::string job_error_answer(request_id id, const job_error& e);
 std::string tasks_answer(request_id id, const std::vector<task_info>& tasks);
 
@@ -48,5 +50,7 @@ struct daemon_status {
   std::optional<queue_status> queue;
 };
 std::string status_answer(request_id id, const daemon_status& s);
+// {"id":id,"ok":true,"text":text}: the Prometheus exposition, for a textfile collector.
+std::string metrics_answer(request_id id, std::string_view text);
 
 }  // namespace parallelcode::control

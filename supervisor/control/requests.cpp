@@ -54,6 +54,7 @@ request decode_request(std::string_view body, task_lookup known_task) {
   if (name == "submit") return decode_submit(json, id, body, known_task);
   if (name == "status") return status_request{id};
   if (name == "tasks") return tasks_request{id};
+  if (name == "metrics") return metrics_request{id};
   if (name == "kill") {
     const auto pid = integer(json, "pid");
     if (!pid || *pid <= 0 || *pid > 0x7fffffff) return refused(id, op::kill, "kill needs a \"pid\" from 1 to 2147483647");
@@ -121,6 +122,11 @@ std::string encode(const scale_request& r) {
 std::string encode(const stop_request& r) {
   json_writer out;
   return closing(opening(out, "stop").key("now").boolean(r.now), r.id);
+}
+
+std::string encode(const metrics_request& r) {
+  json_writer out;
+  return closing(opening(out, "metrics"), r.id);
 }
 
 }  // namespace parallelcode::control

@@ -36,12 +36,15 @@ struct scale_request {
   request_id id;
   unsigned workers = 0;  // 1 to 4096; the pool may allow fewer
 };
+struct metrics_request {
+  request_id id;
+};
 struct stop_request {
   request_id id;
   bool now = false;
 };
 
-enum class op { none, submit, status, tasks, kill, scale, stop };
+enum class op { none, submit, status, tasks, kill, scale, stop, metrics };
 
 // A frame the daemon refuses, and how.
 struct request_error {
@@ -53,7 +56,7 @@ struct request_error {
 };
 
 using request = std::variant<submit_request, status_request, tasks_request, kill_request, scale_request, stop_request,
-                             request_error>;
+                             metrics_request, request_error>;
 
 // Whether a task of that name is served (parallelcode::has_task, in the daemon).
 using task_lookup = bool (*)(std::string_view);
@@ -70,5 +73,6 @@ std::string encode(const tasks_request& r);
 std::string encode(const kill_request& r);
 std::string encode(const scale_request& r);
 std::string encode(const stop_request& r);
+std::string encode(const metrics_request& r);
 
 }  // namespace parallelcode::control

@@ -27,17 +27,23 @@
 #include <parallelcode/parallelcode.hpp>
 
 #include "protocol.hpp"
+#include "log.hpp"
+#include "metrics.hpp"
 #include "server.hpp"
 #include "systemd.hpp"
 #include "units.hpp"
 #ifdef PARALLELCODE_HAVE_REMOTE
 #include "consumer.hpp"
 #endif
+#ifdef PARALLELCODE_HAVE_METRICS
+#include "metrics_endpoint.hpp"
+#endif
 
 namespace {
 
 namespace pc = parallelcode;
 using pc::control::log;
+using pc::control::log_level;
 using pc::control::owned_fd;
 
 struct settings {
@@ -68,10 +74,13 @@ struct settings {
   std::string lease = "30s";
   unsigned max_deliveries = 5;
   std::optional<std::size_t> prefetch;  // unset: workers x concurrency
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::string metrics;
 };
 
 [[noreturn]] void die(const std::string& why, int status = 1) {
-  log("%s", why.c_str());
+  log(log_level::error, "%s", why.c_str());
   std::exit(status);
 }
 
@@ -108,7 +117,7 @@ struct file_identity {
     if (!known || path.empty()) return;
     const file_identity now = of(path);
     if (now.known && now.dev == dev && now.ino == ino) ::unlink(path.c_str());
-    else log("%s is no longer the file this daemon made: leaving it", path.c_str());
+    else log(log_level::warning, "%s is no longer the file this daemon made: leaving it", path.c_str());
   }
 };
 
@@ -175,7 +184,7 @@ void load_plugins(const std::vector<std::string>& paths) {
   for (const auto& path : paths) {
     // Before any fork: every worker has the plugin's tasks.
     if (!::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) die("--plugin " + path + ": " + ::dlerror());
-    log("loaded plugin %s", path.c_str());
+    log(log_level::info, "loaded plugin %s", path.c_str());
   }
   const auto conflicts = pc::task_conflicts();
   if (!conflicts.empty()) {
@@ -185,25 +194,32 @@ void load_plugins(const std::vector<std::string>& paths) {
   }
 }
 
+// Workers the pool ended itself (recycled, or stopped at a stop, a free or a shrink) are
+// no news: the signal it used to end them is not said, only a death or a timeout's.
 void log_worker_events(pc::pool& pool) {
   pool.on_worker_spawn([](const pc::worker_info& w) {
-    log("worker %d started: pid %d", w.id, static_cast<int>(w.pid));
+    log(log_level::info, {{"worker", w.id}, {"pid", w.pid}}, "worker %d started: pid %d", w.id, static_cast<int>(w.pid));
   });
   pool.on_worker_exit([](const pc::worker_exit& e) {
+    const double uptime = std::chrono::duration<double>(e.uptime).count();
+    const std::initializer_list<pc::control::log_field> fields{{"worker", e.worker.id}, {"pid", e.pid}};
+    if (e.reason == pc::exit_reason::stopped || e.reason == pc::exit_reason::recycled) {
+      log(log_level::info, fields, "worker %d (pid %d) %s after %.1f s", e.worker.id, static_cast<int>(e.pid),
+          e.reason == pc::exit_reason::stopped ? "stopped" : "recycled", uptime);
+      return;
+    }
     const std::string how = pc::describe_exit(e.signal, e.exit_status);
-    const char* why = e.reason == pc::exit_reason::died        ? "respawning"
-                      : e.reason == pc::exit_reason::timed_out ? "a job ran past its timeout"
-                      : e.reason == pc::exit_reason::recycled  ? "recycled"
-                                                               : "stopped";
-    log("worker %d (pid %d) %s after %.1f s: %s", e.worker.id, static_cast<int>(e.pid), how.c_str(),
-        std::chrono::duration<double>(e.uptime).count(), why);
+    const char* why = e.reason == pc::exit_reason::timed_out ? "a job ran past its timeout" : "respawning";
+    log(log_level::warning, fields, "worker %d (pid %d) %s after %.1f s: %s", e.worker.id, static_cast<int>(e.pid),
+        how.c_str(), uptime, why);
   });
   pool.on_crash_loop([](const pc::worker_info& w, unsigned deaths, std::chrono::milliseconds delay) {
-    log("worker %d keeps dying at start-up (%u in a row): next try in %lld ms", w.id, deaths,
-        static_cast<long long>(delay.count()));
+    log(log_level::error, {{"worker", w.id}}, "worker %d keeps dying at start-up (%u in a row): next try in %lld ms",
+        w.id, deaths, static_cast<long long>(delay.count()));
   });
   pool.on_fork_server_lost([](pid_t pid) {
-    log("the fork server (pid %d) died, and its workers with it: starting a new one", static_cast<int>(pid));
+    log(log_level::error, {{"pid", pid}}, "the fork server (pid %d) died, and its workers with it: starting a new one",
+        static_cast<int>(pid));
   });
 }
 
@@ -258,17 +274,34 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_option("--prefetch", s.prefetch, "Queue jobs taken ahead of free workers, beyond those running (default: workers x concurrency)")
       ->check(CLI::Range(0, 100'000));
+  app.add_option("--log-level", s.log_level, "Log this level and the more severe ones")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"error", "warning", "info", "debug"}));
+  app.add_option("--log-format", s.log_format, "text, or json: one object a line")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--metrics", s.metrics, "Serve Prometheus metrics on http://ADDR:PORT/metrics ([ADDR:]PORT; ADDR defaults to 127.0.0.1)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is no error; bad usage exits 2
   }
+  pc::control::configure_log(pc::control::parse_log_level(s.log_level), pc::control::parse_log_format(s.log_format));
   pc::name_processes(argc, argv);  // after CLI11 copied what it needs
 #ifndef PARALLELCODE_HAVE_REMOTE
   if (!s.queue.empty()) die("--queue: this parallelcode-supervisor was built without Redis support (hiredis)", exit_usage);
 #endif
+  std::optional<pc::control::metrics_address> metrics_at;
+  try {
+    if (!s.metrics.empty()) metrics_at = pc::control::parse_metrics_address(s.metrics);
+  } catch (const std::invalid_argument& e) {
+    die(e.what(), exit_usage);
+  }
+#ifndef PARALLELCODE_HAVE_METRICS
+  if (metrics_at) die("--metrics: this parallelcode-supervisor was built without cpp-httplib", exit_usage);
+#endif
   if (pc::control::url_has_password(s.queue))
-    log("--queue: the URL holds a password, which ps shows to every user: use PARALLELCODE_QUEUE_PASSWORD or --queue-password-file");
+    log(log_level::warning, "--queue: the URL holds a password, which ps shows to every user: use PARALLELCODE_QUEUE_PASSWORD or --queue-password-file");
 
   pc::options opts;
   pc::control::server_settings serving{};
@@ -311,7 +344,7 @@ int main(int argc, char** argv) {
     const auto room = files.rlim_cur - reserve;
     if (serving.max_clients > room) {
       serving.max_clients = static_cast<unsigned>(room);
-      log("--max-clients lowered to %u: the file descriptor limit is %llu", serving.max_clients,
+      log(log_level::warning, "--max-clients lowered to %u: the file descriptor limit is %llu", serving.max_clients,
           static_cast<unsigned long long>(files.rlim_cur));
     }
   } catch (const std::invalid_argument& e) {
@@ -343,7 +376,7 @@ int main(int argc, char** argv) {
   // we neither unlink it nor take the lock (which guards binding, and nobody binds here).
   if (listener) {
     s.socket = pc::control::bound_path(listener);
-    log("serving the socket systemd passed: %s", s.socket.empty() ? "(no path)" : s.socket.c_str());
+    log(log_level::info, "serving the socket systemd passed: %s", s.socket.empty() ? "(no path)" : s.socket.c_str());
   } else {
     listener = listen_on(s.socket, lock, socket_file, socket_group, socket_mode);
   }
@@ -382,7 +415,7 @@ int main(int argc, char** argv) {
             .max_deliveries = s.max_deliveries,
             .slots = std::size_t{opts.workers} * opts.concurrency,
             .prefetch = s.prefetch.value_or(std::size_t{opts.workers} * opts.concurrency),
-            .log = [](const std::string& line) { log("%s", line.c_str()); },
+            .log = [](const std::string& line) { log(log_level::info, "%s", line.c_str()); },
             .on_idle = [&server] { server.wake(); },
         });
       } catch (const pc::queue_error& e) {
@@ -401,7 +434,14 @@ int main(int argc, char** argv) {
       });
     }
 #endif
-    log("ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
+#ifdef PARALLELCODE_HAVE_METRICS
+    std::unique_ptr<pc::control::metrics_endpoint> metrics;  // before the server goes: it reads the server
+    if (metrics_at) {
+      metrics = std::make_unique<pc::control::metrics_endpoint>(*metrics_at, [&server] { return server.metrics_text(); });
+      log(log_level::info, "serving metrics on http://%s/metrics", metrics->address().c_str());
+    }
+#endif
+    log(log_level::info, "ready: %u workers, fork server pid %d, socket %s", opts.workers, static_cast<int>(pool.stats().fork_server),
         s.socket.c_str());
     status = server.run();
   } catch (const std::system_error& e) {
@@ -411,6 +451,6 @@ int main(int argc, char** argv) {
   }
   socket_file.remove(s.socket);  // the lock file stays: removing it would let two daemons race for two locks
   pid_file.remove(s.pidfile);
-  log("stopped");
+  log(log_level::info, "stopped");
   return status;
 }

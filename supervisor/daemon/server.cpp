@@ -15,9 +15,7 @@
 
 #include <cerrno>
 #include <csignal>
-#include <cstdarg>
 #include <cstdio>
-#include <ctime>
 
 #include <system_error>
 #include <variant>
@@ -43,29 +41,12 @@ constexpr std::uint64_t listener_key = 0;
 constexpr std::uint64_t signals_key = ~std::uint64_t{0};
 constexpr std::uint64_t completions_key = ~std::uint64_t{0} - 1;
 
-std::mutex log_mutex;
-
 int checked(int result, const char* what) {
   if (result < 0) throw std::system_error(errno, std::generic_category(), what);
   return result;
 }
 
 }  // namespace
-
-void log(const char* format, ...) {
-  char text[1024];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(text, sizeof text, format, args);
-  va_end(args);
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  ::gmtime_r(&now, &utc);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  std::lock_guard lock(log_mutex);
-  std::fprintf(stderr, "%s parallelcode-supervisor[%d]: %s\n", stamp, static_cast<int>(::getpid()), text);
-}
 
 server::server(pool& workers, owned_fd listener, owned_fd signals, const server_settings& settings,
                const systemd_notifier& systemd)
@@ -75,6 +56,7 @@ server::server(pool& workers, owned_fd listener, owned_fd signals, const server_
       completions_ready_(checked(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
       epoll_(checked(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
       settings_(settings),
+      metrics_(tasks()),
       systemd_(systemd) {
   for (auto [fd, key] : {std::pair{listener_.get(), listener_key}, std::pair{signals_.get(), signals_key},
                          std::pair{completions_ready_.get(), completions_key}}) {
@@ -90,7 +72,7 @@ bool server::watch(int op, int fd, std::uint32_t events, std::uint64_t key) {
   e.events = events;
   e.data.u64 = key;
   if (::epoll_ctl(epoll_.get(), op, fd, &e) == 0) return true;
-  log("epoll_ctl on fd %d: %s", fd, std::strerror(errno));
+  log(log_level::error, "epoll_ctl on fd %d: %s", fd, std::strerror(errno));
   return false;
 }
 
@@ -114,7 +96,7 @@ int server::run() {
     epoll_event events[64];
     const int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
     if (n < 0 && errno != EINTR) {
-      log("epoll_wait: %s", std::strerror(errno));
+      log(log_level::error, "epoll_wait: %s", std::strerror(errno));
       break;
     }
     for (int i = 0; i < n; ++i) {
@@ -171,8 +153,8 @@ void server::accept_clients() {
     const auto uid = peer_uid(fd);
     const bool ours = uid && (*uid == ::geteuid() || *uid == 0);
     if (!ours && !(uid && settings_.group && peer_in_group(fd, *settings_.group))) {
-      log("refused a client of uid %d: only uid %d, root%s may use this socket", static_cast<int>(uid.value_or(0)),
-          static_cast<int>(::geteuid()), settings_.group ? " and the socket's group" : "");
+      log(log_level::warning, "refused a client of uid %d: only uid %d, root%s may use this socket",
+          static_cast<int>(uid.value_or(0)), static_cast<int>(::geteuid()), settings_.group ? " and the socket's group" : "");
       std::string out;
       append_frame(out, error_answer(std::nullopt, "forbidden", "this socket serves uid " +
                                                                     std::to_string(::geteuid()) + " and root only"));
@@ -181,6 +163,7 @@ void server::accept_clients() {
     }
     if (clients_.size() >= settings_.max_clients && !evict_an_idle_client()) {
       std::string out;
+      log(log_level::debug, "refused a client: %u clients, all of them busy", settings_.max_clients);
       append_frame(out, error_answer(std::nullopt, "busy", "too many clients, all of them busy"));
       ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       continue;
@@ -326,6 +309,8 @@ void server::drop(std::uint64_t id) {
 void server::respond(client& c, std::string_view body) { append_frame(c.out, body); }
 
 void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message) {
+  log(log_level::debug, "client %llu: %.*s: %.*s: closing its connection", static_cast<unsigned long long>(id),
+      static_cast<int>(type.size()), type.data(), static_cast<int>(message.size()), message.data());
   respond(c, error_answer(std::nullopt, type, message));
   c.closing = true;
   consume_input(c, c.in.size());
@@ -343,6 +328,8 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
     daemon_status status{::getpid(), stopping_, pool_.stats(), pool_.workers(), std::nullopt};
     if (outside_) status.queue = outside_->status();
     respond(c, status_answer(id_of(r), status));
+  } else if (std::holds_alternative<metrics_request>(r)) {
+    respond(c, metrics_answer(id_of(r), metrics_text()));
   } else if (std::holds_alternative<tasks_request>(r)) {
     respond(c, tasks_answer(id_of(r), tasks()));
   } else if (const auto* k = std::get_if<kill_request>(&r)) {
@@ -351,7 +338,7 @@ void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
     respond(c, scale(*n));
   } else if (const auto* stop = std::get_if<stop_request>(&r)) {
     respond(c, ok_answer(stop->id));
-    log("stop requested%s", stop->now ? " (now)" : "");
+    log(log_level::info, "stop requested%s", stop->now ? " (now)" : "");
     begin_stop(!stop->now);
   }
 }
@@ -374,7 +361,7 @@ std::optional<std::string> server::admission(request_id rid, std::size_t bytes) 
 std::string server::kill(const kill_request& r) {
   if (!pool_.kill(static_cast<pid_t>(r.pid)))
     return error_answer(r.id, "not_a_worker", "pid " + std::to_string(r.pid) + " is not a worker of this daemon");
-  log("killed worker pid %lld on request", static_cast<long long>(r.pid));
+  log(log_level::info, "killed worker pid %lld on request", static_cast<long long>(r.pid));
   return ok_answer(r.id);
 }
 
@@ -382,7 +369,7 @@ std::string server::scale(const scale_request& r) {
   try {
     if (stopping_) throw std::invalid_argument("the daemon is stopping");
     pool_.resize(r.workers);
-    log("scaled to %u worker%s on request", r.workers, r.workers == 1 ? "" : "s");
+    log(log_level::info, "scaled to %u worker%s on request", r.workers, r.workers == 1 ? "" : "s");
     announce_status();
     return ok_answer(r.id);
   } catch (const std::invalid_argument& e) {
@@ -399,6 +386,7 @@ void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t
   if (r.timeout) opts.timeout = *r.timeout;
   if (r.retries) opts.retries = *r.retries;
   const std::uint64_t seq = next_job_++;
+  task_counters* counted = metrics_.of(r.task);
   auto deliver = [this, id, seq, bytes](std::string response) {
     {
       std::lock_guard lock(completions_mutex_);
@@ -407,12 +395,19 @@ void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t
     wake();
   };
   auto job = pool_.job(&run_json, json_call{std::move(r.task), std::move(r.args)}, opts);
+  counted->submitted();
   ++jobs_;
   c.request_bytes += bytes;
   request_bytes_ += bytes;
   const request_id rid = r.id;
-  job.on_done([deliver, rid](const std::string& result, const job_context&) { deliver(result_answer(rid, result)); });
-  job.on_error([deliver, rid](const job_error& e, const job_context&) { deliver(job_error_answer(rid, e)); });
+  job.on_done([deliver, rid, counted](const std::string& result, const job_context& ctx) {
+    counted->completed(ctx);
+    deliver(result_answer(rid, result));
+  });
+  job.on_error([deliver, rid, counted](const job_error& e, const job_context& ctx) {
+    counted->failed(e, ctx);
+    deliver(job_error_answer(rid, e));
+  });
   c.jobs.emplace(seq, std::move(job));
 }
 
@@ -444,20 +439,20 @@ void server::handle_signals() {
     const auto n = static_cast<unsigned>(pool_.workers().size());
     switch (sig) {
       case SIGTERM:
-        log("SIGTERM: taking no new job, letting queued and running ones finish within %lld ms",
+        log(log_level::info, "SIGTERM: taking no new job, letting queued and running ones finish within %lld ms",
             static_cast<long long>(settings_.drain_timeout.count()));
         begin_stop(true);
         break;
       case SIGINT:
       case SIGQUIT:
-        log("%s: stopping now", signal_name(sig).c_str());
+        log(log_level::info, "%s: stopping now", signal_name(sig).c_str());
         begin_stop(false);
         break;
       case SIGHUP:
         if (stopping_) {
-          log("SIGHUP: ignored while stopping");
+          log(log_level::warning, "SIGHUP: ignored while stopping");
         } else {
-          log("SIGHUP: replacing every worker, one at a time");
+          log(log_level::info, "SIGHUP: replacing every worker, one at a time");
           replacing_.clear();
           for (const auto& w : pool_.workers())
             if (w.pid) replacing_.push_back(w.pid);
@@ -473,10 +468,10 @@ void server::handle_signals() {
           if (stopping_) throw std::invalid_argument("the daemon is stopping");
           if (want < 1) throw std::invalid_argument("never fewer than 1 worker");
           pool_.resize(want);
-          log("%s: %u worker%s", signal_name(sig).c_str(), want, want == 1 ? "" : "s");
+          log(log_level::info, "%s: %u worker%s", signal_name(sig).c_str(), want, want == 1 ? "" : "s");
           announce_status();
         } catch (const std::invalid_argument& e) {
-          log("%s: staying at %u worker%s: %s", signal_name(sig).c_str(), n, n == 1 ? "" : "s", e.what());
+          log(log_level::warning, "%s: staying at %u worker%s: %s", signal_name(sig).c_str(), n, n == 1 ? "" : "s", e.what());
         }
         break;
       }
@@ -484,6 +479,10 @@ void server::handle_signals() {
         break;
     }
   }
+}
+
+std::string server::metrics_text() const {
+  return metrics_.text(pool_.stats(), pool_.workers(), outside_ ? std::optional(outside_->status()) : std::nullopt);
 }
 
 void server::wake() noexcept { ::eventfd_write(completions_ready_.get(), 1); }
@@ -535,7 +534,7 @@ void server::check_reload_done() {
   if (old_left) return;
   reloading_ = false;
   replacing_.clear();
-  log("SIGHUP: every worker replaced");
+  log(log_level::info, "SIGHUP: every worker replaced");
   systemd_.notify("READY=1\nSTATUS=" + status_line());
 }
 

@@ -16,6 +16,8 @@
 #include <parallelcode/parallelcode.hpp>
 
 #include "answers.hpp"
+#include "log.hpp"
+#include "metrics.hpp"
 #include "requests.hpp"
 #include "socket.hpp"
 #include "systemd.hpp"
@@ -32,8 +34,6 @@ struct server_settings {
   std::optional<gid_t> group;  // besides our uid and root, members of this group may connect
 };
 
-// One line per event on stderr, from any thread.
-void log(const char* format, ...) __attribute__((format(printf, 1, 2)));
 
 // Jobs the daemon holds for others than its clients (the remote queue's): a graceful
 // stop waits for them, and status shows them.
@@ -55,6 +55,8 @@ class server {
   void serve_outside_jobs(outside_jobs jobs) { outside_ = std::move(jobs); }
   // From any thread: the loop looks again at what it waits for (outside jobs ended).
   void wake() noexcept;
+  // From any thread: the Prometheus exposition of the daemon now.
+  std::string metrics_text() const;
 
  private:
   using clock = std::chrono::steady_clock;
@@ -114,6 +116,7 @@ class server {
   owned_fd completions_ready_;  // eventfd
   owned_fd epoll_;
   server_settings settings_;
+  metrics metrics_;
   std::map<std::uint64_t, client> clients_;
   std::uint64_t next_client_ = 1;
   std::uint64_t next_job_ = 1;
