@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a shell user of `parallelcode` meets beyond the daemon's own suite: the socket
 # from PARALLELCODE_SOCKET, options from --config, workers listed by id, durations
-# with fractions.
+# with fractions, and map's input (FILE, --null), order (--unordered) and progress.
 #   cli_test.sh BUILD_DIR
 set -uo pipefail
 build=$1
@@ -66,6 +66,67 @@ bad_duration() {
   [ $? -eq 2 ] && grep -q "1m30s" "$tmp/err"
 }
 check "a duration the CLI cannot read is refused (exit 2), saying what it takes" bad_duration
+
+S=(--socket "$tmp/s.sock")
+printf '{"ms":300}\n{"ms":1}\n\n{"ms":2}\n' > "$tmp/slow_first"
+from_file() {
+  [ "$("$C" "${S[@]}" map sleep "$tmp/slow_first" | tr '\n' ' ')" = "300 1 2 " ] &&
+    [ "$("$C" "${S[@]}" map sleep - < "$tmp/slow_first" | tr '\n' ' ')" = "300 1 2 " ]
+}
+check "map reads a FILE as it reads standard input ('-')" from_file
+
+missing_file() { "$C" "${S[@]}" map sleep "$tmp/none" 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "cannot read" "$tmp/err"; }
+check "map of a file that cannot be read is refused (exit 2), saying so" missing_file
+
+unordered() { [ "$("$C" "${S[@]}" map sleep --unordered "$tmp/slow_first" | tr '\n' ' ')" = "1 2 300 " ]; }
+check "map --unordered prints fast lines before a slow earlier one" unordered
+
+null_separated() {
+  [ "$(printf '{"ms":3}\0{"ms":\n4}\0\0' | "$C" "${S[@]}" map sleep --null | tr '\n' ' ')" = "3 4 " ]
+}
+check "map --null reads NUL-separated records, newlines inside them included" null_separated
+
+throttled() {
+  seq 1 20000 | sed 's/.*/{"text":"x"}/' > "$tmp/many"
+  "$C" "${S[@]}" map hello "$tmp/many" --progress > "$tmp/out" 2> "$tmp/err" || return 1
+  [ "$(wc -l < "$tmp/out")" -eq 20000 ] && [ "$(wc -l < "$tmp/err")" -lt 200 ] &&
+    tail -1 "$tmp/err" | grep -q "20000/20000 done, 0 failed, 0 running, [0-9]* jobs/s in" ||
+    { echo "    $(wc -l < "$tmp/err") progress lines, the last: $(tail -1 "$tmp/err")"; return 1; }
+}
+check "map --progress to a file is a few throttled lines with the total, rate and a final line" throttled
+
+on_terminal() {
+  seq 1 30 | sed 's/.*/{"ms":15}/' > "$tmp/paced"
+  python3 - "$C" "$tmp/s.sock" "$tmp/paced" <<'PY'
+import os, pty, sys
+c, sock, paced = sys.argv[1:4]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(c, [c, "--socket", sock, "map", "sleep", paced, "--window", "2"])
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+os.waitpid(pid, 0)
+text = out.decode()
+bars = text.count("jobs/s")
+results = 0
+for line in text.split("\n"):
+    shown = line.split("\x1b[K")[-1].strip("\r")  # what the terminal shows once every clear ran
+    if shown == "15":
+        results += 1
+    elif shown and not shown.startswith("["):
+        sys.exit(f"a line mixes the bar and a result: {line!r}")
+if results != 30 or bars < 2:
+    sys.exit(f"{results} results, {bars} bars drawn in {text!r}")
+PY
+}
+check "map on a terminal clears its progress bar before each result it prints there" on_terminal
 
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"

@@ -144,11 +144,13 @@ int submit(connection& conn, const std::string& task, const std::string& args, c
   return cli::print_answer(body, response, flags.raw);
 }
 
-// One job per input line, at most `window` in flight, reading input as it goes;
-// answers in input order.
-int map(connection& conn, const std::string& task, const cli::job_flags& flags, bool progress, std::size_t window) {
-  cli::ordered_output out;
-  cli::map_input in(out);
+// One job per input record, at most `window` in flight, reading input as it goes;
+// answers in input order (or as they come).
+int map(connection& conn, const std::string& task, const cli::job_flags& flags, const cli::map_settings& how,
+        std::size_t window) {
+  cli::ordered_output out(how);
+  cli::map_input in(out, how);
+  if (in.total()) out.expect(*in.total());
   std::size_t in_flight = 0;
   for (;;) {
     while (in_flight < window) {
@@ -170,9 +172,9 @@ int map(connection& conn, const std::string& task, const cli::job_flags& flags, 
       auto [text, failed] = cli::map_line(body, response, flags.raw);
       out.add(static_cast<std::size_t>(response["id"].GetUint64()), std::move(text), failed);
     }
-    if (progress) cli::draw_progress(out.printed(), in_flight, false);
+    out.running(in_flight);
   }
-  return out.finish(progress);
+  return out.finish();
 }
 
 std::string size_text(std::uint64_t bytes) {
@@ -249,7 +251,8 @@ int main(int argc, char** argv) {
   std::string task, args = "null", dead_id;
   cli::job_flags flags;
   cli::queue_target target;
-  bool json = false, progress = false, now = false, wait = false;
+  bool json = false, now = false, wait = false;
+  cli::map_settings how;
   std::size_t window = 256, count = 100;
   std::int64_t pid = 0;
   unsigned workers = 0;
@@ -276,9 +279,13 @@ int main(int argc, char** argv) {
   submit_cmd->add_option("--idempotency-key", flags.idempotency_key,
                          "With --queue: a second submit with this key gets the first one's job and answer")
       ->needs(submit_queue);
-  auto* map_cmd = app.add_subcommand("map", "One job per line of standard input (JSON arguments); results in input order");
+  auto* map_cmd = app.add_subcommand("map", "One job per line of FILE or standard input (JSON arguments); results in input order");
   map_cmd->add_option("task", task, "Task name")->required();
-  map_cmd->add_flag("--progress", progress, "Show a progress bar on standard error (the default on a terminal)");
+  map_cmd->add_option("file", how.input, "Read the jobs' arguments from this file ('-': standard input)")->capture_default_str();
+  map_cmd->add_flag("--progress", how.progress,
+                    "Show done, failed, running, jobs/s and (with a file) a bar and an ETA on standard error (the default on a terminal)");
+  map_cmd->add_flag_callback("-0,--null", [&how] { how.delimiter = '\0'; }, "Records end with NUL, not newline (find -print0)");
+  map_cmd->add_flag("--unordered", how.unordered, "Print each result as it comes, not in input order");
   map_cmd->add_option("--window", window, "Jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 4096));
   add_queue_options(map_cmd);
   for (auto* cmd : {submit_cmd, map_cmd}) {
@@ -321,9 +328,9 @@ int main(int argc, char** argv) {
   try {
     if (queue_cmd->parsed() || (!target.url.empty() && (submit_cmd->parsed() || map_cmd->parsed()))) {
 #ifdef PARALLELCODE_HAVE_REMOTE
-      const bool shows_progress = progress || ::isatty(STDERR_FILENO);
+      how.progress = how.progress || ::isatty(STDERR_FILENO);
       if (submit_cmd->parsed()) return cli::remote_submit(target, task, args, flags);
-      if (map_cmd->parsed()) return cli::remote_map(target, task, flags, shows_progress, window);
+      if (map_cmd->parsed()) return cli::remote_map(target, task, flags, how, window);
       if (stats_cmd->parsed()) return cli::show_stats(target, json);
       if (dead_cmd->parsed()) return cli::show_dead(target, count, json);
       if (retry_cmd->parsed()) return cli::retry_dead(target, dead_id, wait, flags.raw);
@@ -335,7 +342,8 @@ int main(int argc, char** argv) {
     }
     connection conn(socket);
     if (submit_cmd->parsed()) return submit(conn, task, args, flags);
-    if (map_cmd->parsed()) return map(conn, task, flags, progress || ::isatty(STDERR_FILENO), window);
+    how.progress = how.progress || ::isatty(STDERR_FILENO);
+    if (map_cmd->parsed()) return map(conn, task, flags, how, window);
     if (status_cmd->parsed()) return status(conn, json);
     if (kill_cmd->parsed()) return simple(conn, ctl::encode(ctl::kill_request{std::nullopt, pid}));
     if (scale_cmd->parsed()) return simple(conn, ctl::encode(ctl::scale_request{std::nullopt, workers}));

@@ -1,10 +1,14 @@
 #include "output.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <stdexcept>
 #include <iostream>
 
 #include "units.hpp"
@@ -102,24 +106,76 @@ std::pair<std::string, bool> map_line(std::string_view body, const rapidjson::Va
 }
 
 void ordered_output::add(std::size_t line, std::string text, bool failed) {
+  ++received_;
+  failed_ += failed;
+  if (unordered_) {
+    print(text);
+    return;
+  }
   waiting_.emplace(line, std::move(text));
-  any_failed_ |= failed;
-  for (auto it = waiting_.find(printed_); it != waiting_.end(); it = waiting_.find(++printed_)) {
-    std::cout << it->second << "\n";
+  for (auto it = waiting_.find(printed_); it != waiting_.end(); it = waiting_.find(printed_)) {
+    print(it->second);
     waiting_.erase(it);
   }
 }
 
-int ordered_output::finish(bool progress) {
+void ordered_output::print(const std::string& text) {
+  progress_.clear();
+  std::cout << text << "\n";
+  ++printed_;
+}
+
+int ordered_output::finish() {
   std::cout.flush();
-  if (progress) draw_progress(printed_, 0, true);
-  return any_failed_ ? exit_failed : 0;
+  progress_.finish(received_, failed_);
+  return failed_ ? exit_failed : 0;
+}
+
+namespace {
+
+// The non-blank records of a regular file from its current offset, read beside the
+// stream (pread), or none if fd is no regular file.
+std::optional<std::size_t> count_records(int fd, char delimiter) {
+  struct stat st{};
+  off_t at = ::lseek(fd, 0, SEEK_CUR);
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || at < 0) return std::nullopt;
+  std::size_t records = 0;
+  bool blank = true;
+  char chunk[65536];
+  for (ssize_t n; (n = ::pread(fd, chunk, sizeof chunk, at)) > 0; at += n)
+    for (ssize_t k = 0; k < n; ++k) {
+      if (chunk[k] == delimiter) {
+        records += !blank;
+        blank = true;
+      } else if (chunk[k] != ' ' && chunk[k] != '\t' && chunk[k] != '\r' && chunk[k] != '\n') {
+        blank = false;
+      }
+    }
+  return records + !blank;
+}
+
+}  // namespace
+
+map_input::map_input(ordered_output& out, const map_settings& settings)
+    : out_(out), in_(&std::cin), delimiter_(settings.delimiter) {
+  if (settings.input != "-") {
+    file_.open(settings.input, std::ios::binary);
+    if (!file_) throw std::invalid_argument("cannot read " + settings.input + ": " + std::strerror(errno));
+    in_ = &file_;
+    const int fd = ::open(settings.input.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      total_ = count_records(fd, delimiter_);
+      ::close(fd);
+    }
+  } else {
+    total_ = count_records(STDIN_FILENO, delimiter_);
+  }
 }
 
 std::optional<std::pair<std::size_t, std::string>> map_input::next() {
   std::string line;
-  while (!done_ && std::getline(std::cin, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  while (!done_ && std::getline(*in_, line, delimiter_)) {
+    if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     const std::size_t i = read_++;
     rapidjson::Document args;
     if (line.size() > ctl::default_max_frame - 1024)
@@ -131,21 +187,6 @@ std::optional<std::pair<std::size_t, std::string>> map_input::next() {
   }
   done_ = true;
   return std::nullopt;
-}
-
-void draw_progress(std::size_t done, std::size_t running, bool finished) {
-  struct stat st{};
-  const off_t at = ::lseek(STDIN_FILENO, 0, SEEK_CUR);
-  if (::fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && at >= 0) {
-    const int width = 30;
-    const int filled = finished ? width : static_cast<int>(width * std::min<double>(1.0, double(at) / double(st.st_size)));
-    std::fprintf(stderr, "\r[%.*s%*s] %zu done, %zu running ", filled, "##############################", width - filled,
-                 "", done, running);
-  } else {
-    std::fprintf(stderr, "\r%zu done, %zu running ", done, running);
-  }
-  if (finished) std::fputc('\n', stderr);
-  std::fflush(stderr);
 }
 
 std::string duration_text(std::int64_t ms) {

@@ -6,12 +6,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
+#include <istream>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include "progress.hpp"
 #include "protocol.hpp"
 
 namespace parallelcode::cli {
@@ -52,39 +55,62 @@ int print_answer(std::string_view body, const rapidjson::Value& response, bool r
 // One answer as a line of map's output; failed unless the job succeeded.
 std::pair<std::string, bool> map_line(std::string_view body, const rapidjson::Value& response, bool raw);
 
-// map's output: answers printed in input order as they come, however they arrive.
+// How map reads its input and prints its results.
+struct map_settings {
+  std::string input = "-";  // a file, or "-" for standard input
+  char delimiter = '\n';    // '\0' with --null
+  bool unordered = false;   // print each result as it comes, not in input order
+  bool progress = false;
+};
+
+// map's output: answers printed in input order as they come (or as they come, with
+// unordered), however they arrive, with the progress line on stderr.
 class ordered_output {
  public:
+  explicit ordered_output(const map_settings& settings) : unordered_(settings.unordered), progress_(settings.progress) {}
+  void expect(std::size_t total) { progress_.expect(total); }
   void add(std::size_t line, std::string text, bool failed);
+  // How many jobs are out now: redraws the progress line if it is due.
+  void running(std::size_t jobs) { progress_.update(received_, failed_, jobs); }
   std::size_t printed() const noexcept { return printed_; }
   // At the end of the input: flushes, closes the progress line; returns map's exit
   // status, 1 if any line failed (dead-lettered or past its deadline included).
-  int finish(bool progress);
+  int finish();
 
  private:
+  void print(const std::string& text);
+
+  bool unordered_;
+  progress progress_;
   std::map<std::size_t, std::string> waiting_;  // arrived, not yet printed
   std::size_t printed_ = 0;
-  bool any_failed_ = false;
+  std::size_t received_ = 0;
+  std::size_t failed_ = 0;
 };
 
-// map's input: standard input's lines that are jobs' arguments, numbered in input
-// order; blank lines are skipped, and lines that are not JSON are answered into `out`.
+// map's input: the records of a file or standard input (lines, or NUL-separated with
+// --null) that are jobs' arguments, numbered in input order; blank ones are skipped,
+// and ones that are not JSON are answered into `out`. std::invalid_argument if the file
+// cannot be opened.
 class map_input {
  public:
-  explicit map_input(ordered_output& out) : out_(out) {}
-  // The next job's line and its number; nothing at the end of the input.
+  map_input(ordered_output& out, const map_settings& settings);
+  // The next job's record and its number; nothing at the end of the input.
   std::optional<std::pair<std::size_t, std::string>> next();
   bool done() const noexcept { return done_; }
   std::size_t read() const noexcept { return read_; }
+  // How many records a regular file holds from where reading starts; none for a pipe.
+  std::optional<std::size_t> total() const { return total_; }
 
  private:
   ordered_output& out_;
+  std::ifstream file_;
+  std::istream* in_;
+  char delimiter_;
+  std::optional<std::size_t> total_;
   std::size_t read_ = 0;
   bool done_ = false;
 };
-
-// A bar when standard input is a file (its size is known), else a count.
-void draw_progress(std::size_t done, std::size_t running, bool finished);
 
 std::string duration_text(std::int64_t ms);
 

@@ -142,12 +142,13 @@ int remote_submit(const queue_target& target, const std::string& task, const std
   });
 }
 
-int remote_map(const queue_target& target, const std::string& task, const job_flags& flags, bool progress,
+int remote_map(const queue_target& target, const std::string& task, const job_flags& flags, const map_settings& how,
                std::size_t window) {
   const remote_job_options options = job_options(flags);
   return with_queue(target, [&](remote_queue& queue) {
-    ordered_output out;
-    map_input in(out);
+    ordered_output out(how);
+    map_input in(out, how);
+    if (in.total()) out.expect(*in.total());
     struct batch {
       std::vector<std::size_t> lines;
       std::vector<remote_call> calls;
@@ -207,9 +208,9 @@ int remote_map(const queue_target& target, const std::string& task, const job_fl
         out.add(it->first, std::move(text), failed);
         it = flying.erase(it);
       }
-      if (progress) draw_progress(out.printed(), flying.size() + refused.calls.size(), false);
+      out.running(flying.size() + refused.calls.size());
     }
-    return out.finish(progress);
+    return out.finish();
   });
 }
 

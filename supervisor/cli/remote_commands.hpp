@@ -21,7 +21,7 @@ struct queue_target {
 int remote_submit(const queue_target& target, const std::string& task, const std::string& args, const job_flags& flags);
 // As map on a socket: at most `window` jobs in flight, answers in input order; a
 // full queue is waited out, never a failed line.
-int remote_map(const queue_target& target, const std::string& task, const job_flags& flags, bool progress,
+int remote_map(const queue_target& target, const std::string& task, const job_flags& flags, const map_settings& how,
                std::size_t window);
 
 int show_stats(const queue_target& target, bool json);
