@@ -128,6 +128,48 @@ PY
 }
 check "map on a terminal clears its progress bar before each result it prints there" on_terminal
 
+joblog() {
+  printf '{"ms":1}\n{"ms":"x"}\n{"ms":2}\n' > "$tmp/mixed"
+  "$C" "${S[@]}" map sleep "$tmp/mixed" --joblog "$tmp/joblog" > /dev/null 2>&1
+  [ $? -eq 1 ] || return 1
+  python3 - "$tmp/joblog" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+assert rows[0] == ["Seq", "Starttime", "JobRuntime", "Worker", "Outcome"], rows[0]
+body = sorted(rows[1:], key=lambda r: int(r[0]))
+assert [r[0] for r in body] == ["1", "2", "3"], body
+for r in body:
+    float(r[1]); float(r[2])
+assert body[0][4] == "ok" and body[2][4] == "ok" and body[1][4] not in ("ok", ""), body
+assert body[0][3].isdigit() and body[2][3].isdigit(), body
+PY
+}
+check "map --joblog writes a header and a row per job: line, start, runtime, worker pid, outcome" joblog
+
+halt() {
+  { echo '{"ms":"x"}'; seq 1 50 | sed 's/.*/{"ms":1}/'; } > "$tmp/fails_first"
+  "$C" "${S[@]}" map sleep "$tmp/fails_first" --window 1 --halt now,fail=1 > "$tmp/out" 2> "$tmp/err"
+  [ $? -eq 1 ] && [ "$(wc -l < "$tmp/out")" -lt 51 ] && grep -q -- "--halt" "$tmp/err" ||
+    { echo "    $(wc -l < "$tmp/out") results; $(tail -1 "$tmp/err")"; return 1; }
+  "$C" "${S[@]}" map sleep "$tmp/fails_first" --halt sometimes >/dev/null 2>&1
+  [ $? -eq 2 ]
+}
+check "map --halt now,fail=1 stops at the first failed line and exits 1; a bad --halt is refused" halt
+
+busy() {
+  "$D" --workers 1 --max-jobs 2 --socket "$tmp/busy.sock" 2>"$tmp/busy.log" &
+  local busy_pid=$!
+  wait_for "'$C' --socket '$tmp/busy.sock' status >/dev/null 2>&1" 10 || return 1
+  seq 1 200 | sed 's/.*/{"ms":0}/' > "$tmp/two_hundred"
+  "$C" --socket "$tmp/busy.sock" map sleep "$tmp/two_hundred" --window 64 > "$tmp/out" 2>&1
+  local status=$?
+  kill -TERM "$busy_pid"
+  wait "$busy_pid"
+  [ $status -eq 0 ] && [ "$(grep -c '^0$' "$tmp/out")" -eq 200 ] && ! grep -q busy "$tmp/out" ||
+    { echo "    exit $status, $(grep -c busy "$tmp/out") busy lines"; return 1; }
+}
+check "map waits out a daemon that answers busy and sends those lines again: every line answered" busy
+
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"
 daemon_pid=""

@@ -18,11 +18,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -130,8 +133,8 @@ class connection {
 };
 
 std::string submit_request(const std::string& task, const std::string& args, std::optional<std::int64_t> id,
-                           const cli::job_flags& flags) {
-  ctl::submit_request r{.id = id, .task = task, .args = args};
+                           const cli::job_flags& flags, bool with_worker = false) {
+  ctl::submit_request r{.id = id, .task = task, .args = args, .with_worker = with_worker};
   if (!flags.timeout.empty()) r.timeout = cli::milliseconds_of(flags.timeout);
   if (flags.retries) r.retries = flags.retries;
   return ctl::encode(r);
@@ -145,36 +148,69 @@ int submit(connection& conn, const std::string& task, const std::string& args, c
 }
 
 // One job per input record, at most `window` in flight, reading input as it goes;
-// answers in input order (or as they come).
+// answers in input order (or as they come). A line the daemon answers `busy` waits
+// until another job ends (or a moment, if none is out) and is sent again.
 int map(connection& conn, const std::string& task, const cli::job_flags& flags, const cli::map_settings& how,
         std::size_t window) {
   cli::ordered_output out(how);
   cli::map_input in(out, how);
   if (in.total()) out.expect(*in.total());
-  std::size_t in_flight = 0;
+  cli::job_log log(how.joblog);
+  std::map<std::size_t, std::string> flying;                // by line: its arguments, to send again if busy
+  std::deque<std::pair<std::size_t, std::string>> refused;  // answered busy: sent again first
+  auto retry_delay = std::chrono::milliseconds(1);
+  bool halting = false;
   for (;;) {
-    while (in_flight < window) {
-      auto line = in.next();
+    while (!halting && flying.size() < window) {
+      std::optional<std::pair<std::size_t, std::string>> line;
+      if (!refused.empty()) {
+        line = std::move(refused.front());
+        refused.pop_front();
+      } else {
+        line = in.next();
+      }
       if (!line) break;
-      conn.queue(submit_request(task, line->second, static_cast<std::int64_t>(line->first), flags));
-      ++in_flight;
+      conn.queue(submit_request(task, line->second, static_cast<std::int64_t>(line->first), flags, bool(log)));
+      log.sent(line->first);
+      flying.emplace(line->first, std::move(line->second));
     }
-    if (in_flight == 0 && in.done()) break;
-    if (in_flight == 0) continue;
+    if (flying.empty() && (halting || (refused.empty() && in.done()))) break;
+    if (flying.empty()) {
+      std::this_thread::sleep_for(retry_delay);  // nothing out to wait on: the daemon was full of others' jobs
+      retry_delay = std::min(retry_delay * 2, std::chrono::milliseconds(100));
+      continue;
+    }
     for (auto& body : conn.exchange()) {
       rapidjson::Document response;
       if (auto bad = ctl::parse(body, response)) throw no_daemon("the daemon answered something that is not JSON: " + *bad);
       if (!response.IsObject() || !response.HasMember("id") || !response["id"].IsUint64() ||
-          response["id"].GetUint64() >= in.read()) {
+          !flying.contains(static_cast<std::size_t>(response["id"].GetUint64()))) {
         return cli::report_error(response);  // about the connection itself, not one line
       }
-      --in_flight;
+      const auto line = static_cast<std::size_t>(response["id"].GetUint64());
+      auto sent = flying.extract(line);
+      if (cli::error_type(response) == "busy") {
+        refused.emplace_back(line, std::move(sent.mapped()));
+        continue;
+      }
+      retry_delay = std::chrono::milliseconds(1);
+      log.answered(line, response);
       auto [text, failed] = cli::map_line(body, response, flags.raw);
-      out.add(static_cast<std::size_t>(response["id"].GetUint64()), std::move(text), failed);
+      out.add(line, std::move(text), failed);
     }
-    out.running(in_flight);
+    out.running(flying.size() + refused.size());
+    if (how.halt.at != cli::halt_policy::when::never && out.failed() >= how.halt.failures) {
+      halting = true;
+      refused.clear();
+      if (how.halt.at == cli::halt_policy::when::now) break;  // the jobs out are cancelled when we hang up
+    }
   }
-  return out.finish();
+  const int status = out.finish();
+  if (halting) {
+    std::cerr << "parallelcode: --halt: " << out.failed() << " lines failed, stopped\n";
+    return cli::exit_failed;
+  }
+  return status;
 }
 
 std::string size_text(std::uint64_t bytes) {
@@ -253,6 +289,7 @@ int main(int argc, char** argv) {
   cli::queue_target target;
   bool json = false, now = false, wait = false;
   cli::map_settings how;
+  std::string halt = "never";
   std::size_t window = 256, count = 100;
   std::int64_t pid = 0;
   unsigned workers = 0;
@@ -286,6 +323,9 @@ int main(int argc, char** argv) {
                     "Show done, failed, running, jobs/s and (with a file) a bar and an ETA on standard error (the default on a terminal)");
   map_cmd->add_flag_callback("-0,--null", [&how] { how.delimiter = '\0'; }, "Records end with NUL, not newline (find -print0)");
   map_cmd->add_flag("--unordered", how.unordered, "Print each result as it comes, not in input order");
+  map_cmd->add_option("--joblog", how.joblog, "Write a row per job here: line, start, runtime, worker pid, outcome");
+  map_cmd->add_option("--halt", halt, "now,fail=N: exit 1 once N lines failed; soon,fail=N: after the jobs out answer")
+      ->capture_default_str();
   map_cmd->add_option("--window", window, "Jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 4096));
   add_queue_options(map_cmd);
   for (auto* cmd : {submit_cmd, map_cmd}) {
@@ -326,10 +366,13 @@ int main(int argc, char** argv) {
   }
 
   try {
+    how.halt = cli::parse_halt(halt);
     if (queue_cmd->parsed() || (!target.url.empty() && (submit_cmd->parsed() || map_cmd->parsed()))) {
 #ifdef PARALLELCODE_HAVE_REMOTE
       how.progress = how.progress || ::isatty(STDERR_FILENO);
       if (submit_cmd->parsed()) return cli::remote_submit(target, task, args, flags);
+      if (map_cmd->parsed() && (!how.joblog.empty() || how.halt.at != cli::halt_policy::when::never))
+        throw std::invalid_argument("--joblog and --halt work through the socket, not yet with --queue");
       if (map_cmd->parsed()) return cli::remote_map(target, task, flags, how, window);
       if (stats_cmd->parsed()) return cli::show_stats(target, json);
       if (dead_cmd->parsed()) return cli::show_dead(target, count, json);

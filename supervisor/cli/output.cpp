@@ -131,6 +131,59 @@ int ordered_output::finish() {
   return failed_ ? exit_failed : 0;
 }
 
+std::string_view error_type(const rapidjson::Value& response) {
+  const auto& e = error_of(response);
+  if (ok(response) || !e.HasMember("type") || !e["type"].IsString()) return {};
+  return {e["type"].GetString(), e["type"].GetStringLength()};
+}
+
+halt_policy parse_halt(const std::string& text) {
+  const auto bad = [&] { return std::invalid_argument("--halt " + text + ": give now,fail=N or soon,fail=N (N at least 1), or never"); };
+  if (text == "never") return {};
+  const auto comma = text.find(',');
+  if (comma == std::string::npos || text.compare(comma + 1, 5, "fail=") != 0) throw bad();
+  const std::string when = text.substr(0, comma), count = text.substr(comma + 6);
+  halt_policy h;
+  if (when == "now") h.at = halt_policy::when::now;
+  else if (when == "soon") h.at = halt_policy::when::soon;
+  else throw bad();
+  if (count.empty() || count.size() > 9 || count.find_first_not_of("0123456789") != std::string::npos) throw bad();
+  h.failures = std::stoul(count);
+  if (h.failures == 0) throw bad();
+  return h;
+}
+
+job_log::job_log(const std::string& path) {
+  if (path.empty()) return;
+  file_.open(path, std::ios::trunc);
+  if (!file_) throw std::invalid_argument("--joblog " + path + ": " + std::strerror(errno));
+  file_ << "Seq\tStarttime\tJobRuntime\tWorker\tOutcome\n";
+}
+
+void job_log::sent(std::size_t line) {
+  if (file_.is_open()) sent_[line] = std::chrono::system_clock::now();
+}
+
+void job_log::answered(std::size_t line, const rapidjson::Value& response) {
+  if (!file_.is_open()) return;
+  const auto it = sent_.find(line);
+  if (it == sent_.end()) return;
+  const auto now = std::chrono::system_clock::now();
+  const double start = std::chrono::duration<double>(it->second.time_since_epoch()).count();
+  const double took = std::chrono::duration<double>(now - it->second).count();
+  sent_.erase(it);
+  const rapidjson::Value& error = error_of(response);
+  std::string pid = "-";
+  if (response.HasMember("worker_pid") && response["worker_pid"].IsInt()) pid = std::to_string(response["worker_pid"].GetInt());
+  else if (error.HasMember("pid") && error["pid"].IsInt()) pid = std::to_string(error["pid"].GetInt());
+  const std::string outcome = ok(response) ? "ok"
+                              : error.HasMember("type") && error["type"].IsString() ? error["type"].GetString()
+                                                                                    : "error";
+  char row[128];
+  std::snprintf(row, sizeof row, "%zu\t%.3f\t%.3f\t", line + 1, start, took);
+  file_ << row << pid << '\t' << outcome << '\n';
+}
+
 namespace {
 
 // The non-blank records of a regular file from its current offset, read beside the

@@ -48,6 +48,8 @@ std::string result_of(std::string_view body, const rapidjson::Value& response, b
 
 // Says on stderr why the job or the request failed; returns the exit status for it.
 int report_error(const rapidjson::Value& response);
+// The type of an answer's error ("busy", "job_failed", ...); "" for a success.
+std::string_view error_type(const rapidjson::Value& response);
 
 // submit's output: the result on stdout, or the error on stderr; returns the exit status.
 int print_answer(std::string_view body, const rapidjson::Value& response, bool raw);
@@ -55,12 +57,38 @@ int print_answer(std::string_view body, const rapidjson::Value& response, bool r
 // One answer as a line of map's output; failed unless the job succeeded.
 std::pair<std::string, bool> map_line(std::string_view body, const rapidjson::Value& response, bool raw);
 
+// --halt WHEN,fail=N: after N failed lines, stop taking input and exit 1, at once
+// (now) or once the jobs out have answered (soon).
+struct halt_policy {
+  enum class when { never, soon, now } at = when::never;
+  std::size_t failures = 0;
+};
+// "now,fail=3", "soon,fail=1", "never"; std::invalid_argument otherwise.
+halt_policy parse_halt(const std::string& text);
+
 // How map reads its input and prints its results.
 struct map_settings {
   std::string input = "-";  // a file, or "-" for standard input
   char delimiter = '\n';    // '\0' with --null
   bool unordered = false;   // print each result as it comes, not in input order
   bool progress = false;
+  std::string joblog;       // a file for one tab-separated row per job; "" for none
+  halt_policy halt;
+};
+
+// --joblog: a header, then a row per job as it ends: its input record's number (from 1),
+// when it was sent (seconds since the epoch), how long its answer took, the worker's
+// pid ("-" when the answer has none), and "ok" or the error's type.
+class job_log {
+ public:
+  explicit job_log(const std::string& path);  // std::invalid_argument if it cannot be written
+  explicit operator bool() const { return file_.is_open(); }
+  void sent(std::size_t line);
+  void answered(std::size_t line, const rapidjson::Value& response);
+
+ private:
+  std::ofstream file_;
+  std::map<std::size_t, std::chrono::system_clock::time_point> sent_;
 };
 
 // map's output: answers printed in input order as they come (or as they come, with
@@ -73,6 +101,7 @@ class ordered_output {
   // How many jobs are out now: redraws the progress line if it is due.
   void running(std::size_t jobs) { progress_.update(received_, failed_, jobs); }
   std::size_t printed() const noexcept { return printed_; }
+  std::size_t failed() const noexcept { return failed_; }
   // At the end of the input: flushes, closes the progress line; returns map's exit
   // status, 1 if any line failed (dead-lettered or past its deadline included).
   int finish();

@@ -35,6 +35,10 @@ request decode_submit(const rapidjson::Value& json, request_id id, std::string_v
       return refused(id, op::submit, "\"retries\" must be an integer from 0 to 100");
     r.retries = json["retries"].GetUint();
   }
+  if (json.HasMember("with_worker")) {
+    if (!json["with_worker"].IsBool()) return refused(id, op::submit, "\"with_worker\" must be true or false");
+    r.with_worker = json["with_worker"].GetBool();
+  }
   r.args = std::string(member_text(body, "args").value_or("null"));
   return r;
 }
@@ -95,6 +99,7 @@ std::string encode(const submit_request& r) {
   opening(out, "submit").key("task").string(r.task).key("args").raw(r.args).id(r.id);
   if (r.timeout) out.key("timeout_ms").number(static_cast<std::int64_t>(r.timeout->count()));
   if (r.retries) out.key("retries").number(*r.retries);
+  if (r.with_worker) out.key("with_worker").boolean(true);
   out.close();
   return out.text();
 }

@@ -21,6 +21,7 @@ struct submit_request {
   std::string args = "null";  // as the client wrote them (1e400, -0.0, escapes), not as parsed
   std::optional<std::chrono::milliseconds> timeout{};
   std::optional<unsigned> retries{};
+  bool with_worker = false;  // "with_worker": true: the answer names the worker's pid ("worker_pid")
 };
 struct status_request {
   request_id id;

@@ -400,9 +400,10 @@ void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t
   c.request_bytes += bytes;
   request_bytes_ += bytes;
   const request_id rid = r.id;
-  job.on_done([deliver, rid, counted](const std::string& result, const job_context& ctx) {
+  const bool with_worker = r.with_worker;
+  job.on_done([deliver, rid, counted, with_worker](const std::string& result, const job_context& ctx) {
     counted->completed(ctx);
-    deliver(result_answer(rid, result));
+    deliver(result_answer(rid, result, with_worker ? std::optional<int>(ctx.worker.pid) : std::nullopt));
   });
   job.on_error([deliver, rid, counted](const job_error& e, const job_context& ctx) {
     counted->failed(e, ctx);
