@@ -128,6 +128,15 @@ PY
 }
 check "map on a terminal clears its progress bar before each result it prints there" on_terminal
 
+type_error() {
+  "$C" "${S[@]}" submit sleep '{"ms":"x"}' >/dev/null 2>"$tmp/err"
+  [ $? -eq 2 ] && grep -q 'ms: expected an integer, got a string' "$tmp/err" && ! grep -qi rapidjson "$tmp/err" ||
+    { echo "    $(cat "$tmp/err")"; return 1; }
+  "$C" "${S[@]}" submit sleep '{}' >/dev/null 2>"$tmp/err"
+  [ $? -eq 2 ] && grep -q '"ms" is missing' "$tmp/err"
+}
+check "arguments of the wrong type name the field and the type it needs (exit 2)" type_error
+
 joblog() {
   printf '{"ms":1}\n{"ms":"x"}\n{"ms":2}\n' > "$tmp/mixed"
   "$C" "${S[@]}" map sleep "$tmp/mixed" --joblog "$tmp/joblog" > /dev/null 2>&1

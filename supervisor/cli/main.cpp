@@ -219,6 +219,16 @@ std::string size_text(std::uint64_t bytes) {
   return s;
 }
 
+// The daemon's metrics in Prometheus's text format, for node_exporter's textfile collector.
+int prometheus(connection& conn) {
+  rapidjson::Document r;
+  conn.ask(ctl::encode(ctl::metrics_request{}), r);
+  if (!cli::ok(r)) return cli::report_error(r);
+  if (!r.HasMember("text") || !r["text"].IsString()) throw no_daemon("the daemon's metrics answer has no text");
+  std::cout.write(r["text"].GetString(), r["text"].GetStringLength());
+  return 0;
+}
+
 int status(connection& conn, bool json) {
   rapidjson::Document r;
   conn.ask(ctl::encode(ctl::status_request{}), r);
@@ -336,6 +346,9 @@ int main(int argc, char** argv) {
   }
   auto* status_cmd = app.add_subcommand("status", "The supervisor, the fork server and every worker, by id");
   status_cmd->add_flag("--json", json, "As JSON");
+  bool as_prometheus = false;
+  status_cmd->add_flag("--prometheus", as_prometheus, "The daemon's metrics in Prometheus text format (for a textfile collector)")
+      ->excludes("--json");
   auto* kill_cmd = app.add_subcommand("kill", "SIGKILL one worker (the pool respawns it)");
   kill_cmd->add_option("pid", pid, "The worker's pid")->required();
   auto* scale_cmd = app.add_subcommand("scale", "Grow or shrink the pool to N workers");
@@ -387,7 +400,7 @@ int main(int argc, char** argv) {
     if (submit_cmd->parsed()) return submit(conn, task, args, flags);
     how.progress = how.progress || ::isatty(STDERR_FILENO);
     if (map_cmd->parsed()) return map(conn, task, flags, how, window);
-    if (status_cmd->parsed()) return status(conn, json);
+    if (status_cmd->parsed()) return as_prometheus ? prometheus(conn) : status(conn, json);
     if (kill_cmd->parsed()) return simple(conn, ctl::encode(ctl::kill_request{std::nullopt, pid}));
     if (scale_cmd->parsed()) return simple(conn, ctl::encode(ctl::scale_request{std::nullopt, workers}));
     if (stop_cmd->parsed()) return simple(conn, ctl::encode(ctl::stop_request{std::nullopt, now}));
