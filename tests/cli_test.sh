@@ -5,24 +5,7 @@
 #   cli_test.sh BUILD_DIR
 set -uo pipefail
 build=$1
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-D=$build/supervisor/daemon/parallelcode-supervisor
-C=$build/supervisor/cli/parallelcode
-tmp=$(mktemp -d)
-failed=0 passed=0
-daemon_pid=""
-cleanup() {
-  [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-source "$here/wait_for.sh"
-
-check() {  # check NAME CONDITION...: one case
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/daemon_case.sh"  # D, C, tmp, check, wait_for
 
 "$D" --workers 2 --socket "$tmp/s.sock" 2>"$tmp/log" &
 daemon_pid=$!
@@ -182,5 +165,4 @@ check "map waits out a daemon that answers busy and sends those lines again: eve
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"
 daemon_pid=""
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish_cases

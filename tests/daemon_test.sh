@@ -6,27 +6,8 @@
 set -uo pipefail
 build=$1
 shift
-D=$build/supervisor/daemon/parallelcode-supervisor
-C=$build/supervisor/cli/parallelcode
+source "$(dirname "${BASH_SOURCE[0]}")/daemon_case.sh"
 PLUGIN=$build/examples/libparallelcode-example-plugin.so
-tmp=$(mktemp -d)
-passed=0
-failed=0
-daemon_pid=""
-
-cleanup() {
-  [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $case_name: $*"
-  [ -f "$tmp/log" ] && sed 's/^/    log: /' "$tmp/log" | tail -20
-  return 1
-}
-
-source "$(dirname "${BASH_SOURCE[0]}")/wait_for.sh"
 
 pc() { "$C" --socket "$tmp/sock" "$@"; }
 
@@ -600,18 +581,4 @@ case_term_after_200_clients_leaves_no_process_socket_fd_or_shm_behind() { churn_
 
 case_stop_now_after_200_clients_leaves_no_process_socket_fd_or_shm_behind() { churn_then_stop_leaves_nothing now; }
 
-cases=("$@")
-[ ${#cases[@]} -gt 0 ] || mapfile -t cases < <(declare -F | awk '{print $3}' | grep '^case_')
-for case_name in "${cases[@]}"; do
-  if "$case_name"; then
-    echo "ok: $case_name"
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-    daemon_pid=""
-  fi
-  rm -f "$tmp/sock" "$tmp/sock.lock"
-done
-echo "[shell] test cases: $((passed + failed)) | $passed passed | $failed failed"
-[ $failed -eq 0 ]
+run_cases "$@"

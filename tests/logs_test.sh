@@ -6,26 +6,7 @@
 set -uo pipefail
 build=$1
 shift
-D=$build/supervisor/daemon/parallelcode-supervisor
-C=$build/supervisor/cli/parallelcode
-tmp=$(mktemp -d)
-passed=0
-failed=0
-daemon_pid=""
-
-cleanup() {
-  [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $case_name: $*"
-  [ -f "$tmp/log" ] && sed 's/^/    log: /' "$tmp/log" | tail -20
-  return 1
-}
-
-source "$(dirname "${BASH_SOURCE[0]}")/wait_for.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/daemon_case.sh"
 export PYTHONPATH="$(cd "$(dirname "$0")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 
 pc() { "$C" --socket "$tmp/sock" "$@"; }
@@ -166,18 +147,4 @@ case_stop_now_logs_every_worker_stopped_and_no_signal() {
   ! grep -q "SIGKILL\|SIGTERM (\|killed" "$tmp/log" || { fail "stop --now speaks of killing"; return 1; }
 }
 
-cases=("$@")
-[ ${#cases[@]} -gt 0 ] || mapfile -t cases < <(declare -F | awk '{print $3}' | grep '^case_')
-for case_name in "${cases[@]}"; do
-  if "$case_name"; then
-    echo "ok: $case_name"
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-    daemon_pid=""
-  fi
-  rm -f "$tmp/sock" "$tmp/sock.lock"
-done
-echo "[shell] test cases: $((passed + failed)) | $passed passed | $failed failed"
-[ $failed -eq 0 ]
+run_cases "$@"

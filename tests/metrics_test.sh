@@ -4,23 +4,7 @@
 #   metrics_test.sh BUILD_DIR HTTP   (HTTP: "http" when the daemon was built with cpp-httplib)
 set -uo pipefail
 build=$1 http=$2
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-D=$build/supervisor/daemon/parallelcode-supervisor
-C=$build/supervisor/cli/parallelcode
-tmp=$(mktemp -d)
-failed=0 passed=0
-daemon_pid=""
-cleanup() {
-  [ -n "$daemon_pid" ] && kill -KILL "$daemon_pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-source "$here/wait_for.sh"
-check() {
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/daemon_case.sh"  # D, C, tmp, check, wait_for
 
 if [ "$http" != http ]; then
   echo "SKIP: this daemon was built without cpp-httplib: no --metrics"
@@ -103,5 +87,4 @@ check "a --metrics port out of range is a usage error (exit 2)" bad_address
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"
 daemon_pid=""
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish_cases
