@@ -130,22 +130,27 @@ run_case "--socket-group and --socket-mode give the socket that group and mode" 
 case_3() {
   [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && getent group daemon >/dev/null || { echo "SKIP: $case_name (needs root, setpriv)"; return 0; }
   # The daemon runs as a uid of its own (65533) in group daemon; the clients as 65534.
+  # Both from a copy of the binaries and libraries they can read (the build may be in a 0700 directory).
   gid=$(getent group daemon | cut -d: -f3)
-  mkdir -m 0755 "$tmp/shared"
+  mkdir -m 0755 "$tmp/shared" "$tmp/bin"
+  cp "$D" "$C" "$build"/libparallelcode.so* "$tmp/bin/"
+  cp "$build"/supervisor/remote/libparallelcode-remote.so* "$tmp/bin/" 2>/dev/null
+  chmod -R a+rX "$tmp/bin"
   chown 65533 "$tmp/shared"
   chmod 0711 "$tmp"
-  setpriv --reuid=65533 --regid="$gid" --clear-groups "$D" --workers 1 --socket "$tmp/shared/s.sock" \
-    --socket-group daemon --socket-mode 0660 2>"$tmp/log" &
+  local d=$tmp/bin/parallelcode-supervisor c=$tmp/bin/parallelcode
+  setpriv --reuid=65533 --regid="$gid" --clear-groups env LD_LIBRARY_PATH="$tmp/bin" "$d" --workers 1 \
+    --socket "$tmp/shared/s.sock" --socket-group daemon --socket-mode 0660 2>"$tmp/log" &
   daemon_pid=$!
-  member="setpriv --reuid=65534 --regid=65534 --groups=$gid"
-  wait_for "$member '$C' --socket '$tmp/shared/s.sock' status >/dev/null 2>&1" 10 || { fail "the daemon did not come up: $(tail -2 "$tmp/log")"; return 1; }
+  member="setpriv --reuid=65534 --regid=65534 --groups=$gid env LD_LIBRARY_PATH=$tmp/bin"
+  wait_for "$member '$c' --socket '$tmp/shared/s.sock' status >/dev/null 2>&1" 10 || { fail "the daemon did not come up: $(tail -2 "$tmp/log")"; return 1; }
   # Root's CLI is no member: it refuses a daemon of another uid, which could be a stranger's.
   out=$("$C" --socket "$tmp/shared/s.sock" status 2>&1)
   echo "$out" | grep -q "refusing to use it" || { fail "root's CLI used another uid's daemon: $out"; return 1; }
   # The CLI of a group member trusts a daemon of another uid that gave its socket our group.
-  out=$($member "$C" --socket "$tmp/shared/s.sock" submit hello '{"text":"you"}' 2>&1)
+  out=$($member "$c" --socket "$tmp/shared/s.sock" submit hello '{"text":"you"}' 2>&1)
   [ "$out" = '"Hello you!"' ] || { fail "a group member's CLI was not served: $out"; return 1; }
-  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$C" --socket "$tmp/shared/s.sock" status 2>&1)
+  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups env LD_LIBRARY_PATH="$tmp/bin" "$c" --socket "$tmp/shared/s.sock" status 2>&1)
   echo "$out" | grep -q "Permission denied\|refusing" || { fail "a CLI outside the group was served: $out"; return 1; }
   out=$(setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
 import socket, sys
