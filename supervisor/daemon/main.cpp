@@ -287,6 +287,15 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is no error; bad usage exits 2
   }
   pc::control::configure_log(pc::control::parse_log_level(s.log_level), pc::control::parse_log_format(s.log_format));
+  // Taken from the environment (and cleared, so no worker inherits them) before
+  // name_processes copies it: a copy unsetenv dropped would be leaked.
+  const pc::control::systemd_notifier systemd;
+  owned_fd listener;
+  try {
+    listener = pc::control::inherited_listener();
+  } catch (const std::exception& e) {
+    die(e.what());
+  }
   pc::name_processes(argc, argv);  // after CLI11 copied what it needs
 #ifndef PARALLELCODE_HAVE_REMOTE
   if (!s.queue.empty()) die("--queue: this parallelcode-supervisor was built without Redis support (hiredis)", exit_usage);
@@ -362,16 +371,8 @@ int main(int argc, char** argv) {
   owned_fd signals(::signalfd(-1, &owned, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signals) die(std::string("signalfd: ") + std::strerror(errno));
 
-  // Before the pool forks: its processes must inherit neither NOTIFY_SOCKET nor LISTEN_FDS.
-  const pc::control::systemd_notifier systemd;
   owned_fd lock;
   file_identity socket_file;
-  owned_fd listener;
-  try {
-    listener = pc::control::inherited_listener();
-  } catch (const std::exception& e) {
-    die(e.what());
-  }
   // systemd's socket is systemd's: it keeps the path listening across our restarts, so
   // we neither unlink it nor take the lock (which guards binding, and nobody binds here).
   if (listener) {
