@@ -71,4 +71,4 @@ write("control", "submit_plugin", request(op="submit", task="sum", args={"values
 write("control", "submit_order", request(op="submit", id=3, task="fuzz.order", args=order))
 write("control", "ops", b"".join(request(**r) for r in [
     {"op": "tasks"}, {"op": "status", "id": 7}, {"op": "kill", "pid": 12345},
-    {"op": "scale", "workers": 4}, {"op": "stop", "now": True}]))
+    {"op": "scale", "workers": 4}, {"op": "metrics", "id": 8}, {"op": "stop", "now": True}]))

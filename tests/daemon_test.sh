@@ -227,13 +227,21 @@ case_a_second_daemon_on_the_same_socket_refuses_to_start() {
   stop_daemon
 }
 
-case_the_socket_is_mode_0600_and_tasks_come_from_plugins() {
+case_the_socket_is_mode_0600_and_tasks_come_from_plugins_with_their_json_schemas() {
   start_daemon --workers 1 --plugin "$PLUGIN" --pidfile "$tmp/pid" || return 1
   [ "$(stat -c %a "$tmp/sock")" = 600 ] || { fail "socket mode $(stat -c %a "$tmp/sock")"; return 1; }
   [ "$(cat "$tmp/pid")" = "$daemon_pid" ] || { fail "pidfile"; return 1; }
   [ "$(pc submit reverse '{"text":"stressed"}' --raw)" = desserts ] || { fail "the plugin's reverse"; return 1; }
   [ "$(pc submit sum '{"values":[1,2,3.5]}')" = 6.5 ] || { fail "the plugin's sum"; return 1; }
-  pc tasks | grep -q "^reverse" || { fail "tasks does not list reverse"; return 1; }
+  pc tasks | grep -q "^reverse *{text: string} -> string$" || { fail "tasks: $(pc tasks)"; return 1; }
+  pc tasks | grep -q "^sum *{values: \[double\]} -> double$" || { fail "tasks: $(pc tasks)"; return 1; }
+  pc tasks --json | python3 -c '
+import json, sys
+t = {t["name"]: t for t in json.load(sys.stdin)}
+assert t["sum"]["argument_schema"]["properties"]["values"]["items"]["type"] == "number", t["sum"]
+assert t["sum"]["argument_schema"]["required"] == ["values"], t["sum"]
+assert t["echo"]["argument_schema"] == {} and t["sleep"]["result_schema"]["type"] == "integer", t
+' || { fail "tasks --json has no schemas"; return 1; }
   pc submit nope '{}' 2>/dev/null; [ $? -eq 2 ] || { fail "an unknown task should exit 2"; return 1; }
   stop_daemon || return 1
   [ ! -e "$tmp/pid" ] || { fail "pidfile left behind"; return 1; }

@@ -12,6 +12,7 @@ allowed_detail=(
   'parallelcode::detail::codec_error'         # thrown by encode/decode in the user's code, caught in ours
   'parallelcode::detail::json_input_archive'  # from_json, in every task's invoke_json (json.hpp)
   'parallelcode::detail::compact_json_value(' # to_json (json.hpp)
+  'parallelcode::detail::schema_archive'      # json_schema<T>, in every task's entry (schema.hpp)
   'parallelcode::detail::register_task('      # PARALLELCODE_TASK (task.hpp)
   'parallelcode::detail::checked_task('       # pool::task<R> (pool.hpp)
   'parallelcode::detail::trim_buffer_cache('  # tests/soak.cpp's leak check

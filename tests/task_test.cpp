@@ -4,9 +4,19 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <map>
 #include <numeric>
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
+
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
 
 #include <parallelcode/task.hpp>
 
@@ -42,7 +52,55 @@ struct numbers {
   }
 };
 
+struct item {
+  std::string label;
+  float weight = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(CEREAL_NVP(label), CEREAL_NVP(weight));
+  }
+};
+
+// What users' tasks take: nested records, maps, optionals, variants, fixed arrays.
+struct order {
+  std::vector<item> items;
+  std::map<std::string, std::uint16_t> counts;
+  std::optional<std::string> note;
+  std::variant<std::int64_t, std::string> ref;
+  std::array<bool, 2> flags{};
+  template <class A>
+  void serialize(A& a) {
+    a(CEREAL_NVP(items), CEREAL_NVP(counts), CEREAL_NVP(note), CEREAL_NVP(ref), CEREAL_NVP(flags));
+  }
+};
+
+// A type that holds itself, and one with fields that have no names.
+struct tree {
+  std::string name;
+  std::vector<tree> children;
+  template <class A>
+  void serialize(A& a) {
+    a(CEREAL_NVP(name), CEREAL_NVP(children));
+  }
+};
+
+struct pair_of {
+  std::int32_t first = 0;
+  std::string second;
+  template <class A>
+  void serialize(A& a) {
+    a(first, second);
+  }
+};
+
 std::string shout(const greeting& g) { return g.text + "!"; }
+
+const pc::task_info& listed(const std::string& name) {
+  static const std::vector<pc::task_info> all = pc::tasks();
+  const auto it = std::find_if(all.begin(), all.end(), [&](const pc::task_info& t) { return t.name == name; });
+  REQUIRE(it != all.end());
+  return *it;
+}
 
 }  // namespace
 
@@ -53,6 +111,9 @@ PARALLELCODE_TASK("test.echo", [](const pc::json& j) { return j; });
 PARALLELCODE_TASK("test.nothing", [](int) {});
 PARALLELCODE_TASK("test.sum", [](const numbers& n) { return std::accumulate(n.values.begin(), n.values.end(), 0.0); });
 PARALLELCODE_TASK("test.bytes", [](const greeting& g) { return std::string(g.text.rbegin(), g.text.rend()); });
+PARALLELCODE_TASK("test.order", [](const order& o) { return o.items.size(); });
+PARALLELCODE_TASK("test.tree", [](const tree& t) { return t; });
+PARALLELCODE_TASK("test.pair", [](const pair_of& p) { return p.second; });
 PARALLELCODE_TASK("test.hello", [](int x) { return x; });  // taken: a conflict, the first stands
 
 TEST_CASE("a task registered with PARALLELCODE_TASK runs by name from C++") {
@@ -148,4 +209,57 @@ TEST_CASE("tasks() lists each task with its types, and a name registered twice i
   CHECK_FALSE(pc::has_task("test.nope"));
   const auto conflicts = pc::task_conflicts();
   CHECK(std::count(conflicts.begin(), conflicts.end(), "test.hello") == 1);
+}
+
+TEST_CASE("tasks() describes each task's JSON argument and result as a JSON Schema") {
+  CHECK(listed("test.hello").argument_schema ==
+        R"({"type":"object","properties":{"text":{"type":"string"}},"required":["text"]})");
+  CHECK(listed("test.hello").result_schema == R"({"type":"string"})");
+  CHECK(listed("test.swap").argument_schema ==
+        R"({"type":"object","properties":{"x":{"type":"integer","format":"int32","minimum":-2147483648,)"
+        R"("maximum":2147483647},"y":{"type":"integer","format":"int32","minimum":-2147483648,"maximum":2147483647}},)"
+        R"("required":["x","y"]})");
+  CHECK(listed("test.sum").argument_schema ==
+        R"({"type":"object","properties":{"values":{"type":"array","items":{"type":"number","format":"double"}}},)"
+        R"("required":["values"]})");
+  CHECK(listed("test.nothing").result_schema == R"({"type":"null"})");
+  CHECK(listed("test.echo").argument_schema == "{}");  // pc::json: any JSON
+  CHECK(listed("test.echo").result_schema == "{}");
+}
+
+TEST_CASE("a schema follows containers, maps, optionals and variants to their elements") {
+  const std::string s = listed("test.order").argument_schema;
+  CHECK(s.find(R"("items":{"type":"array","items":{"type":"object","properties":{"label":{"type":"string"},)"
+               R"("weight":{"type":"number","format":"float"}},"required":["label","weight"]}})") != std::string::npos);
+  CHECK(s.find(R"("counts":{"type":"array","items":{"type":"object","properties":{"key":{"type":"string"},)"
+               R"("value":{"type":"integer","format":"uint16","minimum":0,"maximum":65535}},)"
+               R"("required":["key","value"]}})") != std::string::npos);
+  CHECK(s.find(R"("note":{"type":"object","properties":{"nullopt":{"type":"boolean"},"data":{"type":"string"}},)"
+               R"("required":["nullopt"]})") != std::string::npos);
+  CHECK(s.find(R"("ref":{"type":"object","properties":{"index":{"type":"integer","format":"int32",)") !=
+        std::string::npos);
+  CHECK(s.find(R"("data":{"oneOf":[{"type":"integer","format":"int64")") != std::string::npos);
+  CHECK(s.find(R"(,{"type":"string"}]}},"required":["index","data"]})") != std::string::npos);
+  CHECK(s.find(R"("flags":{"type":"array","items":{"type":"boolean"},"minItems":2,"maxItems":2})") !=
+        std::string::npos);
+  CHECK(listed("test.order").result_schema.find(R"("format":"uint64")") != std::string::npos);
+}
+
+TEST_CASE("a schema stops at a type that holds itself, and gives unnamed fields by position") {
+  CHECK(listed("test.tree").argument_schema ==
+        R"({"type":"object","properties":{"name":{"type":"string"},"children":{"type":"array","items":{}}},)"
+        R"("required":["name","children"]})");
+  CHECK(listed("test.pair").argument_schema ==
+        R"({"type":"array","prefixItems":[{"type":"integer","format":"int32","minimum":-2147483648,)"
+        R"("maximum":2147483647},{"type":"string"}],"minItems":2})");
+}
+
+TEST_CASE("JSON shaped as a task's schema says is what the task reads") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  const std::string args =
+      R"({"items":[{"label":"a","weight":1.5}],"counts":[{"key":"k","value":3}],"note":{"nullopt":false,"data":"n"},)"
+      R"("ref":{"index":1,"data":"r"},"flags":[true,false]})";
+  CHECK(pool.job(&pc::run_json, pc::json_call{"test.order", args}).result() == "1");
+  CHECK(pool.job(&pc::run_json, pc::json_call{"test.pair", R"([7,"seven"])"}).result() == R"("seven")");
 }

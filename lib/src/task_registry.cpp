@@ -248,7 +248,8 @@ std::vector<task_info> tasks() {
   std::vector<task_info> out;
   if (const auto* now = detail::tasks_registry().current.load())
     for (const auto& [name, entry] : *now)
-      out.push_back({name, detail::type_name(*entry.argument), detail::type_name(*entry.result)});
+      out.push_back({name, detail::type_name(*entry.argument), detail::type_name(*entry.result), entry.argument_schema(),
+                     entry.result_schema()});
   return out;
 }
 

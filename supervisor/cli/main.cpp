@@ -279,7 +279,8 @@ int list_tasks(connection& conn, bool json) {
     return 0;
   }
   for (const auto& t : r["tasks"].GetArray())
-    std::printf("%-20s %s -> %s\n", t["name"].GetString(), t["argument"].GetString(), t["result"].GetString());
+    std::printf("%-20s %s -> %s\n", t["name"].GetString(), cli::schema_text(t["argument_schema"]).c_str(),
+                cli::schema_text(t["result_schema"]).c_str());
   return 0;
 }
 

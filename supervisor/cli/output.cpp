@@ -250,4 +250,48 @@ std::string duration_text(std::int64_t ms) {
   return s;
 }
 
+namespace {
+
+std::string member_string(const rapidjson::Value& v, const char* name) {
+  const auto m = v.FindMember(name);
+  return m != v.MemberEnd() && m->value.IsString() ? std::string(m->value.GetString(), m->value.GetStringLength()) : "";
+}
+
+std::string joined(const rapidjson::Value& list, const char* separator) {
+  std::string out;
+  for (const auto& s : list.GetArray()) out += (out.empty() ? "" : separator) + schema_text(s);
+  return out;
+}
+
+}  // namespace
+
+std::string schema_text(const rapidjson::Value& schema) {
+  if (!schema.IsObject()) return "any";
+  if (schema.HasMember("oneOf") && schema["oneOf"].IsArray()) return joined(schema["oneOf"], " | ");
+  const std::string type = member_string(schema, "type"), format = member_string(schema, "format");
+  if (type == "integer" || type == "number") return format.empty() ? type : format;
+  if (type == "array") {
+    if (schema.HasMember("prefixItems") && schema["prefixItems"].IsArray()) return "[" + joined(schema["prefixItems"], ", ") + "]";
+    const std::string items = schema.HasMember("items") ? schema_text(schema["items"]) : "any";
+    const auto fixed = schema.FindMember("maxItems");
+    return "[" + items + (fixed != schema.MemberEnd() && fixed->value.IsUint64() ? "; " + std::to_string(fixed->value.GetUint64()) : "") + "]";
+  }
+  if (type == "object") {
+    const auto properties = schema.FindMember("properties");
+    if (properties == schema.MemberEnd() || !properties->value.IsObject()) return "{}";
+    std::vector<std::string> required;
+    if (schema.HasMember("required") && schema["required"].IsArray())
+      for (const auto& r : schema["required"].GetArray())
+        if (r.IsString()) required.emplace_back(r.GetString(), r.GetStringLength());
+    std::string out;
+    for (const auto& p : properties->value.GetObject()) {
+      const std::string name(p.name.GetString(), p.name.GetStringLength());
+      const bool optional = std::find(required.begin(), required.end(), name) == required.end();
+      out += (out.empty() ? "" : ", ") + name + (optional ? "?: " : ": ") + schema_text(p.value);
+    }
+    return "{" + out + "}";
+  }
+  return type.empty() ? "any" : type;
+}
+
 }  // namespace parallelcode::cli

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "progress.hpp"
 #include "protocol.hpp"
@@ -142,5 +143,9 @@ class map_input {
 };
 
 std::string duration_text(std::int64_t ms);
+
+// A task's JSON Schema as `tasks` prints it: {text: string}, [double], int64 | string;
+// "any" for any JSON.
+std::string schema_text(const rapidjson::Value& schema);
 
 }  // namespace parallelcode::cli

@@ -74,7 +74,8 @@ std::string tasks_answer(request_id id, const std::vector<task_info>& tasks) {
   json_writer out;
   out.open().id(id).key("ok").boolean(true).key("tasks").open_array();
   for (const auto& t : tasks)
-    out.open().key("name").string(t.name).key("argument").string(t.argument).key("result").string(t.result).close();
+    out.open().key("name").string(t.name).key("argument").string(t.argument).key("result").string(t.result)
+        .key("argument_schema").raw(t.argument_schema).key("result_schema").raw(t.result_schema).close();
   out.close_array().close();
   return out.text();
 }

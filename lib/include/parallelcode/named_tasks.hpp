@@ -15,6 +15,8 @@ struct task_info {
   std::string name;
   std::string argument;  // the argument's C++ type
   std::string result;    // the result's C++ type
+  std::string argument_schema;  // the JSON a call by name takes, as a JSON Schema ("{}": any JSON)
+  std::string result_schema;    // and the JSON it answers with
 };
 
 // Every registered task, by name.

@@ -15,6 +15,7 @@
 
 #include <parallelcode/detail/invoke.hpp>
 #include <parallelcode/detail/json.hpp>
+#include <parallelcode/detail/schema.hpp>
 #include <parallelcode/detail/signature.hpp>
 #include <parallelcode/detail/task_entry.hpp>
 #include <parallelcode/named_tasks.hpp>
@@ -28,7 +29,8 @@ bool add_task(std::string_view name, F fn) noexcept {
   using D = task_argument_t<F>;
   using R = job_result_t<F, D>;
   return register_task(name, {&invoke<F, D>, &invoke_json<F, D>, function_address(fn), &typeid(D),
-                              &typeid(std::conditional_t<std::is_void_v<R>, void, R>)});
+                              &typeid(std::conditional_t<std::is_void_v<R>, void, R>), &json_schema<D>,
+                              &json_schema<R>});
 }
 
 }  // namespace parallelcode::detail

@@ -14,6 +14,7 @@
 namespace parallelcode::detail {
 
 using json_invoke_fn = std::string (*)(std::uintptr_t fn, std::string_view args);
+using json_schema_fn = std::string (*)() noexcept;
 
 struct task_entry {
   invoke_fn invoke;
@@ -21,6 +22,8 @@ struct task_entry {
   std::uintptr_t fn;
   const std::type_info* argument;
   const std::type_info* result;
+  json_schema_fn argument_schema;  // JSON Schemas of what invoke_json reads and writes
+  json_schema_fn result_schema;
 };
 
 // Lock-free lookups: a worker, forked while some host thread may hold any lock,
