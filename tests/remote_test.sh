@@ -357,6 +357,33 @@ case_two_submits_with_one_idempotency_key_get_one_answer_from_one_run() {
   redis_stop
 }
 
+case_map_through_the_queue_writes_a_joblog_naming_each_daemon_and_halts_on_failures() {
+  redis_start || return 1
+  start_qdaemon 1 --workers 1 || return 1
+  start_qdaemon 2 --workers 1 || return 1
+  { seq 1 20 | sed 's/.*/{"ms":1}/'; echo '{"ms":"x"}'; } > "$case_dir/in"
+  qmap sleep "$case_dir/in" --joblog "$case_dir/joblog" > "$case_dir/out" 2> "$case_dir/err"
+  [ $? -eq 1 ] || { fail "map with one bad line should exit 1: $(tail -1 "$case_dir/err")"; return 1; }
+  python3 - "$case_dir/joblog" "$(qstatus 1 '["consumer"]')" "$(qstatus 2 '["consumer"]')" <<'PY' ||
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+assert rows[0] == ["Seq", "Starttime", "JobRuntime", "Worker", "Outcome"], rows[0]
+body = sorted(rows[1:], key=lambda r: int(r[0]))
+assert [r[0] for r in body] == [str(i) for i in range(1, 22)], body
+assert all(r[4] == "ok" for r in body[:20]) and body[20][4] == "payload_error", body
+for r in body[:20]:
+    consumer, pid = r[3].rsplit("/", 1)
+    assert consumer in sys.argv[2:] and pid.isdigit(), r
+PY
+    { fail "the joblog: $(cat "$case_dir/joblog")"; return 1; }
+  { echo '{"ms":"x"}'; seq 1 50 | sed 's/.*/{"ms":1}/'; } > "$case_dir/fails_first"
+  qmap sleep "$case_dir/fails_first" --window 1 --halt soon,fail=1 > "$case_dir/out" 2> "$case_dir/err"
+  [ $? -eq 1 ] && [ "$(wc -l < "$case_dir/out")" -lt 51 ] && grep -q -- "--halt" "$case_dir/err" ||
+    { fail "--halt soon,fail=1: $(wc -l < "$case_dir/out") results; $(tail -1 "$case_dir/err")"; return 1; }
+  stop_qdaemon 1 && stop_qdaemon 2 || return 1
+  redis_stop
+}
+
 case_queue_stats_shows_the_queue_and_purge_answers_the_waiting_jobs() {
   redis_start || return 1
   start_qdaemon 1 --workers 1 || return 1  # makes the consumer group, then leaves

@@ -385,8 +385,6 @@ int main(int argc, char** argv) {
 #ifdef PARALLELCODE_HAVE_REMOTE
       how.progress = how.progress || ::isatty(STDERR_FILENO);
       if (submit_cmd->parsed()) return cli::remote_submit(target, task, args, flags);
-      if (map_cmd->parsed() && (!how.joblog.empty() || how.halt.at != cli::halt_policy::when::never))
-        throw std::invalid_argument("--joblog and --halt work through the socket, not yet with --queue");
       if (map_cmd->parsed()) return cli::remote_map(target, task, flags, how, window);
       if (stats_cmd->parsed()) return cli::show_stats(target, json);
       if (dead_cmd->parsed()) return cli::show_dead(target, count, json);

@@ -176,6 +176,9 @@ void job_log::answered(std::size_t line, const rapidjson::Value& response) {
   std::string pid = "-";
   if (response.HasMember("worker_pid") && response["worker_pid"].IsInt()) pid = std::to_string(response["worker_pid"].GetInt());
   else if (error.HasMember("pid") && error["pid"].IsInt()) pid = std::to_string(error["pid"].GetInt());
+  // Through a queue: which daemon's worker, as host:pid/worker pid.
+  if (pid != "-" && response.HasMember("consumer") && response["consumer"].IsString())
+    pid = ctl::string_member(response, "consumer") + "/" + pid;
   const std::string outcome = ok(response) ? "ok"
                               : error.HasMember("type") && error["type"].IsString() ? error["type"].GetString()
                                                                                     : "error";

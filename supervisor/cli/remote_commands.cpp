@@ -149,6 +149,8 @@ int remote_map(const queue_target& target, const std::string& task, const job_fl
     ordered_output out(how);
     map_input in(out, how);
     if (in.total()) out.expect(*in.total());
+    job_log log(how.joblog);
+    bool halting = false;
     struct batch {
       std::vector<std::size_t> lines;
       std::vector<remote_call> calls;
@@ -164,7 +166,8 @@ int remote_map(const queue_target& target, const std::string& task, const job_fl
       batch next;
       if (!refused.calls.empty()) {
         if (steady::now() >= again) std::swap(next, refused);
-      } else if (const std::size_t room = window - flying.size(); room >= min_batch || flying.empty() || stalled) {
+      } else if (const std::size_t room = window - flying.size();
+                 !halting && (room >= min_batch || flying.empty() || stalled)) {
         while (next.calls.size() < room) {
           auto line = in.next();
           if (!line) break;
@@ -176,6 +179,7 @@ int remote_map(const queue_target& target, const std::string& task, const job_fl
         auto jobs = queue.submit_all(next.calls);
         for (std::size_t k = 0; k < jobs.size(); ++k) {
           if (jobs[k]) {
+            log.sent(next.lines[k]);
             flying.emplace(next.lines[k], std::move(*jobs[k]));
           } else {
             refused.lines.push_back(next.lines[k]);
@@ -187,7 +191,7 @@ int remote_map(const queue_target& target, const std::string& task, const job_fl
         if (!refused.calls.empty()) again = steady::now() + busy.next();
       }
       if (flying.empty()) {
-        if (refused.calls.empty() && in.done()) break;
+        if (refused.calls.empty() && (halting || in.done())) break;
         std::this_thread::sleep_until(again);
         continue;
       }
@@ -204,13 +208,25 @@ int remote_map(const queue_target& target, const std::string& task, const job_fl
         }
         rapidjson::Document response;
         const std::string body = answer_of(it->second, response);
+        log.answered(it->first, response);
         auto [text, failed] = map_line(body, response, flags.raw);
         out.add(it->first, std::move(text), failed);
         it = flying.erase(it);
       }
       out.running(flying.size() + refused.calls.size());
+      if (how.halt.at != halt_policy::when::never && out.failed() >= how.halt.failures) {
+        halting = true;
+        refused = {};
+        // A queue cannot take a job back: with now, the ones out still run, unread.
+        if (how.halt.at == halt_policy::when::now) break;
+      }
     }
-    return out.finish();
+    const int status = out.finish();
+    if (halting) {
+      std::cerr << "parallelcode: --halt: " << out.failed() << " lines failed, stopped\n";
+      return exit_failed;
+    }
+    return status;
   });
 }
 

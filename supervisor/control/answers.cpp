@@ -32,12 +32,14 @@ std::string ok_answer(request_id id) {
 
 std::string error_answer(const request_error& e) { return error_answer(e.id, e.type, e.message); }
 
-std::string result_answer(request_id id, std::string_view result, std::optional<int> worker_pid) {
+std::string result_answer(request_id id, std::string_view result, std::optional<int> worker_pid,
+                          std::string_view consumer) {
   rapidjson::Document check;
   if (auto bad = parse(result, check))
     return error_answer(id, "payload_error", "the task answered something that is not JSON: " + *bad);
   json_writer out;
   out.open().id(id).key("ok").boolean(true);
+  if (!consumer.empty()) out.key("consumer").string(consumer);
   if (worker_pid) out.key("worker_pid").number(*worker_pid);
   out.key("result").raw(result).close();
   return out.text();

@@ -25,8 +25,10 @@ std::string ok_answer(request_id id);
 std::string error_answer(const request_error& e);
 // A job's result, as the task wrote it; a payload_error if that is no JSON text
 // (a task returning parallelcode::json answers what it likes: the protocol stays whole).
-// worker_pid: who ran it, when the submit asked (with_worker); map --joblog does.
-std::string result_answer(request_id id, std::string_view result, std::optional<int> worker_pid = std::nullopt);
+// worker_pid: who ran it, when the submit asked (with_worker; map --joblog does), and
+// on a queue the consumer (host:pid of the daemon) whose worker it was.
+std::string result_answer(request_id id, std::string_view result, std::optional<int> worker_pid = std::nullopt,
+                          std::string_view consumer = {});
 // worker_lost, job_failed, job_timeout, payload_error or job_cancelled.
 std::string_view job_error_type(const job_error& e);
 // How a job ended badly: its job_error_type and what the error knows.

@@ -264,7 +264,9 @@ void consumer::take(const redisReply& entry, long long deliveries, const std::st
   if (timeout) opts.timeout = std::chrono::milliseconds(*timeout);
   if (retries) opts.retries = static_cast<unsigned>(*retries);
   auto job = pool_.job(&run_json, json_call{task, field("args")}, opts);
-  job.on_done([this, id](const std::string& result, const job_context&) { finish(id, control::result_answer(std::nullopt, result)); });
+  job.on_done([this, id](const std::string& result, const job_context& ctx) {
+    finish(id, control::result_answer(std::nullopt, result, ctx.worker.pid, name_));  // for map --queue --joblog
+  });
   job.on_error([this, id](const job_error& e, const job_context&) {
     if (dynamic_cast<const job_cancelled*>(&e)) release(id);  // the pool stopped under it: not the job's fault
     else finish(id, control::job_error_answer(std::nullopt, e));
