@@ -86,8 +86,8 @@ class PARALLELCODE_API remote_job {
   // pool throws (job_failed, worker_lost, job_timeout, payload_error, job_cancelled),
   // deadline_exceeded, dead_lettered, or queue_error if the queue was closed first.
   std::string result() const;
-  // The answer as a daemon's control socket words it ({"ok":true,"result":…} or
-  // {"ok":false,"error":{"type":…,"message":…}}); blocks like result().
+  // The answer as a daemon's control socket words it ({"ok":true,"consumer":"host:pid",
+  // "worker_pid":…,"result":…} or {"ok":false,"error":{"type":…,"message":…}}); blocks like result().
   std::string answer() const;
   // True once the answer is here.
   bool wait_for(std::chrono::milliseconds timeout) const;
