@@ -52,6 +52,20 @@ case_warning_level_shows_a_worker_death_but_not_start_and_stop() {
   ! grep -q "ready:\|started: pid\|SIGTERM\|stopped" "$tmp/log" || { fail "info lines at --log-level warning"; return 1; }
 }
 
+case_an_unreachable_queue_is_logged_as_a_warning() {
+  "$D" --help | grep -q -- "--queue " || return 0  # built without Redis support
+  # Port 1 on loopback: nothing listens, so the consumer says so and keeps trying.
+  start_daemon --workers 1 --log-format json --queue redis://127.0.0.1:1 || return 1
+  wait_for 'grep -q "retrying in the background" "$tmp/log"' 10 || { fail "no line about the queue"; return 1; }
+  stop_daemon || return 1
+  python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+queue = [d for d in lines if d["message"].startswith("queue: ")]
+assert queue and all(d["level"] == "warning" for d in queue if "retrying" in d["message"]), queue
+' "$tmp/log" || { fail "the queue line is not a warning: $(grep queue "$tmp/log")"; return 1; }
+}
+
 case_error_level_hides_warnings() {
   start_daemon --workers 1 --log-level error || return 1
   kill -KILL "$(worker_pid)"

@@ -416,7 +416,9 @@ int main(int argc, char** argv) {
             .max_deliveries = s.max_deliveries,
             .slots = std::size_t{opts.workers} * opts.concurrency,
             .prefetch = s.prefetch.value_or(std::size_t{opts.workers} * opts.concurrency),
-            .log = [](const std::string& line) { log(log_level::info, "%s", line.c_str()); },
+            .log = [](pc::remote::severity level, const std::string& line) {
+              log(level == pc::remote::severity::warning ? log_level::warning : log_level::info, "%s", line.c_str());
+            },
             .on_idle = [&server] { server.wake(); },
         });
       } catch (const pc::queue_error& e) {

@@ -64,10 +64,10 @@ consumer::consumer(pool& workers, consumer_settings settings)
   } catch (const credentials_refused&) {
     throw;
   } catch (const queue_error& e) {
-    settings_.log("queue: " + std::string(e.what()) + ": retrying in the background");
+    settings_.log(severity::warning, "queue: " + std::string(e.what()) + ": retrying in the background");
     told_down_ = true;
   }
-  settings_.log("queue: consuming " + keys_.jobs + " at " + address_.display() + " as " + name_ + " (lease " +
+  settings_.log(severity::info, "queue: consuming " + keys_.jobs + " at " + address_.display() + " as " + name_ + " (lease " +
                 std::to_string(settings_.lease.count()) + " ms, " + std::to_string(settings_.slots) + " running and " +
                 std::to_string(settings_.prefetch) + " waiting at most)");
   reader_ = std::thread([this] { read_loop(); });
@@ -121,10 +121,10 @@ void consumer::set_connected(bool reader, bool up, const std::string& why) {
   (reader ? reader_up_ : keeper_up_) = up;
   if (!up && !told_down_) {
     told_down_ = true;
-    settings_.log("queue: lost Redis (" + why + "): serving the socket, reconnecting");
+    settings_.log(severity::warning, "queue: lost Redis (" + why + "): serving the socket, reconnecting");
   } else if (up && told_down_ && reader_up_ && keeper_up_) {
     told_down_ = false;
-    settings_.log("queue: reconnected to Redis at " + address_.display());
+    settings_.log(severity::info, "queue: reconnected to Redis at " + address_.display());
   }
 }
 
@@ -202,7 +202,7 @@ void consumer::take_lost_deliveries(connection& c) {
         check(complete_script.run(c, {keys_.jobs, keys_.dead}, args), "the completion of a deleted entry");
         continue;
       }
-      settings_.log("queue: took back job " + after + ", delivered to us as the connection broke");
+      settings_.log(severity::info, "queue: took back job " + after + ", delivered to us as the connection broke");
       take(e, 1, {});
     }
   }
@@ -224,7 +224,7 @@ void consumer::take(const redisReply& entry, long long deliveries, const std::st
   }
   if (deliveries > 1) {
     ++reclaims_;
-    settings_.log("queue: reclaimed job " + id + " from " + previous_owner + " (delivery " + std::to_string(deliveries) + ")");
+    settings_.log(severity::warning, "queue: reclaimed job " + id + " from " + previous_owner + " (delivery " + std::to_string(deliveries) + ")");
   }
   using control::error_answer;
   if (deliveries > static_cast<long long>(settings_.max_deliveries)) {
@@ -324,12 +324,12 @@ void consumer::settle(const batch& b, const reply& r) {
   std::vector<std::string> lost;  // not answered by this completion
   for (std::size_t i = 0; i < size(at(result, 0)); ++i) {
     lost.push_back(text(at(at(result, 0), i)));
-    settings_.log("queue: discarded the completion of job " + lost.back() + ": its lease went to another daemon");
+    settings_.log(severity::warning, "queue: discarded the completion of job " + lost.back() + ": its lease went to another daemon");
     ++discarded_;
   }
   for (std::size_t i = 0; i < size(at(result, 1)); ++i) {
     lost.push_back(text(at(at(result, 1), i)));
-    settings_.log("queue: discarded the completion of job " + lost.back() +
+    settings_.log(severity::warning, "queue: discarded the completion of job " + lost.back() +
                   ": it was answered already (by the daemon its lease went to, or by us before a reply was lost)");
     ++discarded_;
   }
@@ -337,7 +337,7 @@ void consumer::settle(const batch& b, const reply& r) {
   for (const auto& d : b.done)
     if (!d.burial.empty() && std::find(lost.begin(), lost.end(), d.id) == lost.end()) {
       ++buried;
-      settings_.log("queue: dead-lettered job " + d.id + ": " + d.burial);
+      settings_.log(severity::warning, "queue: dead-lettered job " + d.id + ": " + d.burial);
     }
   dead_lettered_ += buried;
   completed_ += b.done.size() - lost.size() - buried;
@@ -380,7 +380,7 @@ void consumer::renew(connection& c) {
       const std::string id = text(at(lost, i));
       if (auto it = held_.find(id); it != held_.end() && !it->second.lost) {
         it->second.lost = true;
-        settings_.log("queue: lost the lease on job " + id + ": another daemon may run it; ours will not be answered");
+        settings_.log(severity::warning, "queue: lost the lease on job " + id + ": another daemon may run it; ours will not be answered");
       }
     }
   }

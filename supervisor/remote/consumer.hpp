@@ -25,6 +25,9 @@
 
 namespace parallelcode::remote {
 
+// How much an event in the log matters: a warning is a job or a connection in trouble.
+enum class severity { info, warning };
+
 struct consumer_settings {
   std::string url;
   std::string password;  // empty: the URL's, if any
@@ -35,7 +38,7 @@ struct consumer_settings {
   std::size_t prefetch = 1;  // held beyond those, waiting for a free worker
   std::chrono::seconds reply_ttl{3600};
   std::chrono::seconds idempotency_ttl{86400};
-  std::function<void(const std::string&)> log;  // one line per event
+  std::function<void(severity, const std::string&)> log;  // one line per event
   std::function<void()> on_idle;                // when the last held job is answered
 };
 
