@@ -13,6 +13,8 @@ allowed_detail=(
   'parallelcode::detail::json_input_archive'  # from_json, in every task's invoke_json (json.hpp)
   'parallelcode::detail::compact_json_value(' # to_json (json.hpp)
   'parallelcode::detail::schema_archive'      # json_schema<T>, in every task's entry (schema.hpp)
+  'parallelcode::detail::readable_type_name'  # run_map_chunk, in the worker (map.hpp)
+  'parallelcode::detail::map_chunk_size('     # pool::map (pool.hpp)
   'parallelcode::detail::register_task('      # PARALLELCODE_TASK (task.hpp)
   'parallelcode::detail::checked_task('       # pool::task<R> (pool.hpp)
   'parallelcode::detail::trim_buffer_cache('  # tests/soak.cpp's leak check

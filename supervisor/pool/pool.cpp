@@ -262,6 +262,12 @@ std::vector<worker_info> pool_impl::workers() const {
   return out;
 }
 
+std::size_t pool_impl::running_slots() const {
+  if (inherited()) return 1;
+  std::lock_guard lock(mutex_);
+  return std::max<std::size_t>(1, order_.size()) * opts_.concurrency;
+}
+
 pool_stats pool_impl::stats() const {
   if (inherited()) return {};
   std::lock_guard lock(mutex_);
@@ -489,6 +495,7 @@ void pool::submit(std::shared_ptr<detail::job_state_base> job, const job_options
 }
 bool pool::kill(pid_t pid) { return impl_->kill(pid); }
 std::vector<worker_info> pool::workers() const { return impl_->workers(); }
+std::size_t pool::running_slots() const { return impl_->running_slots(); }
 pool_stats pool::stats() const { return impl_->stats(); }
 void pool::free() { impl_->free(); }
 void pool::resize(unsigned n) { impl_->resize(n); }

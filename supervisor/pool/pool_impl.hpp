@@ -44,6 +44,7 @@ class pool_impl {
   void submit(job_ptr job, const job_options& opts);
   bool kill(pid_t pid);
   std::vector<worker_info> workers() const;
+  std::size_t running_slots() const;
   pool_stats stats() const;
   void free();
   // From ~pool: false, or true if called on the pool's own thread (a callback), which

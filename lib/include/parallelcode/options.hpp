@@ -38,4 +38,11 @@ struct job_options {
   unsigned retries = 0;  // times the job is run again if its worker dies under it
 };
 
+// pool::map's settings. Items travel in chunks, one job each: a chunk's timeout and
+// retries are job's, so a chunk whose worker dies is failed, or run again, whole.
+struct map_options {
+  std::size_t chunk_size = 0;  // items a chunk; 0: chosen from a first chunk's measured cost per item
+  job_options chunk{};
+};
+
 }  // namespace parallelcode

@@ -17,6 +17,7 @@
 #include <parallelcode/export.hpp>
 #include <parallelcode/info.hpp>
 #include <parallelcode/job_handle.hpp>
+#include <parallelcode/map_handle.hpp>
 #include <parallelcode/named_tasks.hpp>
 #include <parallelcode/options.hpp>
 #include <parallelcode/pool.hpp>

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <ranges>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -18,6 +19,7 @@
 #include <parallelcode/export.hpp>
 #include <parallelcode/info.hpp>
 #include <parallelcode/job_handle.hpp>
+#include <parallelcode/map_handle.hpp>
 #include <parallelcode/options.hpp>
 
 namespace parallelcode {
@@ -51,6 +53,12 @@ class PARALLELCODE_API pool {
   template <class R, class T>
   job_handle<R> task(std::string_view name, T&& data, const job_options& opts = {});
 
+  // Runs fn on every item of inputs (any input range), in chunks of many items a job,
+  // and returns their results in input order (map_handle.hpp). Without a chunk size it
+  // runs a first chunk of up to 32 items, waits for it up to 2 ms, and sizes the rest
+  // from its wall time. On a pool not running, every chunk fails with job_cancelled.
+  template <class F, class Range>
+  auto map(F fn, Range&& inputs, const map_options& opts = {});
   // SIGKILLs the worker with this pid if it is one of this pool's; false otherwise.
   bool kill(pid_t pid);
 
@@ -87,6 +95,7 @@ class PARALLELCODE_API pool {
   template <class R, class D>
   job_handle<R> enqueue(detail::invoke_fn invoke, std::uintptr_t fn, const D& data, const job_options& opts);
   void submit(std::shared_ptr<detail::job_state_base> job, const job_options& opts);
+  std::size_t running_slots() const;  // workers x concurrency, at least 1
 
   std::unique_ptr<detail::pool_impl> impl_;
 };
@@ -100,6 +109,44 @@ auto pool::job(F fn, T&& data, const job_options& opts) {
   static_assert(std::is_invocable_v<F&, D&&>, "parallelcode::job: the function cannot be called with this data");
   return enqueue<detail::job_result_t<F, D>>(&detail::invoke<F, D>, detail::function_address(fn),
                                              static_cast<const D&>(data), opts);
+}
+
+template <class F, class Range>
+auto pool::map(F fn, Range&& inputs, const map_options& opts) {
+  using D = detail::data_t<std::ranges::range_reference_t<Range>>;
+  static_assert(detail::is_job_function_v<F>,
+                "parallelcode::map: the function must not capture anything: it runs in another "
+                "process. Use a function pointer or a lambda with [].");
+  static_assert(std::is_invocable_v<F&, D&&>, "parallelcode::map: the function cannot be called with the items");
+  using R = detail::job_result_t<F, D>;
+  static_assert(!std::is_void_v<R>, "parallelcode::map: the function must return a value (a bool will do)");
+  const std::size_t slots = running_slots();
+  std::vector<job_handle<detail::map_chunk_result<R>>> chunks;
+  std::vector<std::size_t> sizes;
+  std::size_t items = 0, chunk_size = opts.chunk_size;
+  auto it = std::ranges::begin(inputs);
+  const auto end = std::ranges::end(inputs);
+  auto send = [&](std::size_t n) {
+    detail::map_chunk<D> chunk{detail::function_address(fn), {}};
+    chunk.items.reserve(n);
+    for (; chunk.items.size() < n && it != end; ++it) chunk.items.emplace_back(*it);
+    if (chunk.items.empty()) return false;
+    sizes.push_back(chunk.items.size());
+    items += chunk.items.size();
+    chunks.push_back(job(&detail::run_map_chunk<F, D>, std::move(chunk), opts.chunk));
+    return true;
+  };
+  if (chunk_size == 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!send(32)) return map_handle<R>{};
+    chunks.front().wait_for(std::chrono::milliseconds(2));
+    std::size_t remaining = 0;
+    if constexpr (std::ranges::sized_range<Range>) remaining = std::ranges::size(inputs) - items;
+    chunk_size = detail::map_chunk_size(remaining, slots, sizes.front(), std::chrono::steady_clock::now() - t0);
+  }
+  while (send(chunk_size)) {
+  }
+  return map_handle<R>(std::move(chunks), std::move(sizes), items);
 }
 
 template <class R, class T>
