@@ -27,6 +27,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -35,6 +36,15 @@
 #include <parallelcode/parallelcode.hpp>
 
 #include "report.hpp"
+
+#if PARALLELCODE_BENCH_TBB
+#include <future>
+#include <memory>
+
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/version.h>
+#endif
 
 namespace {
 
@@ -69,6 +79,7 @@ std::string hello(const greeting& g) { return "Hello " + g.text + "!"; }
 
 struct w1w2_result {
   double jobs_per_s;
+  double map_jobs_per_s;  // W1's job as items of one map() call
   double p50, p90, p99, max;
 };
 
@@ -92,6 +103,22 @@ w1w2_result run_w1_w2(const scale& s) {
                static_cast<unsigned long long>(after.handed_ahead - before.handed_ahead),
                static_cast<unsigned long long>(after.taken_back - before.taken_back));
 
+  // The same job as one map() over five times as many items, the inputs made beforehand
+  // (as Pool.map(f, inputs) is timed): first call to last result, every result checked.
+  const std::vector<greeting> inputs(static_cast<std::size_t>(s.w1_jobs) * 5, greeting{"world"});
+  auto mapped = [&](std::size_t n) {
+    const auto t0 = clock_type::now();
+    auto m = pool.map(&hello, std::span(inputs).first(n));
+    const std::vector<std::string> out = std::move(m).results();
+    const double took = seconds_since(t0);
+    check(out.size() == n && std::all_of(out.begin(), out.end(), [](const auto& r) { return r == "Hello world!"; }),
+          "W1 map");
+    std::fprintf(stderr, "W1 map: %zu items in %zu chunks\n", n, m.chunks());
+    return n / took;
+  };
+  mapped(static_cast<std::size_t>(s.w1_warmup));
+  const double w1_map = mapped(inputs.size());
+
   for (int i = 0; i < s.w2_warmup; ++i) check(pool.job(&hello, greeting{"world"}).result() == "Hello world!", "W2");
   std::vector<double> us;
   us.reserve(static_cast<std::size_t>(s.w2_jobs));
@@ -105,8 +132,41 @@ w1w2_result run_w1_w2(const scale& s) {
     const auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(us.size())));
     return us[std::max<std::size_t>(k, 1) - 1];
   };
-  return {s.w1_jobs / w1, rank(0.50), rank(0.90), rank(0.99), us.back()};
+  return {s.w1_jobs / w1, w1_map, rank(0.50), rank(0.90), rank(0.99), us.back()};
 }
+
+#if PARALLELCODE_BENCH_TBB
+// W1's jobs in-process on oneTBB, the reference a C++ user would pick when isolation
+// does not matter: the same job, count, warm-up and checks, one enqueue and one future each.
+double run_w1_tbb(const scale& s) {
+  // Workers are capped at cores - 1 (1 here) and arena(2) reserves a slot for the
+  // caller, which only waits: without these, one thread would run every job.
+  tbb::global_control threads(tbb::global_control::max_allowed_parallelism, 3);
+  tbb::task_scheduler_handle scheduler{tbb::attach{}};
+  double seconds = 0;
+  {
+    tbb::task_arena arena(2, 0);
+    auto burst = [&](int n) {
+      std::vector<std::future<std::string>> futures;
+      futures.reserve(static_cast<std::size_t>(n));
+      const auto t0 = clock_type::now();
+      for (int i = 0; i < n; ++i) {
+        // A promise per submit, as a future-returning submit() is written: enqueue calls its functor const.
+        auto p = std::make_shared<std::promise<std::string>>();
+        futures.push_back(p->get_future());
+        arena.enqueue([p, g = greeting{"world"}] { p->set_value(hello(g)); });
+      }
+      for (auto& f : futures) check(f.get() == "Hello world!", "W1 oneTBB");
+      return seconds_since(t0);
+    };
+    burst(s.w1_warmup);
+    seconds = burst(s.w1_jobs);
+  }
+  // Join TBB's threads: the pools after this one fork from a process without them.
+  tbb::finalize(scheduler, std::nothrow);
+  return s.w1_jobs / seconds;
+}
+#endif
 
 // --- W3: CPU scaling --------------------------------------------------------
 
@@ -505,21 +565,39 @@ void add_w5(int runs, const floor_result& floor, std::vector<figure>& figs) {
 
 void add_w1_w2(const scale& s, int runs, const floor_result& floor, std::vector<figure>& figs) {
   figure w1{"W1", "tiny jobs, one job() each", "jobs/s", ">= 1,000,000", {}, ""};
+  figure w1_map{"W1", "the same jobs as one map() call", "jobs/s", ">= 8,700,000", {}, ""};
   figure p50{"W2", "latency p50", "us", "<= 10", {}, ""};
   figure p90{"W2", "latency p90", "us", "", {}, ""};
   figure p99{"W2", "latency p99", "us", "<= 50", {}, ""};
   figure mx{"W2", "latency max", "us", "", {}, ""};
+#if PARALLELCODE_BENCH_TBB
+  figure tbb_w1{"W1", "oneTBB " + std::to_string(TBB_VERSION_MAJOR) + " task_arena::enqueue + a promise per job, 2 threads",
+                "jobs/s", "", {}, ""};
+#else
+  std::fprintf(stderr, "W1: the oneTBB reference is left out (built without libtbb-dev: apt-get install libtbb-dev)\n");
+#endif
   for (int r = 0; r < runs; ++r) {
     const auto x = run_w1_w2(s);
     w1.runs.push_back(x.jobs_per_s);
+    w1_map.runs.push_back(x.map_jobs_per_s);
     p50.runs.push_back(x.p50);
     p90.runs.push_back(x.p90);
     p99.runs.push_back(x.p99);
     mx.runs.push_back(x.max);
+#if PARALLELCODE_BENCH_TBB
+    tbb_w1.runs.push_back(run_w1_tbb(s));  // right after ours, so both see this run's machine
+#endif
   }
+#if PARALLELCODE_BENCH_TBB
+  w1.note = "oneTBB " + fmt(tbb_w1.median()) + " jobs/s; pool/TBB " + fmt(w1.median() / tbb_w1.median()) + "x";
+#endif
   p50.note = "rtt " + fmt(floor.rtt_p50_us) + " us; pool/floor " + fmt(p50.median() / floor.rtt_p50_us) + "x";
   p99.note = "rtt " + fmt(floor.rtt_p99_us) + " us; pool/floor " + fmt(p99.median() / floor.rtt_p99_us) + "x";
-  figs.insert(figs.end(), {w1, p50, p90, p99, mx});
+  figs.push_back(w1);
+#if PARALLELCODE_BENCH_TBB
+  figs.push_back(tbb_w1);
+#endif
+  figs.insert(figs.end(), {w1_map, p50, p90, p99, mx});
 }
 
 void add_w3(const scale& s, int runs, std::vector<figure>& figs) {
