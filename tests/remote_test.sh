@@ -207,8 +207,8 @@ xadd() { rcli --raw xadd "$JOBS" '*' "$@"; }
 
 # The answer to job ID in reply list KEY within 5 s, as its JSON, or nothing.
 answer_of() {
-  local id=$1 key=$2 line
-  line=$(rcli --raw blpop "$key" 5 | tail -n +2)
+  local id=$1 key=$2 seconds=${3:-5} line
+  line=$(rcli --raw blpop "$key" "$seconds" | tail -n +2)
   [ "${line%% *}" = "$id" ] && echo "${line#* }"
 }
 
@@ -248,7 +248,7 @@ case_bad_stream_entries_are_answered_or_dead_lettered_and_consuming_goes_on() {
       *) fail "entry $kind got '${a:0:200}', not an error ${expect[$kind]}"; return 1 ;;
     esac
   done
-  a=$(answer_of "$huge" "$r:huge")
+  a=$(answer_of "$huge" "$r:huge" 60)  # 10 MB through JSON both ways: seconds under TSan on a busy machine
   local huge_answer
   huge_answer=$(echo "$a" | json '"ok" if d["ok"] and len(d["result"]) == 10_000_007 else d["error"]["type"]' 2>/dev/null)
   [ -n "$huge_answer" ] || rcli --raw xrange "$DEAD" - + | grep -qx "$huge" ||
