@@ -253,8 +253,28 @@ std::uint32_t byte_sum(const std::vector<std::uint8_t>& v) {
 
 std::uint64_t length(const std::vector<std::uint8_t>& v) { return v.size(); }
 
+// The same sum over a shared_bytes, and when the worker got to it (steady_clock is
+// CLOCK_MONOTONIC: one clock for every process of the machine).
+struct shared_sum {
+  std::int64_t started_ns = 0;
+  std::uint32_t sum = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(started_ns, sum);
+  }
+};
+
+shared_sum shared_byte_sum(const pc::shared_bytes& b) {
+  const auto started = clock_type::now().time_since_epoch();
+  std::uint32_t sum = 0;
+  for (std::uint8_t x : b.as<std::uint8_t>()) sum += x;
+  return {std::chrono::duration_cast<std::chrono::nanoseconds>(started).count(), sum};
+}
+
 struct w4_result {
   double mib_s, transport_mib_s, s64, s1g;
+  double shared_start_ms, shared_s, shared_gib_s;  // one 1 GiB shared_bytes job
+  double local_gib_s;                               // its sum run here instead
 };
 
 template <class R>
@@ -285,6 +305,18 @@ w4_result run_w4(const scale& s) {
       check(pool.job(&byte_sum, big).result() == expect, "W4 single job of " + std::to_string(bytes >> 20) + " MiB");
       *out = seconds_since(t0);
     }
+    pc::shared_bytes shared(std::size_t{1} << 30);
+    const auto src = shared.as<std::uint8_t>();
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<std::uint8_t>((i * 31 + 7) & 0xff);
+    const auto t0 = clock_type::now();
+    const shared_sum x = pool.job(&shared_byte_sum, shared).result();
+    r.shared_s = seconds_since(t0);
+    check(x.sum == 3'758'096'384u, "W4 1 GiB shared_bytes sum");
+    r.shared_start_ms = std::chrono::duration<double, std::milli>(clock_type::time_point(std::chrono::nanoseconds(x.started_ns)) - t0).count();
+    r.shared_gib_s = 1.0 / (r.shared_s - r.shared_start_ms / 1000);
+    const auto t1 = clock_type::now();
+    check(shared_byte_sum(shared).sum == x.sum, "W4 1 GiB shared_bytes sum here");
+    r.local_gib_s = 1.0 / seconds_since(t1);  // the same loop over pages this process has mapped
   }
   return r;
 }
@@ -624,6 +656,10 @@ void add_w4(const scale& s, int runs, const floor_result& floor, std::vector<fig
   figure tr{"W4", "1 MiB payloads, transport only", "MiB/s", "", {}, ""};
   figure big{"W4", "one 64 MiB job", "s", "works", {}, ""};
   figure huge{"W4", "one 1 GiB job", "s", "works", {}, ""};
+  figure sh_start{"W4", "one 1 GiB shared_bytes job: job() to its start", "ms", "<= 1", {}, ""};
+  figure sh_all{"W4", "the same job, end to end", "s", "", {}, ""};
+  figure sh_rate{"W4", "its byte sum, from its start", "GiB/s", "", {}, ""};
+  std::vector<double> local;
   for (int r = 0; r < runs; ++r) {
     const auto x = run_w4(s);
     sum.runs.push_back(x.mib_s);
@@ -631,12 +667,17 @@ void add_w4(const scale& s, int runs, const floor_result& floor, std::vector<fig
     if (s.big_jobs) {
       big.runs.push_back(x.s64);
       huge.runs.push_back(x.s1g);
+      sh_start.runs.push_back(x.shared_start_ms);
+      sh_all.runs.push_back(x.shared_s);
+      sh_rate.runs.push_back(x.shared_gib_s);
+      local.push_back(x.local_gib_s);
     }
   }
   // How many 1 MiB memcpys one job's transport costs.
   tr.note = "memcpy " + fmt(floor_mib_s) + " MiB/s; floor/pool " + fmt(floor_mib_s / tr.median()) + "x";
   figs.insert(figs.end(), {sum, tr});
-  if (s.big_jobs) figs.insert(figs.end(), {big, huge});
+  if (!local.empty()) sh_rate.note = "the same sum in the caller, its pages mapped: " + fmt(figure{"", "", "", "", local, ""}.median()) + " GiB/s";
+  if (s.big_jobs) figs.insert(figs.end(), {big, huge, sh_start, sh_all, sh_rate});
 }
 
 

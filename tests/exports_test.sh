@@ -20,6 +20,7 @@ allowed_detail=(
   'parallelcode::detail::trim_buffer_cache('  # tests/soak.cpp's leak check
   'parallelcode::detail::track_fd('           # the daemon's unique_fd, from lib/src
   'parallelcode::detail::untrack_fd('         # the daemon's unique_fd, from lib/src
+  'parallelcode::detail::pin_scope::'         # pool::enqueue pins a job's shared_bytes (pool.hpp)
 )
 
 [ -e "$lib" ] || { echo "FAIL: no library at $lib"; exit 1; }

@@ -60,6 +60,7 @@ bool job_state_base::finish(const std::byte* result, std::size_t size, clock::ti
   std::lock_guard lock(mutex_);
   if (ended_) return false;
   try {
+    const pin_scope pins(shared);  // the only shared_bytes the result may name
     store_result(result, size);
   } catch (const codec_error& e) {
     payload_error error(std::string("parallelcode: the job's result: ") + e.what());
@@ -81,6 +82,7 @@ void job_state_base::fail(std::shared_ptr<const job_error> ref, std::exception_p
 void job_state_base::end_locked(clock::time_point at) {
   ended_ = true;
   ended_at_ = at;
+  shared.clear();  // no worker will map them for this job again
   progress_.store(ended, std::memory_order_release);
   changed_.notify_all();
 }

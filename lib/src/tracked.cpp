@@ -16,7 +16,7 @@ namespace {
 // Slots hold fd + 1 so that zero-initialized means empty. Full tables stop
 // tracking (the cost is a leaked copy in another pool's workers, not a failure).
 constexpr std::size_t max_fds = 4096;
-constexpr std::size_t max_mappings = 256;
+constexpr std::size_t max_mappings = 4096;  // a pool's region, and every shared_bytes
 
 std::atomic<int> fds[max_fds];
 

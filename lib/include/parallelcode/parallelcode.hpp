@@ -22,6 +22,7 @@
 #include <parallelcode/options.hpp>
 #include <parallelcode/pool.hpp>
 #include <parallelcode/process_names.hpp>
+#include <parallelcode/shared_bytes.hpp>
 #include <parallelcode/version.hpp>
 
 namespace parallelcode {

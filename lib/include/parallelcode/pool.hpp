@@ -162,6 +162,7 @@ job_handle<R> pool::enqueue(detail::invoke_fn invoke, std::uintptr_t fn, const D
   state->invoke = invoke;
   state->fn = fn;
   try {
+    const detail::pin_scope pins(state->shared);  // its shared_bytes live as long as the job
     detail::encode(state->payload, data);
   } catch (const detail::codec_error& e) {
     state->fail(payload_error(std::string("parallelcode: the job's data: ") + e.what()));

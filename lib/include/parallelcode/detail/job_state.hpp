@@ -21,6 +21,7 @@
 #include <parallelcode/detail/invoke.hpp>
 #include <parallelcode/errors.hpp>
 #include <parallelcode/info.hpp>
+#include <parallelcode/shared_bytes.hpp>
 
 namespace parallelcode::detail {
 
@@ -52,6 +53,7 @@ class PARALLELCODE_API job_state_base {
   invoke_fn invoke = nullptr;
   std::uintptr_t fn = 0;
   byte_buffer payload;
+  shared_pins shared;  // the shared_bytes in payload: held until the job ends
   clock::time_point queued_at;
   // 0: none. From submit until the pool takes the job, job_options::timeout, or
   // pool_default_timeout for the pool's.
