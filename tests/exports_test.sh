@@ -21,6 +21,7 @@ allowed_detail=(
   'parallelcode::detail::track_fd('           # the daemon's unique_fd, from lib/src
   'parallelcode::detail::untrack_fd('         # the daemon's unique_fd, from lib/src
   'parallelcode::detail::pin_scope::'         # pool::enqueue pins a job's shared_bytes (pool.hpp)
+  'parallelcode::detail::prefer_huge_pages('  # decoding big vectors (archive.hpp)
 )
 
 [ -e "$lib" ] || { echo "FAIL: no library at $lib"; exit 1; }

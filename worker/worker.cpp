@@ -128,7 +128,7 @@ class worker {
   }
 
   [[noreturn]] void serve() {
-    frame_reader reader(start_.max_payload);
+    frame_reader reader(start_.max_payload, true);  // the pool wrote it
     byte_buffer result;
     for (;;) {
       {

@@ -1,6 +1,9 @@
 #include <parallelcode/detail/buffer.hpp>
 
+#include <sys/mman.h>
+
 #include <atomic>
+#include <cstdint>
 #include <new>
 
 namespace parallelcode::detail {
@@ -66,7 +69,17 @@ std::byte* allocate_bytes(std::size_t& capacity) {
   }
   auto* b = static_cast<block*>(::operator new(header + capacity, std::align_val_t{header}));
   b->capacity = capacity;
+  prefer_huge_pages(data_of(b), capacity);
   return data_of(b);
+}
+
+void prefer_huge_pages(void* at, std::size_t n) noexcept {
+  if (n < huge_pages_from) return;
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(at) + huge - 1) & ~(huge - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(at) + n) & ~(huge - 1);
+  // Advice only: without transparent huge pages it fails, and 4 KiB pages do.
+  if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
 
 void free_bytes(std::byte* data, std::size_t capacity) noexcept {

@@ -74,6 +74,7 @@ bool frame_reader::poll(ring_reader& ring) {
     have_header_ = true;
     got_ = 0;
     payload_.clear();
+    if (trusted_) payload_.reserve(frame_bytes(header_.size) - header_bytes);
   }
   const std::uint64_t total = frame_bytes(header_.size) - header_bytes;
   const std::uint64_t n = std::min(total - got_, ring.available());

@@ -71,7 +71,9 @@ std::uint64_t write_frame(ring_writer& ring, const frame_header& h, const std::b
 
 class frame_reader {
  public:
-  explicit frame_reader(std::uint64_t max_payload) : max_payload_(max_payload) {}
+  // trusted: the writer is the pool, whose sizes need no checking against the bytes
+  // that came (a worker's do), so a big payload gets its memory in one go.
+  explicit frame_reader(std::uint64_t max_payload, bool trusted = false) : max_payload_(max_payload), trusted_(trusted) {}
 
   // Takes what the ring has; true once a whole frame is held. Call release() on the
   // ring after. Throws protocol_error on a header that is not one.
@@ -87,6 +89,7 @@ class frame_reader {
 
  private:
   std::uint64_t max_payload_;
+  bool trusted_;
   frame_header header_{};
   bool have_header_ = false;
   std::uint64_t got_ = 0;  // payload and padding bytes read

@@ -117,6 +117,14 @@ std::size_t load_sequence_size(input_archive& ar) {
   return static_cast<std::size_t>(n);
 }
 
+// Room for n elements, a big block of it on huge pages before anything touches it.
+template <class V>
+void reserve_fresh(V& v, std::size_t n) {
+  if (v.capacity() >= n) return;
+  v.reserve(n);  // empty: nothing to copy
+  prefer_huge_pages(v.data(), n * sizeof(typename V::value_type));
+}
+
 template <class Sequence>
 void load_growing(input_archive& ar, Sequence& seq) {
   using T = typename Sequence::value_type;
@@ -125,8 +133,10 @@ void load_growing(input_archive& ar, Sequence& seq) {
   if constexpr (std::is_arithmetic_v<T> && sizeof(T) == 1 && !std::is_same_v<T, bool> &&
                 std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
     const auto* bytes = reinterpret_cast<const T*>(ar.take(n));  // bytes need no alignment; no zero fill first
+    reserve_fresh(seq, n);
     seq.assign(bytes, bytes + n);
   } else if constexpr (std::is_arithmetic_v<T> && std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
+    reserve_fresh(seq, n);
     seq.resize(n);
     ar.load_bytes(seq.data(), n * sizeof(T));
   } else {
