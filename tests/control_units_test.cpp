@@ -1,4 +1,5 @@
-// The durations and sizes the daemon's and the CLI's options take (supervisor/control/units).
+// The durations and sizes the daemon's and the CLI's options take (supervisor/control/units),
+// and the CLI's quick reading of the daemon's usual answer (supervisor/control/protocol).
 
 #include <doctest/doctest.h>
 
@@ -6,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "protocol.hpp"
 #include "units.hpp"
 
 using parallelcode::control::parse_duration;
@@ -58,5 +60,30 @@ TEST_CASE("a size with an unknown unit, a fraction of a byte or past the address
   for (const char* bad : {"", "M", "12X", "1.5", "1mb", "1Mib", "99999999999999999T", "-1K"}) {
     CAPTURE(bad);
     CHECK_THROWS_AS(parse_size(bad), std::invalid_argument);
+  }
+}
+
+TEST_CASE("the usual answer is read without a document, its result exactly as the daemon wrote it") {
+  using parallelcode::control::plain_result;
+  const auto a = plain_result(R"({"id":42,"ok":true,"result":{"a":[1,2.50,"x\u00e9"]}})");
+  REQUIRE(a);
+  CHECK(a->id == 42);
+  CHECK(a->result == R"({"a":[1,2.50,"x\u00e9"]})");
+  CHECK(plain_result(R"({"id":0,"ok":true,"result":"Hello 1!"})")->result == R"("Hello 1!")");
+  CHECK(plain_result(R"({"id":7,"ok":true,"result":123456789012345678901234567890})")->result ==
+        "123456789012345678901234567890");
+}
+
+TEST_CASE("any other answer is left to the full parse: errors, more members, bad JSON, ids JSON does not write") {
+  using parallelcode::control::plain_result;
+  for (const char* other : {R"({"id":1,"ok":false,"error":{"type":"busy","message":"x"}})",
+                            R"({"id":1,"ok":true,"worker_pid":5,"result":1})", R"({"id":1,"ok":true,"result":1,"x":2})",
+                            R"({"id":1,"ok":true,"result":1 2})", R"({"id":1,"ok":true,"result":[1,})",
+                            R"({"id":1,"ok":true,"result":NaN})", "{\"id\":1,\"ok\":true,\"result\":\"\xff\"}",
+                            R"({"id":01,"ok":true,"result":1})", R"({"id":-1,"ok":true,"result":1})",
+                            R"({"id":99999999999999999999,"ok":true,"result":1})", R"({"ok":true,"result":1})",
+                            R"({"id":1,"ok":true,"result":})", R"({"id":1,"ok":true,"result":1)", ""}) {
+    CAPTURE(other);
+    CHECK_FALSE(plain_result(other));
   }
 }

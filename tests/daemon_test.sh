@@ -80,6 +80,53 @@ PY
   stop_daemon
 }
 
+case_tiny_lines_go_to_the_pool_many_to_a_job_each_answered_as_alone() {
+  python3 -c 'for i in range(2000): print({500: "{\"text\":5}", 1500: "{\"nope\":1}"}.get(i, "{\"text\":\"%d\"}" % i))' > "$tmp/in.jsonl"
+  seq 1 40 | sed 's/.*/{"text":"warm"}/' > "$tmp/warm.jsonl"
+  local batched
+  for batched in 1s 0; do
+    start_daemon --workers 2 --batch-below "$batched" || return 1
+    pc map hello "$tmp/warm.jsonl" > /dev/null || { fail "the warm-up map failed"; return 1; }  # hello's runs are known now
+    pc map hello "$tmp/in.jsonl" > "$tmp/out.$batched"
+    [ $? -eq 1 ] || { fail "map with two bad lines should exit 1"; return 1; }
+    local jobs
+    jobs=$(( $(pc status --json | json 'd["completed"] + d["failed"]') - 40 ))
+    if [ "$batched" = 0 ]; then
+      [ "$jobs" -eq 2000 ] || { fail "--batch-below 0: 2000 lines made $jobs pool jobs"; return 1; }
+    else
+      [ "$jobs" -lt 1000 ] || { fail "2000 tiny lines made $jobs pool jobs: they were not batched"; return 1; }
+    fi
+    stop_daemon || return 1
+  done
+  cmp -s "$tmp/out.1s" "$tmp/out.0" || { fail "batched answers differ: $(diff "$tmp/out.1s" "$tmp/out.0" | head -5)"; return 1; }
+  [ "$(sed -n 2p "$tmp/out.1s")" = '"Hello 1!"' ] && grep -q '"payload_error"' <(sed -n 501p "$tmp/out.1s") &&
+    grep -q '"payload_error"' <(sed -n 1501p "$tmp/out.1s") || { fail "answers: $(sed -n '501p;1501p' "$tmp/out.1s")"; return 1; }
+}
+
+case_a_killed_worker_fails_the_lines_of_its_batch_and_no_others() {
+  start_daemon --workers 1 --batch-below 1s || return 1
+  seq 1 40 | sed 's/.*/{"ms":0}/' | pc map sleep > /dev/null || { fail "the warm-up map failed"; return 1; }
+  { echo '{"ms":30000}'; seq 1 200 | sed 's/.*/{"ms":0}/'; } > "$tmp/in.jsonl"
+  pc map sleep "$tmp/in.jsonl" > "$tmp/out" 2>/dev/null &
+  local client=$!
+  busy() { [ "$(pc status --json | json 'd["workers"][0]["running"]')" = 1 ]; }
+  wait_for busy 5 || { fail "the batch never started"; return 1; }
+  kill -9 "$(pc status --json | json 'd["workers"][0]["pid"]')"
+  wait_for "! kill -0 $client 2>/dev/null" 20 || { kill $client; fail "map did not end after the kill"; return 1; }
+  python3 - "$tmp/out" <<'PY' || { fail "answers after the kill: $(head -3 "$tmp/out")"; return 1; }
+import json, sys
+out = [json.loads(l) for l in open(sys.argv[1])]
+lost = [i for i, a in enumerate(out) if isinstance(a, dict) and a["error"]["type"] == "worker_lost"]
+assert len(out) == 201, len(out)
+assert lost[:2] == [0, 1], lost          # the slow line and the next, one batch: lost together
+assert lost == list(range(len(lost))), lost  # one batch, the first, and nothing after it
+assert all(a == 0 for a in out[len(lost):]), out
+assert out[0]["error"]["signal_name"] == "SIGKILL"
+PY
+  [ "$(pc submit hello '{"text":"after"}' --raw)" = 'Hello after!' ] || { fail "submit after the kill"; return 1; }
+  stop_daemon
+}
+
 case_kill_9_from_the_shell_respawns_within_a_second() {
   start_daemon --workers 2 || return 1
   local victim

@@ -17,9 +17,6 @@ namespace parallelcode::cli {
 
 namespace ctl = parallelcode::control;
 
-namespace {
-
-// JSON text without the blanks between its tokens: one line, each token as it was.
 std::string compact(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -39,6 +36,8 @@ std::string compact(std::string_view text) {
   }
   return out;
 }
+
+namespace {
 
 const rapidjson::Value& error_of(const rapidjson::Value& response) {
   static const rapidjson::Value none(rapidjson::kObjectType);

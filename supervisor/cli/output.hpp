@@ -45,6 +45,8 @@ bool check_arguments(std::string_view args);
 bool ok(const rapidjson::Value& response);
 
 // An answer's result as the daemon wrote it (re-encoding would change its numbers), or a string's bytes.
+// JSON text without the blanks between its tokens: one line, each token as it was.
+std::string compact(std::string_view text);
 std::string result_of(std::string_view body, const rapidjson::Value& response, bool raw);
 
 // Says on stderr why the job or the request failed; returns the exit status for it.

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <charconv>
+
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -110,6 +112,26 @@ std::optional<std::string_view> member_text(std::string_view text, std::string_v
                rapidjson::kParseNumbersAsStringsFlag>(in, finder);
   if (finder.end == std::string_view::npos) return std::nullopt;
   return text.substr(finder.begin, finder.end - finder.begin);
+}
+
+std::optional<plain_answer> plain_result(std::string_view body) {
+  constexpr std::string_view head = "{\"id\":", middle = ",\"ok\":true,\"result\":";
+  if (!body.starts_with(head) || !body.ends_with('}')) return std::nullopt;
+  const char* digits = body.data() + head.size();
+  std::uint64_t id = 0;
+  const auto [after, error] = std::from_chars(digits, body.data() + body.size(), id);
+  if (error != std::errc{} || (*digits == '0' && after - digits > 1)) return std::nullopt;  // JSON has no 007
+  std::string_view rest(after, static_cast<std::size_t>(body.data() + body.size() - after));
+  if (!rest.starts_with(middle)) return std::nullopt;
+  const std::string_view result = rest.substr(middle.size(), rest.size() - middle.size() - 1);
+  // One value and nothing after it (the Reader refuses what follows the root), as parse() takes it.
+  rapidjson::MemoryStream in(result.data(), result.size());
+  rapidjson::BaseReaderHandler<> any;
+  rapidjson::Reader reader;
+  if (reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag |
+                   rapidjson::kParseValidateEncodingFlag>(in, any).IsError())
+    return std::nullopt;
+  return plain_answer{id, result};
 }
 
 std::string to_text(const rapidjson::Value& v) { return json_text::write(v); }

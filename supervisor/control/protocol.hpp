@@ -54,6 +54,15 @@ std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc
 // written, blanks, escapes and digits and all; nothing if it has none.
 std::optional<std::string_view> member_text(std::string_view text, std::string_view key);
 
+// The daemon's usual answer to a submit, {"id":N,"ok":true,"result":R} byte for byte
+// as it writes one, read without building a document: N, and R's text, checked to be
+// one JSON value. Nothing for any other answer: the caller parses that one whole.
+struct plain_answer {
+  std::uint64_t id;
+  std::string_view result;
+};
+std::optional<plain_answer> plain_result(std::string_view body);
+
 // A string member, NULs and all (GetString alone would stop at the first NUL).
 std::string string_member(const rapidjson::Value& v, const char* key);
 

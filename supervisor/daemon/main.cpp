@@ -68,6 +68,7 @@ struct settings {
   std::size_t max_jobs = 100'000;
   std::string max_request_bytes = "1G";
   std::string idle_timeout = "60s";
+  std::string batch_below = "50us";
   std::string queue;
   std::string queue_name = "default";
   std::string queue_password_file;
@@ -265,6 +266,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--idle-timeout", s.idle_timeout, "Close a client silent this long with no job in flight")
       ->capture_default_str();
+  app.add_option("--batch-below", s.batch_below,
+                 "Send a task's plain submits to the pool many to a job while its recent runs average under this (0: never)")
+      ->capture_default_str();
   app.add_option("--queue", s.queue, "Also serve the remote queue at this Redis URL: redis://[user@]host[:port][/db] or unix:///path?db=N");
   app.add_option("--queue-name", s.queue_name, "The queue's name: its keys are pc:{NAME}:...")->capture_default_str();
   app.add_option("--queue-password-file", s.queue_password_file, "Read Redis's password from this file (else PARALLELCODE_QUEUE_PASSWORD)");
@@ -336,6 +340,7 @@ int main(int argc, char** argv) {
     serving.max_jobs = s.max_jobs;
     serving.max_request_bytes = pc::control::parse_size(s.max_request_bytes);
     serving.idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(pc::control::parse_duration(s.idle_timeout));
+    serving.batch_below = pc::control::parse_duration(s.batch_below);
     if (serving.max_frame < 64 || serving.max_frame > 0xffffffffu)
       throw std::invalid_argument("--max-frame must be 64 bytes to 4G - 1");
     if (serving.idle_timeout < std::chrono::seconds(1)) throw std::invalid_argument("--idle-timeout must be 1s or more");

@@ -58,6 +58,9 @@ void task_counters::ran(const job_context& ctx) noexcept {
   while (i < duration_buckets.size() && seconds > duration_buckets[i]) ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   nanoseconds_.fetch_add(static_cast<std::uint64_t>(ctx.running.count()), std::memory_order_relaxed);
+  runs_.fetch_add(1, std::memory_order_relaxed);
+  const std::int64_t was = recent_.load(std::memory_order_relaxed);
+  recent_.store(was + (ctx.running.count() - was) / 8, std::memory_order_relaxed);
 }
 
 void task_counters::completed(const job_context& ctx) noexcept {

@@ -34,6 +34,12 @@ class task_counters {
   void submitted() noexcept { submitted_.fetch_add(1, std::memory_order_relaxed); }
   void completed(const job_context& ctx) noexcept;
   void failed(const job_error& e, const job_context& ctx) noexcept;
+  // How many jobs ran so far.
+  std::uint64_t runs() const noexcept { return runs_.load(std::memory_order_relaxed); }
+  // The recent runs' mean: each run weighs an eighth, the ones before it the rest.
+  std::chrono::nanoseconds recent_running() const noexcept {
+    return std::chrono::nanoseconds(recent_.load(std::memory_order_relaxed));
+  }
 
  private:
   friend class metrics;
@@ -43,6 +49,8 @@ class task_counters {
   std::array<std::atomic<std::uint64_t>, failure_reasons.size()> failed_{};
   std::array<std::atomic<std::uint64_t>, duration_buckets.size() + 1> buckets_{};  // not cumulative; the last is +Inf
   std::atomic<std::uint64_t> nanoseconds_{0};
+  std::atomic<std::uint64_t> runs_{0};
+  std::atomic<std::int64_t> recent_{0};  // an estimate: racing runs may each miss the other's
 };
 
 class metrics {

@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include <memory>
 #include <system_error>
 #include <variant>
 
@@ -36,6 +37,12 @@ constexpr std::size_t max_request_bytes_per_client = std::size_t{64} << 20;
 constexpr std::size_t max_unsent_bytes = std::size_t{16} << 20;  // a client that does not read stops being read
 constexpr auto final_flush = 1s;                                 // for the last responses, when stopping
 constexpr auto linger = 1s;                                      // reading what a refused client still sends
+// Tiny jobs go to the pool many to a chunk (a job each costs more than their task):
+// a task's plain submits batch once its runs are known to be short.
+constexpr std::size_t max_batch_lines = 64;
+constexpr std::size_t max_batch_bytes = 256 * 1024;
+constexpr auto batch_work = 1ms;  // a chunk's most: lines times the task's recent mean running time
+constexpr std::uint64_t known_after_runs = 16;
 
 constexpr std::uint64_t listener_key = 0;
 constexpr std::uint64_t signals_key = ~std::uint64_t{0};
@@ -170,7 +177,9 @@ void server::accept_clients() {
     }
     const std::uint64_t id = next_client_++;
     if (!watch(EPOLL_CTL_ADD, fd.get(), EPOLLIN, id)) continue;  // unwatched it would never be heard: closed
-    clients_[id].fd = std::move(fd);
+    client& c = clients_[id];
+    c.fd = std::move(fd);
+    c.watched = EPOLLIN;
   }
 }
 
@@ -236,8 +245,9 @@ void server::read_client(std::uint64_t id) {
       consume_input(c, 4 + std::size_t{cut.length});
       handle_frame(id, c, body);
     }
+    if (clients_.count(id)) flush_batch(id, c);
     if (!clients_.count(id)) return;  // answering a refusal found it gone
-    if (c.jobs.size() >= max_jobs_per_client || c.request_bytes > max_request_bytes_per_client ||
+    if (c.lines >= max_jobs_per_client || c.request_bytes > max_request_bytes_per_client ||
         c.out.size() > max_unsent_bytes)
       break;
   }
@@ -288,10 +298,15 @@ void server::consume_input(client& c, std::size_t n) {
 
 bool server::update_interest(std::uint64_t id, client& c) {
   // Not read once it half-closed: its end of file would be seen again and again. A hang-up still shows (EPOLLHUP).
-  const bool read = !c.done_sending && (c.closing || (c.jobs.size() < max_jobs_per_client &&
+  const bool read = !c.done_sending && (c.closing || (c.lines < max_jobs_per_client &&
                                                       c.request_bytes <= max_request_bytes_per_client &&
                                                       c.out.size() <= max_unsent_bytes));
-  if (watch(EPOLL_CTL_MOD, c.fd.get(), (read ? EPOLLIN : 0u) | (c.out.empty() ? 0u : EPOLLOUT), id)) return true;
+  const std::uint32_t want = (read ? EPOLLIN : 0u) | (c.out.empty() ? 0u : EPOLLOUT);
+  if (want == c.watched) return true;
+  if (watch(EPOLL_CTL_MOD, c.fd.get(), want, id)) {
+    c.watched = want;
+    return true;
+  }
   drop(id);  // a client epoll does not watch as it should would hang
   return false;
 }
@@ -300,7 +315,7 @@ void server::drop(std::uint64_t id) {
   const auto it = clients_.find(id);
   if (it == clients_.end()) return;
   // Nobody is left to hear them: queued jobs go; running ones end unheard.
-  for (auto& [seq, job] : it->second.jobs) job.cancel();
+  for (auto& [seq, job] : it->second.jobs) std::visit([](auto& j) { j.cancel(); }, job);
   unfinished_bytes_ -= it->second.in.size();
   clients_.erase(it);
   watch_listener(true);  // a file descriptor is free again
@@ -309,6 +324,7 @@ void server::drop(std::uint64_t id) {
 void server::respond(client& c, std::string_view body) { append_frame(c.out, body); }
 
 void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, std::string_view message) {
+  flush_batch(id, c);  // what it sent before is answered
   log(log_level::debug, "client %llu: %.*s: %.*s: closing its connection", static_cast<unsigned long long>(id),
       static_cast<int>(type.size()), type.data(), static_cast<int>(message.size()), message.data());
   respond(c, error_answer(std::nullopt, type, message));
@@ -319,6 +335,7 @@ void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, 
 
 void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   request r = decode_request(body, &has_task);
+  if (!std::holds_alternative<submit_request>(r)) flush_batch(id, c);  // answers keep the order of the requests
   if (const auto* refused = std::get_if<request_error>(&r)) {
     if (refused->closes) fail_and_close(id, c, refused->type, refused->message);
     else respond(c, refusal(*refused, body.size()));
@@ -353,7 +370,8 @@ std::string server::refusal(const request_error& e, std::size_t bytes) const {
 
 std::optional<std::string> server::admission(request_id rid, std::size_t bytes) const {
   if (stopping_) return error_answer(rid, "stopping", "the daemon is stopping and takes no new job");
-  if (jobs_ >= settings_.max_jobs || request_bytes_ + bytes > settings_.max_request_bytes)
+  if (jobs_ + batch_.lines.size() >= settings_.max_jobs ||
+      request_bytes_ + batch_.bytes + bytes > settings_.max_request_bytes)
     return error_answer(rid, "busy", "the daemon holds as many jobs as it may: try again later");
   return std::nullopt;
 }
@@ -382,55 +400,177 @@ void server::submit(std::uint64_t id, client& c, submit_request&& r, std::size_t
     respond(c, *no);
     return;
   }
-  job_options opts;
-  if (r.timeout) opts.timeout = *r.timeout;
-  if (r.retries) opts.retries = *r.retries;
-  const std::uint64_t seq = next_job_++;
   task_counters* counted = metrics_.of(r.task);
-  auto deliver = [this, id, seq, bytes](std::string response) {
+  counted->submitted();
+  const batched_line line{r.id, r.with_worker, counted};
+  const std::size_t most = batch_size(r, bytes, *counted);
+  if (most == 1) {
+    flush_batch(id, c);
+    job_options opts;
+    if (r.timeout) opts.timeout = *r.timeout;
+    if (r.retries) opts.retries = *r.retries;
+    send_line(id, c, json_call{std::move(r.task), std::move(r.args)}, line, opts, bytes);
+    return;
+  }
+  batch_.calls.push_back(json_call{std::move(r.task), std::move(r.args)});
+  batch_.lines.push_back(line);
+  batch_.bytes += bytes;
+  if (batch_.lines.size() >= most || batch_.bytes >= max_batch_bytes) flush_batch(id, c);
+}
+
+// Lines in a batch: none for a job with its own timeout or retries (a chunk has one of
+// each), a big one, or a task not known to be quick.
+std::size_t server::batch_size(const submit_request& r, std::size_t bytes, const task_counters& counted) const {
+  if (r.timeout || r.retries || bytes > max_batch_bytes / 4 || counted.runs() < known_after_runs) return 1;
+  const auto recent = std::max(counted.recent_running(), std::chrono::nanoseconds(1));
+  if (recent >= settings_.batch_below) return 1;
+  return std::clamp<std::size_t>(static_cast<std::size_t>(batch_work / recent), 2, max_batch_lines);
+}
+
+std::function<void(std::string)> server::deliverer(std::uint64_t id, std::uint64_t seq, std::size_t lines,
+                                                   std::size_t bytes) {
+  return [this, id, seq, lines, bytes](std::string framed) {
+    bool first;
     {
       std::lock_guard lock(completions_mutex_);
-      completions_.push_back({id, seq, bytes, std::move(response)});
+      first = completions_.empty();
+      completions_.push_back({id, seq, lines, bytes, std::move(framed)});
     }
-    wake();
+    if (first) wake();  // the rest join it before the loop takes them
   };
-  auto job = pool_.job(&run_json, json_call{std::move(r.task), std::move(r.args)}, opts);
-  counted->submitted();
-  ++jobs_;
+}
+
+void server::in_flight_now(client& c, std::uint64_t seq, in_flight job, std::size_t lines, std::size_t bytes) {
+  jobs_ += lines;
+  c.lines += lines;
   c.request_bytes += bytes;
   request_bytes_ += bytes;
-  const request_id rid = r.id;
-  const bool with_worker = r.with_worker;
-  job.on_done([deliver, rid, counted, with_worker](const std::string& result, const job_context& ctx) {
-    counted->completed(ctx);
-    deliver(result_answer(rid, result, with_worker ? std::optional<int>(ctx.worker.pid) : std::nullopt));
-  });
-  job.on_error([deliver, rid, counted](const job_error& e, const job_context& ctx) {
-    counted->failed(e, ctx);
-    deliver(job_error_answer(rid, e));
-  });
   c.jobs.emplace(seq, std::move(job));
+}
+
+void server::send_line(std::uint64_t id, client& c, json_call call, const batched_line& line, const job_options& opts,
+                       std::size_t bytes) {
+  const std::uint64_t seq = next_job_++;
+  auto deliver = deliverer(id, seq, 1, bytes);
+  auto job = pool_.job(&run_json, std::move(call), opts);
+  job.on_done([deliver, line](const std::string& result, const job_context& ctx) {
+    line.counted->completed(ctx);
+    std::string framed;
+    append_frame(framed, result_answer(line.rid, result, line.with_worker ? std::optional<int>(ctx.worker.pid) : std::nullopt));
+    deliver(std::move(framed));
+  });
+  job.on_error([deliver, line](const job_error& e, const job_context& ctx) {
+    line.counted->failed(e, ctx);
+    std::string framed;
+    append_frame(framed, job_error_answer(line.rid, e));
+    deliver(std::move(framed));
+  });
+  in_flight_now(c, seq, std::move(job), 1, bytes);
+}
+
+namespace {
+
+// A batch's lines, run one by one in the worker as pool::map's items are.
+constexpr auto run_line = [](json_call&& call) { return run_json(call); };
+using line_chunk = detail::map_chunk<json_call>;
+using line_results = detail::map_chunk_result<std::string>;
+
+// One line's share of its chunk's run: what the metrics and the batching see.
+job_context line_context(job_context ctx, std::size_t lines) {
+  ctx.running /= static_cast<long>(std::max<std::size_t>(lines, 1));
+  return ctx;
+}
+
+// An item's error as its line would have had it alone: arguments that do not fit the
+// task are a payload_error there (the worker tells it so), not what its function threw.
+template <class F>
+void line_failed(const detail::map_item_error& item, F&& answer) {
+  static const std::string codec = detail::readable_type_name(typeid(detail::codec_error));
+  if (item.type == codec) answer(payload_error("parallelcode: " + item.message));  // as the pool words it
+  else answer(job_failed(item.type, item.message));
+}
+
+}  // namespace
+
+// The batch goes as one chunk; each line is still answered on its own, a failed item
+// with its own job_failed, and a chunk that does not come back (its worker died, it
+// timed out, it was cancelled) fails each of its lines with the chunk's error.
+void server::flush_batch(std::uint64_t id, client& c) {
+  if (batch_.lines.empty()) return;
+  batch taken = std::exchange(batch_, {});
+  if (taken.lines.size() == 1) {
+    send_line(id, c, std::move(taken.calls.front()), taken.lines.front(), {}, taken.bytes);
+    return;
+  }
+  const std::uint64_t seq = next_job_++;
+  const std::size_t n = taken.lines.size();
+  auto deliver = deliverer(id, seq, n, taken.bytes);
+  auto job = pool_.job(&detail::run_map_chunk<decltype(run_line), json_call>, line_chunk{0, std::move(taken.calls)});
+  auto lines = std::make_shared<const std::vector<batched_line>>(std::move(taken.lines));
+  job.on_done([deliver, lines](const line_results& r, const job_context& chunk_ctx) {
+    const job_context ctx = line_context(chunk_ctx, lines->size());
+    std::vector<const detail::map_item_error*> failed(lines->size(), nullptr);
+    for (const auto& e : r.errors)
+      if (e.index < failed.size()) failed[e.index] = &e;
+    std::string framed;
+    for (std::size_t i = 0; i < lines->size(); ++i) {
+      const batched_line& line = (*lines)[i];
+      if (failed[i]) {
+        line_failed(*failed[i], [&](const job_error& e) {
+          line.counted->failed(e, ctx);
+          append_frame(framed, job_error_answer(line.rid, e));
+        });
+      } else if (i >= r.values.size()) {
+        const payload_error e("the worker sent " + std::to_string(r.values.size()) + " results for " +
+                              std::to_string(lines->size()) + " lines");
+        line.counted->failed(e, ctx);
+        append_frame(framed, job_error_answer(line.rid, e));
+      } else {
+        line.counted->completed(ctx);
+        append_frame(framed, result_answer(line.rid, r.values[i],
+                                           line.with_worker ? std::optional<int>(ctx.worker.pid) : std::nullopt));
+      }
+    }
+    deliver(std::move(framed));
+  });
+  job.on_error([deliver, lines](const job_error& e, const job_context& chunk_ctx) {
+    const job_context ctx = line_context(chunk_ctx, lines->size());
+    std::string framed;
+    for (const auto& line : *lines) {
+      line.counted->failed(e, ctx);
+      append_frame(framed, job_error_answer(line.rid, e));
+    }
+    deliver(std::move(framed));
+  });
+  in_flight_now(c, seq, std::move(job), n, taken.bytes);
 }
 
 void server::deliver_completions() {
   eventfd_t ignored;
   ::eventfd_read(completions_ready_.get(), &ignored);
-  std::vector<completion> done;
   {
     std::lock_guard lock(completions_mutex_);
-    done.swap(completions_);
+    delivering_.swap(completions_);
   }
-  for (auto& d : done) {
-    --jobs_;
+  // Every answer first, then one send per client: a client's answers leave together.
+  std::vector<std::uint64_t> answered;
+  for (auto& d : delivering_) {
+    jobs_ -= d.lines;
     request_bytes_ -= d.bytes;
     const auto it = clients_.find(d.client);
     if (it == clients_.end()) continue;  // it left: nobody to tell
     client& c = it->second;
     c.jobs.erase(d.job);
+    c.lines -= d.lines;
     c.request_bytes -= d.bytes;
-    respond(c, d.response);
-    write_client(d.client);
+    c.out += d.framed;
+    answered.push_back(d.client);
   }
+  delivering_.clear();
+  std::sort(answered.begin(), answered.end());
+  answered.erase(std::unique(answered.begin(), answered.end()), answered.end());
+  for (auto id : answered)
+    if (clients_.count(id)) write_client(id);
 }
 
 void server::handle_signals() {

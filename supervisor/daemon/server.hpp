@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <parallelcode/parallelcode.hpp>
@@ -32,6 +33,7 @@ struct server_settings {
   std::size_t max_request_bytes;  // of job arguments in flight, all clients together
   std::chrono::seconds idle_timeout;
   std::optional<gid_t> group;  // besides our uid and root, members of this group may connect
+  std::chrono::nanoseconds batch_below{50'000};  // a task's plain submits batch while its recent runs average less
 };
 
 
@@ -61,21 +63,37 @@ class server {
  private:
   using clock = std::chrono::steady_clock;
 
+  // A job of one line, or a chunk of many (see flush_batch).
+  using in_flight = std::variant<job_handle<std::string>, job_handle<detail::map_chunk_result<std::string>>>;
   struct client {
     owned_fd fd;
     std::string in;
     std::string out;
-    std::map<std::uint64_t, job_handle<std::string>> jobs;  // in flight, by our sequence number
-    std::size_t request_bytes = 0;                           // their arguments' size
+    std::map<std::uint64_t, in_flight> jobs;  // in flight, by our sequence number
+    std::size_t lines = 0;                    // the submits they answer
+    std::size_t request_bytes = 0;            // their arguments' size
     clock::time_point last_heard = clock::now();
     bool closing = false;  // answer sent: shut down, read what still comes, close
     bool done_sending = false;  // it half-closed: no more requests; answer what is in flight, then close
+    std::uint32_t watched = 0;  // the events epoll watches it for: changed only when they must change
   };
   struct completion {
     std::uint64_t client;
     std::uint64_t job;
-    std::size_t bytes;  // of its request
-    std::string response;
+    std::size_t lines;  // it answers
+    std::size_t bytes;  // of their requests
+    std::string framed;  // the answers, each in its frame
+  };
+  // Plain submits read from one client in one turn, waiting to go to the pool as one chunk.
+  struct batched_line {
+    request_id rid;
+    bool with_worker;
+    task_counters* counted;
+  };
+  struct batch {
+    std::vector<json_call> calls;
+    std::vector<batched_line> lines;
+    std::size_t bytes = 0;
   };
 
   void accept_clients();
@@ -85,6 +103,12 @@ class server {
   void handle_frame(std::uint64_t id, client& c, std::string_view body);
   // bytes: the frame's size, counted against the limits while its job runs.
   void submit(std::uint64_t id, client& c, submit_request&& r, std::size_t bytes);
+  std::size_t batch_size(const submit_request& r, std::size_t bytes, const task_counters& counted) const;
+  void flush_batch(std::uint64_t id, client& c);
+  void send_line(std::uint64_t id, client& c, json_call call, const batched_line& line, const job_options& opts,
+                 std::size_t bytes);
+  void in_flight_now(client& c, std::uint64_t seq, in_flight job, std::size_t lines, std::size_t bytes);
+  std::function<void(std::string)> deliverer(std::uint64_t id, std::uint64_t seq, std::size_t lines, std::size_t bytes);
   std::optional<std::string> admission(request_id rid, std::size_t bytes) const;
   std::string refusal(const request_error& e, std::size_t bytes) const;
   std::string kill(const kill_request& r);
@@ -127,6 +151,8 @@ class server {
 
   std::mutex completions_mutex_;
   std::vector<completion> completions_;  // filled on the pool's thread
+  std::vector<completion> delivering_;   // swapped with it: both keep their room
+  batch batch_;                          // of the client being read
 
   std::optional<outside_jobs> outside_;
   bool stopping_ = false;

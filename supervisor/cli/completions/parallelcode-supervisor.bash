@@ -16,7 +16,7 @@ _parallelcode_supervisor() {
       return ;;
     --workers | --max-workers | --concurrency | --tick | --job-timeout | --max-jobs-per-worker | \
       --max-worker-rss | --kill-grace | --drain-timeout | --ring-bytes | --max-payload | --max-frame | \
-      --max-clients | --max-jobs | --max-request-bytes | --idle-timeout | --queue | --queue-name | --lease | \
+      --max-clients | --max-jobs | --max-request-bytes | --idle-timeout | --batch-below | --queue | --queue-name | --lease | \
       --max-deliveries | --prefetch | --socket-mode | --log-level | --metrics)
       COMPREPLY=()
       return ;;
@@ -24,7 +24,7 @@ _parallelcode_supervisor() {
   COMPREPLY=($(compgen -W "-h --help --version --config --workers --max-workers --concurrency --tick --socket
     --socket-group --socket-mode --plugin --pidfile --job-timeout --max-jobs-per-worker --max-worker-rss
     --kill-grace --drain-timeout --ring-bytes --max-payload --max-frame --max-clients --max-jobs
-    --max-request-bytes --idle-timeout --queue --queue-name --queue-password-file --lease --max-deliveries
+    --max-request-bytes --idle-timeout --batch-below --queue --queue-name --queue-password-file --lease --max-deliveries
     --prefetch --log-level --log-format --metrics" -- "$cur"))
 }
 complete -F _parallelcode_supervisor parallelcode-supervisor
