@@ -4,8 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "protocol.hpp"
 #include "units.hpp"
@@ -86,4 +88,23 @@ TEST_CASE("any other answer is left to the full parse: errors, more members, bad
     CAPTURE(other);
     CHECK_FALSE(plain_result(other));
   }
+}
+
+TEST_CASE("parse finds a member's text in its one pass exactly where member_text finds it") {
+  using parallelcode::control::member_text;
+  using parallelcode::control::parse;
+  for (const char* body : {R"({"op":"submit","task":"t","args":{"a":[1,2.50,{"b":null}]},"id":3})",
+                           R"({"args":  -1.5e+3  ,"x":1})", R"({"args":"a\"b}","op":"x"})", R"({"args":true})",
+                           R"({"args":null})", R"({"args":[ ]})", R"({"args":{}})", R"({"args":123456789012345678901234})",
+                           R"({"x":{"args":1},"args":2})", R"({"args":1,"args":2})", R"({"x":[{"args":1}]})",
+                           R"({"op":"status"})", R"( { "args" : [ [ [ ] ] ] } )", R"({"a":0,"args":0})"}) {
+    CAPTURE(body);
+    rapidjson::Document doc;
+    std::optional<std::string_view> member;
+    REQUIRE_FALSE(parse(body, doc, "args", member));
+    CHECK(member == member_text(body, "args"));
+  }
+  rapidjson::Document doc;
+  std::optional<std::string_view> member;
+  CHECK(parse(R"({"args":[1,}")", doc, "args", member));  // not JSON: an error, whatever was found
 }

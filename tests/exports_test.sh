@@ -12,6 +12,7 @@ allowed_detail=(
   'parallelcode::detail::codec_error'         # thrown by encode/decode in the user's code, caught in ours
   'parallelcode::detail::json_input_archive'  # from_json, in every task's invoke_json (json.hpp)
   'parallelcode::detail::compact_json_value(' # to_json (json.hpp)
+  'parallelcode::detail::json_string[abi:cxx11](' # to_json (json.hpp)
   'parallelcode::detail::schema_archive'      # json_schema<T>, in every task's entry (schema.hpp)
   'parallelcode::detail::readable_type_name'  # run_map_chunk, in the worker (map.hpp)
   'parallelcode::detail::map_chunk_size('     # pool::map (pool.hpp)

@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <map>
 #include <numeric>
+#include <limits>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <variant>
 #include <vector>
@@ -156,6 +158,34 @@ TEST_CASE("run_json keeps strings whole past a NUL and doubles exact, both ways"
   CHECK(run("test.sum", R"({"values":[0.1,0.2]})") == "0.30000000000000004");
   CHECK(run("test.sum", R"({"values":[8.5744025984476e+19]})") == "8.5744025984476e+19");
   CHECK(run("test.sum", R"({"values":[0.1,0.7000000000000001,1e-400]})") == "0.8");
+}
+
+TEST_CASE("strings, bools and integers are written without cereal exactly as cereal's way writes them") {
+  auto through_cereal = [](const auto& v) {
+    std::ostringstream out;
+    {
+      cereal::JSONOutputArchive ar(out, cereal::JSONOutputArchive::Options::NoIndent());
+      ar(cereal::make_nvp("value0", v));
+    }
+    return pc::detail::compact_json_value(out.str());
+  };
+  for (const std::string& s : {std::string(), std::string("Hello world!"), std::string("a\0b", 3),
+                               std::string("\" \\ / \b \f \n \r \t \x01 \x1f \x7f"),
+                               std::string("\xc3\xa9 \xf0\x9f\x98\x80 \xe2\x80\xa8")}) {
+    CAPTURE(s);
+    CHECK(pc::detail::to_json(s) == through_cereal(s));
+  }
+  CHECK(pc::detail::to_json(true) == through_cereal(true));
+  CHECK(pc::detail::to_json(false) == through_cereal(false));
+  CHECK(pc::detail::to_json(std::numeric_limits<std::int64_t>::min()) == through_cereal(std::numeric_limits<std::int64_t>::min()));
+  CHECK(pc::detail::to_json(std::numeric_limits<std::uint64_t>::max()) == through_cereal(std::numeric_limits<std::uint64_t>::max()));
+  CHECK(pc::detail::to_json(-7) == through_cereal(-7));
+  CHECK(pc::detail::to_json(static_cast<unsigned short>(65535)) == through_cereal(static_cast<unsigned short>(65535)));
+  CHECK(pc::detail::to_json(-5LL) == through_cereal(-5LL));  // "-5": cereal's own way
+  CHECK(pc::detail::to_json(5UL) == through_cereal(5UL));
+  CHECK_THROWS_WITH_AS(pc::detail::to_json(std::string("\xff")),
+                       doctest::Contains("the result cannot be written as JSON: a string is not UTF-8"),
+                       pc::detail::codec_error);
 }
 
 TEST_CASE("a result the JSON encoder cannot write fails with payload_error saying why") {

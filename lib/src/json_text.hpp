@@ -140,8 +140,19 @@ class document_builder {
 
   bool too_deep() const noexcept { return too_deep_; }
 
-  bool Null() { return doc_.Null(); }
-  bool Bool(bool b) { return doc_.Bool(b); }
+  // Also finds where the value of the top-level object's first member named `key`
+  // is written (member_text's walk, in the same pass).
+  void find_member(std::string_view key) {
+    key_ = key;
+    finding_ = true;
+  }
+  std::optional<std::string_view> member() const {
+    if (end_ == std::string_view::npos) return std::nullopt;
+    return text_.substr(begin_, end_ - begin_);
+  }
+
+  bool Null() { return ended_at(in_.Tell()) && doc_.Null(); }
+  bool Bool(bool b) { return ended_at(in_.Tell()) && doc_.Bool(b); }
   bool Int(int i) { return doc_.Int(i); }
   bool Uint(unsigned u) { return doc_.Uint(u); }
   bool Int64(std::int64_t i) { return doc_.Int64(i); }
@@ -151,30 +162,44 @@ class document_builder {
     const std::string_view raw(s, n);
     if (raw == "0") {  // one of ours: its text ends where the blanks after it do
       const std::size_t at = in_.Tell() - 1;
-      return put_number(doc_, text_.substr(at, number_end(text_, at) - at));
+      const std::size_t end = number_end(text_, at);
+      return ended_at(end) && put_number(doc_, text_.substr(at, end - at));
     }
     if (raw == "NaN") return doc_.Double(std::numeric_limits<double>::quiet_NaN());
     if (raw == "Infinity" || raw == "-Infinity")
       return doc_.Double(raw[0] == '-' ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity());
     return false;
   }
-  bool String(const char* s, rapidjson::SizeType n, bool) { return doc_.String(s, n, true); }
-  bool Key(const char* s, rapidjson::SizeType n, bool) { return doc_.Key(s, n, true); }
+  bool String(const char* s, rapidjson::SizeType n, bool) { return ended_at(in_.Tell()) && doc_.String(s, n, true); }
+  bool Key(const char* s, rapidjson::SizeType n, bool) {
+    if (finding_ && depth_ == 1 && begin_ == std::string_view::npos && std::string_view(s, n) == key_) {
+      begin_ = text_.find_first_not_of(" \t\r\n", in_.Tell());  // the ':'
+      begin_ = text_.find_first_not_of(" \t\r\n", begin_ + 1);
+    }
+    return doc_.Key(s, n, true);
+  }
   bool StartObject() { return enter() && doc_.StartObject(); }
   bool EndObject(rapidjson::SizeType n) {
     --depth_;
-    return doc_.EndObject(n);
+    return ended_at(in_.Tell() + 1) && doc_.EndObject(n);
   }
   bool StartArray() { return enter() && doc_.StartArray(); }
   bool EndArray(rapidjson::SizeType n) {
     --depth_;
-    return doc_.EndArray(n);
+    return ended_at(in_.Tell() + 1) && doc_.EndArray(n);
   }
 
  private:
   bool enter() {
-    too_deep_ = max_depth_ && ++depth_ > max_depth_;
+    ++depth_;
+    too_deep_ = max_depth_ && depth_ > max_depth_;
     return !too_deep_;
+  }
+  // A value ended just before `after`: the member sought, if it is one of the top object's
+  // and comes first after its key. Always true: it only takes note.
+  bool ended_at(std::size_t after) {
+    if (begin_ != std::string_view::npos && end_ == std::string_view::npos && depth_ == 1) end_ = after;
+    return true;
   }
 
   rapidjson::Document& doc_;
@@ -183,6 +208,10 @@ class document_builder {
   unsigned max_depth_;
   unsigned depth_ = 0;
   bool too_deep_ = false;
+  bool finding_ = false;
+  std::string_view key_;
+  std::size_t begin_ = std::string_view::npos;
+  std::size_t end_ = std::string_view::npos;
 };
 
 template <unsigned flags, class Handler>
@@ -193,12 +222,15 @@ rapidjson::ParseResult walk(rapidjson::MemoryStream& in, Handler& handler) {
 }
 
 // Parses one JSON text into doc, without recursion (RapidJSON's recursive parser would
-// overflow the stack on a hostile [[[[...). Returns the error, or nothing.
-inline std::optional<std::string> read(std::string_view text, rapidjson::Document& doc, const read_options& options) {
+// overflow the stack on a hostile [[[[...). Returns the error, or nothing. With `member`,
+// also the text of the top-level object's member `key` as it was written, or nothing.
+inline std::optional<std::string> read(std::string_view text, rapidjson::Document& doc, const read_options& options,
+                                       std::string_view key = {}, std::optional<std::string_view>* member = nullptr) {
   try {
     const std::string zeros = numbers_as_zeros(text);
     rapidjson::MemoryStream in(zeros.data(), zeros.size());
     document_builder builder(doc, text, in, options.max_depth);
+    if (member) builder.find_member(key);
     rapidjson::ParseResult result;
     auto generate = [&](rapidjson::Document&) {
       constexpr unsigned utf8 = rapidjson::kParseValidateEncodingFlag;
@@ -216,6 +248,7 @@ inline std::optional<std::string> read(std::string_view text, rapidjson::Documen
              std::to_string(result.Offset());
     // Nothing but blanks may follow the value.
     if (zeros.find_first_not_of(" \t\r\n", in.Tell()) != std::string::npos) return "not JSON: text after the value";
+    if (member) *member = builder.member();
     return std::nullopt;
   } catch (const std::exception& e) {
     return std::string("not JSON: ") + e.what();

@@ -88,6 +88,15 @@ std::string compact_json_value(const std::string& cereal_json) {
   return json_text::write(doc["value0"]);
 }
 
+std::string json_string(std::string_view s) {
+  rapidjson::StringBuffer out;
+  json_text::exact_writer writer(out);
+  if (s.size() > std::numeric_limits<rapidjson::SizeType>::max())
+    throw std::invalid_argument("a string of " + std::to_string(s.size()) + " bytes is more than JSON text here holds");
+  if (!writer.String(s.data(), static_cast<rapidjson::SizeType>(s.size()))) throw std::invalid_argument(writer.refusal());
+  return {out.GetString(), out.GetSize()};
+}
+
 namespace {
 
 std::string kind_of(const rapidjson::Value& v) {

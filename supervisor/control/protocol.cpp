@@ -103,6 +103,11 @@ std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc
   return json_text::read(text, doc, {.max_depth = max_json_depth});
 }
 
+std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc, std::string_view key,
+                                 std::optional<std::string_view>& member) {
+  return json_text::read(text, doc, {.max_depth = max_json_depth}, key, &member);
+}
+
 std::optional<std::string_view> member_text(std::string_view text, std::string_view key) {
   const std::string zeros = json_text::numbers_as_zeros(text);
   rapidjson::MemoryStream in(zeros.data(), zeros.size());

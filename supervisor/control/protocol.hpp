@@ -49,6 +49,9 @@ frame_cut cut_frame(std::string_view in, std::size_t max_frame) noexcept;
 // uint64 as such, others as the nearest double, and one past a double's range
 // (1e400, valid JSON) as +-infinity. Returns the error, or nothing.
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc);
+// The same, and in the same pass what member_text(text, key) gives, into `member`.
+std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc, std::string_view key,
+                                 std::optional<std::string_view>& member);
 
 // The text of member `key` of the object `text` (which parse() took) as it was
 // written, blanks, escapes and digits and all; nothing if it has none.

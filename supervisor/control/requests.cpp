@@ -18,7 +18,8 @@ std::optional<std::int64_t> integer(const rapidjson::Value& json, const char* ke
   return json[key].GetInt64();
 }
 
-request decode_submit(const rapidjson::Value& json, request_id id, std::string_view body, task_lookup known_task) {
+request decode_submit(const rapidjson::Value& json, request_id id, std::optional<std::string_view> args,
+                      task_lookup known_task) {
   if (!json.HasMember("task") || !json["task"].IsString())
     return refused(id, op::submit, "submit needs a string \"task\"");
   submit_request r{.id = id, .task = string_member(json, "task")};
@@ -39,7 +40,7 @@ request decode_submit(const rapidjson::Value& json, request_id id, std::string_v
     if (!json["with_worker"].IsBool()) return refused(id, op::submit, "\"with_worker\" must be true or false");
     r.with_worker = json["with_worker"].GetBool();
   }
-  r.args = std::string(member_text(body, "args").value_or("null"));
+  r.args = std::string(args.value_or("null"));
   return r;
 }
 
@@ -47,7 +48,8 @@ request decode_submit(const rapidjson::Value& json, request_id id, std::string_v
 
 request decode_request(std::string_view body, task_lookup known_task) {
   rapidjson::Document json;
-  if (auto error = parse(body, json)) return request_error{std::nullopt, "bad_frame", *error, true};
+  std::optional<std::string_view> args;  // as written: found in the one parse
+  if (auto error = parse(body, json, "args", args)) return request_error{std::nullopt, "bad_frame", *error, true};
   if (!json.IsObject() || !json.HasMember("op") || !json["op"].IsString())
     return request_error{std::nullopt, "bad_frame", "a request is a JSON object with a string \"op\"", true};
   if (json.HasMember("id") && !json["id"].IsInt64())
@@ -55,7 +57,7 @@ request decode_request(std::string_view body, task_lookup known_task) {
   const request_id id = integer(json, "id");
   const std::string name = string_member(json, "op");
 
-  if (name == "submit") return decode_submit(json, id, body, known_task);
+  if (name == "submit") return decode_submit(json, id, args, known_task);
   if (name == "status") return status_request{id};
   if (name == "tasks") return tasks_request{id};
   if (name == "metrics") return metrics_request{id};

@@ -233,18 +233,21 @@ void server::read_client(std::uint64_t id) {
     c.in.append(chunk, static_cast<std::size_t>(got));
     unfinished_bytes_ += static_cast<std::size_t>(got);
     // Frames as they complete; a bad length ends the connection before anything is buffered for it.
+    // Those handled are erased once, after them all: a pass takes hundreds of small ones.
+    std::size_t used = 0;
     while (!c.closing) {
-      const frame_cut cut = cut_frame(c.in, settings_.max_frame);
+      const frame_cut cut = cut_frame(std::string_view(c.in).substr(used), settings_.max_frame);
       if (cut.kind == frame_cut::bad_length) {
         fail_and_close(id, c, "bad_frame",
                        "frame length " + std::to_string(cut.length) + " is outside 1.." + std::to_string(settings_.max_frame));
         break;
       }
       if (cut.kind == frame_cut::partial) break;
-      const std::string body = c.in.substr(4, cut.length);
-      consume_input(c, 4 + std::size_t{cut.length});
+      const std::string_view body(c.in.data() + used + 4, cut.length);
+      used += 4 + std::size_t{cut.length};
       handle_frame(id, c, body);
     }
+    if (!c.closing) consume_input(c, used);  // closing consumed all of it
     if (clients_.count(id)) flush_batch(id, c);
     if (!clients_.count(id)) return;  // answering a refusal found it gone
     if (c.lines >= max_jobs_per_client || c.request_bytes > max_request_bytes_per_client ||
@@ -330,7 +333,8 @@ void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, 
   respond(c, error_answer(std::nullopt, type, message));
   c.closing = true;
   consume_input(c, c.in.size());
-  write_client(id);
+  // read_client, where every call comes from, sends it as it ends: a send here could
+  // drop the client (its peer gone) under the loop that still holds it.
 }
 
 void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {

@@ -184,6 +184,15 @@ void CEREAL_LOAD_FUNCTION_NAME(json_input_archive& ar, cereal::SizeTag<T>& tag) 
 // cereal writes {"value0": ...} across several lines: the value alone, on one, each
 // double shortest; throws, saying what JSON cannot hold (NaN, inf, a string not UTF-8).
 PARALLELCODE_API std::string compact_json_value(const std::string& cereal_json);
+// A string as that would write it, without cereal and the second parse; throws the same.
+PARALLELCODE_API std::string json_string(std::string_view s);
+
+// The integers cereal writes as plain JSON numbers: not a char type (text to it), nor
+// long long (a string, "5", where long is 64 bits).
+template <class T>
+inline constexpr bool json_integer_v =
+    std::is_same_v<T, short> || std::is_same_v<T, unsigned short> || std::is_same_v<T, int> ||
+    std::is_same_v<T, unsigned> || std::is_same_v<T, long> || std::is_same_v<T, unsigned long>;
 
 template <class T>
 T from_json(std::string_view text) {
@@ -205,14 +214,22 @@ template <class T>
 std::string to_json(const T& value) {
   if constexpr (std::is_same_v<T, json>) {
     return value.text;
+  } else if constexpr (std::is_same_v<T, bool>) {  // the commonest results, written as cereal would, without it
+    return value ? "true" : "false";
+  } else if constexpr (json_integer_v<T>) {
+    return std::to_string(value);
   } else {
     try {
-      std::ostringstream out;
-      {
-        cereal::JSONOutputArchive ar(out, cereal::JSONOutputArchive::Options::NoIndent());
-        ar(cereal::make_nvp("value0", value));
+      if constexpr (std::is_same_v<T, std::string>) {
+        return json_string(value);
+      } else {
+        std::ostringstream out;
+        {
+          cereal::JSONOutputArchive ar(out, cereal::JSONOutputArchive::Options::NoIndent());
+          ar(cereal::make_nvp("value0", value));
+        }
+        return compact_json_value(out.str());
       }
-      return compact_json_value(out.str());
     } catch (const std::exception& e) {
       throw codec_error(std::string("the result cannot be written as JSON: ") + e.what());
     }
