@@ -83,11 +83,15 @@ class connection {
         throw no_daemon("the daemon closed the connection");
       }
       if (n > 0) in_.append(chunk, static_cast<std::size_t>(n));
-      for (auto cut = ctl::cut_frame(in_, 0xffffffff); cut.kind != ctl::frame_cut::partial; cut = ctl::cut_frame(in_, 0xffffffff)) {
+      std::size_t used = 0;  // erased once, after every whole frame: a read holds hundreds
+      for (;;) {
+        const auto cut = ctl::cut_frame(std::string_view(in_).substr(used), 0xffffffff);
+        if (cut.kind == ctl::frame_cut::partial) break;
         if (cut.kind == ctl::frame_cut::bad_length) throw no_daemon("the daemon sent an empty frame");
-        bodies.push_back(in_.substr(4, cut.length));
-        in_.erase(0, 4 + std::size_t{cut.length});
+        bodies.push_back(in_.substr(used + 4, cut.length));
+        used += 4 + std::size_t{cut.length};
       }
+      in_.erase(0, used);
     }
     return bodies;
   }
