@@ -43,12 +43,20 @@
 
 #include <parallelcode/remote.hpp>
 
+#include "processes.hpp"
 #include "report.hpp"
 
 namespace {
 
 namespace pc = parallelcode;
 namespace fs = std::filesystem;
+using bench::fail_errno;
+using bench::next_to_program;
+using bench::process;
+using bench::run_capture;
+using bench::tail_of;
+using bench::temp_dir;
+using bench::wait_until;
 using clock_type = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -59,115 +67,6 @@ double ms_between(clock_type::time_point a, clock_type::time_point b) {
 void check(bool ok, const std::string& what) {
   if (!ok) throw std::runtime_error("wrong result: " + what);
 }
-
-[[noreturn]] void fail_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
-
-// Polls ready() until it holds; the deadline only turns a hang into an error.
-template <class F>
-void wait_until(F&& ready, std::chrono::milliseconds deadline, const std::string& what,
-                std::chrono::microseconds every = 2ms) {
-  const auto end = clock_type::now() + deadline;
-  while (!ready()) {
-    if (clock_type::now() > end) throw std::runtime_error("timed out waiting for " + what);
-    std::this_thread::sleep_for(every);
-  }
-}
-
-class temp_dir {
- public:
-  temp_dir() {
-    std::string t = (fs::temp_directory_path() / "pc-remote-bench.XXXXXX").string();
-    if (!::mkdtemp(t.data())) fail_errno("mkdtemp");
-    path_ = t;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// A program we started, in its own process group; stopped (TERM, then KILL) and reaped
-// by its pid when this goes, whatever happened before.
-class process {
- public:
-  // stdin_fd / stdout_fd: -1 for /dev/null and the log file; stderr goes to the log.
-  process(const std::vector<std::string>& argv, const fs::path& log, int stdin_fd = -1, int stdout_fd = -1) {
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (out < 0) fail_errno("open " + log.string());
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ < 0) {
-      ::close(out);
-      fail_errno("fork");
-    }
-    if (pid_ == 0) {
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed bench leaves nothing behind
-      if (::getppid() != parent) ::_exit(127);
-      const int in = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY);
-      ::dup2(in, 0);
-      ::dup2(stdout_fd >= 0 ? stdout_fd : out, 1);
-      ::dup2(out, 2);
-      ::execvp(args[0], args.data());
-      std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-      ::_exit(127);
-    }
-    ::close(out);
-    ::setpgid(pid_, pid_);  // also here: no race with a kill of the group right after
-    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-    if (pidfd_ < 0) {
-      const int e = errno;
-      ::kill(-pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      errno = e;
-      fail_errno("pidfd_open");
-    }
-  }
-  ~process() {
-    if (!reaped_) {
-      ::kill(-pid_, SIGTERM);
-      if (!wait_exit(10s)) ::kill(-pid_, SIGKILL);
-      wait_exit(10s);
-    }
-    ::kill(-pid_, SIGKILL);  // whatever of its group outlived it (workers of a killed daemon)
-    ::close(pidfd_);
-  }
-  process(const process&) = delete;
-  process& operator=(const process&) = delete;
-
-  pid_t pid() const { return pid_; }
-  // Asks it to stop without waiting: the destructor waits (so many stop at once).
-  void terminate() const {
-    if (!reaped_) ::kill(-pid_, SIGTERM);
-  }
-  bool running() { return !wait_exit(0ms); }
-  void signal(int sig) const { ::kill(pid_, sig); }
-  // True once it has exited (and is reaped); its status in status().
-  bool wait_exit(std::chrono::milliseconds timeout) {
-    if (reaped_) return true;
-    pollfd p{pidfd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
-    ::waitpid(pid_, &status_, 0);
-    reaped_ = true;
-    return true;
-  }
-  int status() const { return status_; }
-
- private:
-  pid_t pid_ = -1;
-  int pidfd_ = -1;
-  bool reaped_ = false;
-  int status_ = 0;
-};
 
 struct reply_deleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -255,14 +154,6 @@ double group_cpu_us(pid_t group) {
   return sum;
 }
 
-std::string tail_of(const fs::path& log) {
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  const std::string all = s.str();
-  return all.size() > 800 ? all.substr(all.size() - 800) : all;
-}
-
 class redis_server {
  public:
   redis_server(const std::string& program, const fs::path& dir) : port_(free_port()), log_(dir / "redis.log") {
@@ -295,24 +186,6 @@ class redis_server {
   std::unique_ptr<process> proc_;
   std::unique_ptr<redis_probe> probe_;
 };
-
-// A program's exit status and standard output.
-std::pair<int, std::string> run_capture(const std::vector<std::string>& argv, const fs::path& log) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) fail_errno("pipe");
-  process p(argv, log, -1, fds[1]);
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fds[0]);
-  p.wait_exit(30s);
-  return {WIFEXITED(p.status()) ? WEXITSTATUS(p.status()) : -1, out};
-}
 
 const std::string hello_args = R"({"text":"world"})";
 
@@ -672,7 +545,6 @@ void add_r3(context& c, int runs, std::vector<figure>& figs) {
 
 // --- main -------------------------------------------------------------------
 
-
 void print_profile(const profile& p) {
   const auto per = [&](double us) { return fmt(us / p.jobs); };
   std::printf("\n%s, %s jobs, per job: wall %s us; CPU: redis-server %s us, daemons with their workers %s us, "
@@ -717,13 +589,6 @@ struct options {
   bool want(const std::string& w) const { return which == "all" || which == w; }
 };
 
-std::string next_to_program(const char* argv0, const std::string& relative) {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) self = fs::absolute(argv0);
-  return (self.parent_path() / relative).lexically_normal().string();
-}
-
 options parse(int argc, char** argv) {
   options o;
   o.p.daemon = next_to_program(argv[0], "../supervisor/daemon/parallelcode-supervisor");
@@ -755,7 +620,7 @@ int main(int argc, char** argv) {
   const options o = parse(argc, argv);
   ::signal(SIGPIPE, SIG_IGN);  // a CLI that died under its input is reported, not fatal
   try {
-    temp_dir dir;
+    temp_dir dir("pc-remote-bench");
     redis_server redis(o.p.redis_server, dir.path());
     context c{o.p, dir, redis};
     std::vector<figure> figs;

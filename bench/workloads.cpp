@@ -1,7 +1,8 @@
 // The W1-W5 workloads of bench/README.md, through the public API only,
 // and the floor this machine sets, measured by the same program.
 //
-//   workloads [all|w1|w3|w4|w5|floor] [--runs N] [--json FILE] [--quick]
+//   workloads [all|w1|w3|w4|w5|daemon|floor] [--runs N] [--json FILE] [--quick]
+//             [--daemon PATH] [--cli PATH]
 //
 // Each workload runs N times (3) on a fresh pool of exactly 2 workers; the table
 // shows the median with min and max. Every result is checked: a wrong one fails
@@ -11,6 +12,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -35,6 +38,7 @@
 
 #include <parallelcode/parallelcode.hpp>
 
+#include "processes.hpp"
 #include "report.hpp"
 
 #if PARALLELCODE_BENCH_TBB
@@ -63,6 +67,7 @@ struct scale {
   int w1_warmup = 20'000, w1_jobs = 200'000, w2_warmup = 1'000, w2_jobs = 20'000;
   int w3_jobs = 40, w4_warmup = 100, w4_jobs = 2'000;
   bool big_jobs = true;  // W4's 64 MiB and 1 GiB single jobs
+  int daemon_lines = 200'000, submits = 20;  // a run's map, and its one-job submits
 };
 
 // --- W1, W2: tiny jobs ------------------------------------------------------
@@ -402,6 +407,74 @@ w5_result run_w5() {
   return r;
 }
 
+// --- the daemon: the CLI, the socket, the daemon, its pool, and back ---------
+
+// Runs a program to its end, its standard output and error into files; its exit status.
+// Spawned (vfork), not forked: a fork of this program's heap would be timed with it.
+int run_program(const std::vector<std::string>& argv, const std::string& stdout_path, const std::string& stderr_path) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, 1, stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&files, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  pid_t pid = 0;
+  const int e = ::posix_spawn(&pid, args[0], &files, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&files);
+  if (e != 0) throw std::system_error(e, std::generic_category(), "posix_spawn " + argv[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct daemon_result {
+  double map_jobs_s, submit_ms, true_ms;  // true_ms: /bin/true spawned the same way, the floor
+};
+
+// One daemon of 2 workers on a socket of its own, as an operator starts it, and what
+// its CLI sees: a map of `lines` hello lines, then `submits` one-job submits (their median).
+daemon_result run_daemon(const scale& s, const std::string& daemon, const std::string& cli) {
+  bench::temp_dir dir("pc-daemon-bench");
+  const std::string sock = (dir.path() / "sock").string(), out = (dir.path() / "out").string();
+  const std::string log = (dir.path() / "cli.log").string();
+  auto run = [&](const std::vector<std::string>& argv) { return run_program(argv, out, log); };
+  bench::process d({daemon, "--workers", "2", "--socket", sock, "--log-level", "error"}, dir.path() / "daemon.log");
+  bench::wait_until([&] { return run({cli, "--socket", sock, "status"}) == 0; }, 10s, "the daemon to answer");
+  std::string in, want;
+  for (int i = 0; i < s.daemon_lines; ++i) {
+    in += "{\"text\":\"" + std::to_string(i) + "\"}\n";
+    want += "\"Hello " + std::to_string(i) + "!\"\n";
+  }
+  const std::string input = (dir.path() / "in.jsonl").string();
+  std::ofstream(input) << in;
+  const std::vector<std::string> map = {cli, "--socket", sock, "map", "hello", input};
+  check(run(map) == 0 && file_text(out) == want, "daemon: the warm-up map's lines: " + bench::tail_of(log));
+  const auto t0 = clock_type::now();
+  const int status = run(map);
+  const double map_s = seconds_since(t0);
+  check(status == 0 && file_text(out) == want, "daemon: the map's lines: " + bench::tail_of(log));
+  std::vector<double> ms, floor_ms;
+  for (int i = 0; i < s.submits; ++i) {
+    const auto t2 = clock_type::now();
+    check(run({"/bin/true"}) == 0, "daemon: /bin/true");
+    floor_ms.push_back(us_since(t2) / 1000);
+    const auto t1 = clock_type::now();
+    const int st = run({cli, "--socket", sock, "submit", "hello", R"({"text":"world"})"});
+    ms.push_back(us_since(t1) / 1000);
+    check(st == 0 && file_text(out) == "\"Hello world!\"\n", "daemon: submit's answer: " + bench::tail_of(log));
+  }
+  std::sort(ms.begin(), ms.end());
+  std::sort(floor_ms.begin(), floor_ms.end());
+  return {s.daemon_lines / map_s, ms[ms.size() / 2], floor_ms[floor_ms.size() / 2]};
+}
+
 // --- the floor --------------------------------------------------------------
 
 // 64 bytes there and back between this process and a forked one, with the wakeup
@@ -528,6 +601,7 @@ using bench::fmt;
 
 struct options {
   std::string which = "all", json_path;
+  std::string daemon, cli;  // default: the build tree's, beside this program
   int runs = 3;
   scale s;
   bool want(const char* w) const { return which == "all" || which == w; }
@@ -536,14 +610,19 @@ struct options {
 // Exits with status 2 and the usage on an unknown option.
 options parse(int argc, char** argv) {
   options o;
+  o.daemon = bench::next_to_program(argv[0], "../supervisor/daemon/parallelcode-supervisor");
+  o.cli = bench::next_to_program(argv[0], "../supervisor/cli/parallelcode");
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) o.runs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--json" && i + 1 < argc) o.json_path = argv[++i];
-    else if (a == "--quick") o.s = {2'000, 20'000, 100, 2'000, 8, 10, 100, false};
+    else if (a == "--quick") o.s = {2'000, 20'000, 100, 2'000, 8, 10, 100, false, 20'000, 5};
+    else if (a == "--daemon" && i + 1 < argc) o.daemon = argv[++i];
+    else if (a == "--cli" && i + 1 < argc) o.cli = argv[++i];
     else if (a[0] != '-') o.which = a;
     else {
-      std::fprintf(stderr, "usage: workloads [all|w1|w3|w4|w5|floor] [--runs N] [--json FILE] [--quick]\n");
+      std::fprintf(stderr, "usage: workloads [all|w1|w3|w4|w5|daemon|floor] [--runs N] [--json FILE] [--quick] "
+                           "[--daemon PATH] [--cli PATH]\n");
       std::exit(2);
     }
   }
@@ -632,6 +711,21 @@ void add_w1_w2(const scale& s, int runs, const floor_result& floor, std::vector<
   figs.insert(figs.end(), {w1_map, p50, p90, p99, mx});
 }
 
+void add_daemon(const scale& s, int runs, const std::string& daemon, const std::string& cli, std::vector<figure>& figs) {
+  figure map{"daemon", "`parallelcode map hello`, " + std::to_string(s.daemon_lines) + " lines, end to end", "jobs/s",
+             ">= 400,000", {}, "the CLI, the socket, the daemon, its pool and back"};
+  figure submit{"daemon", "`parallelcode submit` one job, wall, the CLI's start included", "ms", "<= 1", {}, ""};
+  figure floor{"daemon", "`/bin/true`, spawned the same way", "ms", "", {}, ""};
+  for (int r = 0; r < runs; ++r) {
+    const auto x = run_daemon(s, daemon, cli);
+    map.runs.push_back(x.map_jobs_s);
+    submit.runs.push_back(x.submit_ms);
+    floor.runs.push_back(x.true_ms);
+  }
+  submit.note = "the median of " + std::to_string(s.submits) + " a run; /bin/true " + fmt(floor.median()) + " ms";
+  figs.insert(figs.end(), {map, submit});
+}
+
 void add_w3(const scale& s, int runs, std::vector<figure>& figs) {
   const std::uint64_t n = fnv_for_20ms();
   figure t1{"W3", "40 x fnv(" + std::to_string(n) + "), 1 worker", "s", "", {}, ""};
@@ -700,6 +794,7 @@ int main(int argc, char** argv) {
     // W5 first: after W4 the host has a big heap, and each fork of it, and each exit
     // of a worker forked from it, takes milliseconds more (3.7 ms for A's error instead of 1).
     if (o.want("w5")) add_w5(o.runs, floor, figs);
+    if (o.want("daemon")) add_daemon(o.s, o.runs, o.daemon, o.cli, figs);
     if (o.want("w1") || o.want("w2")) add_w1_w2(o.s, o.runs, floor, figs);
     if (o.want("w3")) add_w3(o.s, o.runs, figs);
     if (o.want("w4")) add_w4(o.s, o.runs, floor, figs);
