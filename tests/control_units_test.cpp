@@ -108,3 +108,22 @@ TEST_CASE("parse finds a member's text in its one pass exactly where member_text
   std::optional<std::string_view> member;
   CHECK(parse(R"({"args":[1,}")", doc, "args", member));  // not JSON: an error, whatever was found
 }
+
+TEST_CASE("is_json takes exactly what parse takes") {
+  using parallelcode::control::is_json;
+  using parallelcode::control::parse;
+  std::string deep(64, '['), deeper(65, '[');
+  deep += std::string(64, ']');
+  deeper += std::string(65, ']');
+  for (const std::string text :
+       {std::string("{}"), std::string("[1,-0,0.5e-3,1E+2,123456789012345678901234567890,1e400,-1e-400]"),
+        std::string(" \"a\\u00e9\\n\" "), std::string("true"), std::string("null"), std::string("{\"a\":{\"b\":[]}}"), deep, deeper,
+        std::string("01"), std::string("-"), std::string("1."), std::string(".5"), std::string("+1"), std::string("1e"),
+        std::string("NaN"), std::string("Infinity"), std::string("[1,]"), std::string("{\"a\"}"), std::string("1 2"),
+        std::string("\"\xff\""), std::string("\"\xed\xa0\x80\""), std::string(""), std::string("   "), std::string("nul"),
+        std::string("[\"\\ud800\"]"), std::string("{\"a\":1,}"), std::string("\"a\tb\""), std::string("[1]x")}) {
+    CAPTURE(text);
+    rapidjson::Document doc;
+    CHECK(is_json(text) == !parse(text, doc));
+  }
+}

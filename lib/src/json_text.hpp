@@ -255,6 +255,59 @@ inline std::optional<std::string> read(std::string_view text, rapidjson::Documen
   }
 }
 
+// What read() takes, checked without a document: nesting counted, numbers and words
+// as read() takes them (every number the grammar allows is one it keeps).
+class checker {
+ public:
+  checker(unsigned max_depth, bool nan_and_inf) : max_depth_(max_depth), nan_and_inf_(nan_and_inf) {}
+  bool too_deep() const noexcept { return too_deep_; }
+  bool Null() { return true; }
+  bool Bool(bool) { return true; }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
+    const std::string_view raw(s, n);
+    return raw == "0" || (nan_and_inf_ && (raw == "NaN" || raw == "Infinity" || raw == "-Infinity"));
+  }
+  bool String(const char*, rapidjson::SizeType, bool) { return true; }
+  bool Key(const char*, rapidjson::SizeType, bool) { return true; }
+  bool StartObject() { return enter(); }
+  bool EndObject(rapidjson::SizeType) { return --depth_, true; }
+  bool StartArray() { return enter(); }
+  bool EndArray(rapidjson::SizeType) { return --depth_, true; }
+  // Never called with kParseNumbersAsStringsFlag; there for the handler concept.
+  bool Int(int) { return true; }
+  bool Uint(unsigned) { return true; }
+  bool Int64(std::int64_t) { return true; }
+  bool Uint64(std::uint64_t) { return true; }
+  bool Double(double) { return true; }
+
+ private:
+  bool enter() {
+    too_deep_ = max_depth_ && ++depth_ > max_depth_;
+    return !too_deep_;
+  }
+  unsigned max_depth_;
+  bool nan_and_inf_;
+  unsigned depth_ = 0;
+  bool too_deep_ = false;
+};
+
+// Whether read() would take text: true, or false where it would give an error.
+inline bool acceptable(std::string_view text, const read_options& options) {
+  try {
+    const std::string zeros = numbers_as_zeros(text);
+    rapidjson::MemoryStream in(zeros.data(), zeros.size());
+    checker check(options.max_depth, options.nan_and_inf);
+    constexpr unsigned utf8 = rapidjson::kParseValidateEncodingFlag;
+    constexpr unsigned words = rapidjson::kParseNanAndInfFlag;
+    const rapidjson::ParseResult result = options.validate_utf8
+                                              ? (options.nan_and_inf ? walk<utf8 | words>(in, check) : walk<utf8>(in, check))
+                                              : (options.nan_and_inf ? walk<words>(in, check) : walk<0>(in, check));
+    return !result.IsError() && !check.too_deep() && zeros.find_first_not_of(" \t\r\n", in.Tell()) == std::string::npos;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 // Compact JSON, each double in the fewest digits that read back as it; what JSON
 // cannot hold (NaN, +-infinity, a string that is not UTF-8) stops it, saying why.
 class exact_writer : public rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,

@@ -235,8 +235,9 @@ std::optional<std::pair<std::size_t, std::string>> map_input::next() {
     rapidjson::Document args;
     if (line.size() > ctl::default_max_frame - 1024)
       out_.add(i, ctl::error_answer(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + " is too long"), true);
-    else if (auto bad = ctl::parse(line, args))
-      out_.add(i, ctl::error_answer(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + ": " + *bad), true);
+    else if (!ctl::is_json(line))  // parse() says why
+      out_.add(i, ctl::error_answer(std::nullopt, "bad_request",
+                                    "line " + std::to_string(i + 1) + ": " + ctl::parse(line, args).value_or("not JSON")), true);
     else
       return std::pair{i, std::move(line)};
   }

@@ -103,6 +103,8 @@ std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc
   return json_text::read(text, doc, {.max_depth = max_json_depth});
 }
 
+bool is_json(std::string_view text) { return json_text::acceptable(text, {.max_depth = max_json_depth}); }
+
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc, std::string_view key,
                                  std::optional<std::string_view>& member) {
   return json_text::read(text, doc, {.max_depth = max_json_depth}, key, &member);

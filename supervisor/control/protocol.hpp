@@ -49,6 +49,8 @@ frame_cut cut_frame(std::string_view in, std::size_t max_frame) noexcept;
 // uint64 as such, others as the nearest double, and one past a double's range
 // (1e400, valid JSON) as +-infinity. Returns the error, or nothing.
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc);
+// Whether parse() would take text, found without building a document (for the error, parse).
+bool is_json(std::string_view text);
 // The same, and in the same pass what member_text(text, key) gives, into `member`.
 std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc, std::string_view key,
                                  std::optional<std::string_view>& member);
