@@ -753,7 +753,7 @@ void add_w4(const scale& s, int runs, const floor_result& floor, std::vector<fig
   figure sh_start{"W4", "one 1 GiB shared_bytes job: job() to its start", "ms", "<= 1", {}, ""};
   figure sh_all{"W4", "the same job, end to end", "s", "", {}, ""};
   figure sh_rate{"W4", "its byte sum, from its start", "GiB/s", "", {}, ""};
-  std::vector<double> local;
+  figure local{"W4", "the same sum in the caller, its pages mapped", "GiB/s", "", {}, ""};  // for sh_rate's note
   for (int r = 0; r < runs; ++r) {
     const auto x = run_w4(s);
     sum.runs.push_back(x.mib_s);
@@ -764,13 +764,13 @@ void add_w4(const scale& s, int runs, const floor_result& floor, std::vector<fig
       sh_start.runs.push_back(x.shared_start_ms);
       sh_all.runs.push_back(x.shared_s);
       sh_rate.runs.push_back(x.shared_gib_s);
-      local.push_back(x.local_gib_s);
+      local.runs.push_back(x.local_gib_s);
     }
   }
   // How many 1 MiB memcpys one job's transport costs.
   tr.note = "memcpy " + fmt(floor_mib_s) + " MiB/s; floor/pool " + fmt(floor_mib_s / tr.median()) + "x";
   figs.insert(figs.end(), {sum, tr});
-  if (!local.empty()) sh_rate.note = "the same sum in the caller, its pages mapped: " + fmt(figure{"", "", "", "", local, ""}.median()) + " GiB/s";
+  if (!local.runs.empty()) sh_rate.note = local.name + ": " + fmt(local.median()) + " GiB/s";
   if (s.big_jobs) figs.insert(figs.end(), {big, huge, sh_start, sh_all, sh_rate});
 }
 

@@ -46,7 +46,29 @@ std::vector<R> finished(pc::map_handle<R>& m) {
   return std::move(m).results();
 }
 
+// What a worker that lies about a chunk of 3 items could send back.
+pc::detail::map_chunk_result<int> forged(int how) {
+  if (how == 0) return {{1, 2}, {}};                   // a value short
+  return {{1, 2, 3}, {{7, "std::runtime_error", "x"}}};  // an error for an item it never had
+}
+
 }  // namespace
+
+TEST_CASE("a chunk result that does not match its items fails them with payload_error, never out of bounds") {
+  pc::pool pool;
+  pool.start({.workers = 1});
+  for (int how : {0, 1}) {
+    CAPTURE(how);
+    std::vector<pc::map_handle<int>::chunk_handle> chunks;
+    chunks.push_back(pool.job(&forged, how));
+    pc::map_handle<int> m(std::move(chunks), {3}, 3);
+    REQUIRE(m.wait_for(30s));
+    const auto outcomes = m.outcomes();
+    REQUIRE(outcomes.size() == 3);
+    for (const auto& o : outcomes) CHECK_THROWS_AS(std::rethrow_exception(o.error), pc::payload_error);
+    CHECK_THROWS_AS(m.results(), pc::payload_error);
+  }
+}
 
 TEST_CASE("map returns every item's result in input order, in several chunks") {
   pc::pool pool;

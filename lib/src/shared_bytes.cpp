@@ -68,12 +68,14 @@ std::string memfd_name(std::uint64_t id, std::uint64_t token) {
   return name;
 }
 
+[[noreturn]] void fail(const char* what) { throw std::system_error(errno, std::system_category(), what); }
+
 std::uint64_t random_token() {
   std::uint64_t token = 0;
   for (std::size_t got = 0; got < sizeof token;) {
     const ssize_t n = ::getrandom(reinterpret_cast<char*>(&token) + got, sizeof token - got, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::system_error(errno, std::system_category(), "parallelcode: shared_bytes: getrandom");
+    if (n < 0) fail("parallelcode: shared_bytes: getrandom");
     got += static_cast<std::size_t>(n);
   }
   return token;
@@ -82,7 +84,7 @@ std::uint64_t random_token() {
 void map(shared_segment& s, const char* what) {
   if (s.size == 0) return;
   void* at = ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd, 0);
-  if (at == MAP_FAILED) throw std::system_error(errno, std::system_category(), what);
+  if (at == MAP_FAILED) fail(what);
   s.at = at;
   track_mapping(at, s.size);  // a fork server started later drops it with the fd
 }
@@ -137,12 +139,11 @@ shared_bytes::shared_bytes(std::size_t size) {
   s->size = size;
   const std::string name = detail::memfd_name(s->handle.id, s->handle.token);
   s->own_fd(::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (s->fd < 0) throw std::system_error(errno, std::system_category(), "parallelcode: shared_bytes: memfd_create");
-  if (::ftruncate(s->fd, static_cast<off_t>(size)) != 0)
-    throw std::system_error(errno, std::system_category(), "parallelcode: shared_bytes: ftruncate");
+  if (s->fd < 0) detail::fail("parallelcode: shared_bytes: memfd_create");
+  if (::ftruncate(s->fd, static_cast<off_t>(size)) != 0) detail::fail("parallelcode: shared_bytes: ftruncate");
   // A worker may write the bytes but never resize them: a shrink would SIGBUS us.
   if (::fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
-    throw std::system_error(errno, std::system_category(), "parallelcode: shared_bytes: sealing");
+    detail::fail("parallelcode: shared_bytes: sealing");
   s->handle.fd = s->fd;
   detail::map(*s, "parallelcode: shared_bytes: mmap");
   *this = shared_bytes(std::move(s));

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <exception>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -70,13 +71,13 @@ class map_handle {
   std::vector<R> results() const& {
     std::vector<R> out;
     out.reserve(items_);
-    for (const auto& c : chunks_) append(out, c.result());
+    for (std::size_t c = 0; c < chunks_.size(); ++c) append(out, checked(chunks_[c].result(), c));
     return out;
   }
   std::vector<R> results() && {
     std::vector<R> out;
     out.reserve(items_);
-    for (auto& c : chunks_) append(out, std::move(c).result());
+    for (std::size_t c = 0; c < chunks_.size(); ++c) append(out, checked(std::move(chunks_[c]).result(), c));
     return out;
   }
 
@@ -87,7 +88,7 @@ class map_handle {
     for (std::size_t c = 0; c < chunks_.size(); ++c) {
       const std::size_t first = out.size();
       try {
-        const auto& chunk = chunks_[c].result();
+        const auto& chunk = checked(chunks_[c].result(), c);
         for (const R& v : chunk.values) out.push_back({v, nullptr});
         for (const auto& e : chunk.errors) out[first + e.index] = {std::nullopt, item_error(e)};
       } catch (...) {
@@ -98,6 +99,15 @@ class map_handle {
   }
 
  private:
+  // A chunk's result as its worker sent it: one value an item sent, errors only for
+  // those items, or payload_error (the worker's bytes are not trusted).
+  template <class Chunk>
+  Chunk&& checked(Chunk&& chunk, std::size_t c) const {
+    bool fits = chunk.values.size() == sizes_[c];
+    for (const auto& e : chunk.errors) fits = fits && e.index < sizes_[c];
+    if (!fits) throw payload_error("parallelcode: map: a chunk's result does not match its " + std::to_string(sizes_[c]) + " items");
+    return std::forward<Chunk>(chunk);
+  }
   static std::exception_ptr item_error(const detail::map_item_error& e) {
     return std::make_exception_ptr(job_failed(e.type, e.message));
   }
