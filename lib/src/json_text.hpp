@@ -165,9 +165,9 @@ class document_builder {
       const std::size_t end = number_end(text_, at);
       return ended_at(end) && put_number(doc_, text_.substr(at, end - at));
     }
-    if (raw == "NaN") return doc_.Double(std::numeric_limits<double>::quiet_NaN());
+    if (raw == "NaN") return ended_at(in_.Tell()) && doc_.Double(std::numeric_limits<double>::quiet_NaN());
     if (raw == "Infinity" || raw == "-Infinity")
-      return doc_.Double(raw[0] == '-' ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity());
+      return ended_at(in_.Tell()) && doc_.Double(raw[0] == '-' ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity());
     return false;
   }
   bool String(const char* s, rapidjson::SizeType n, bool) { return ended_at(in_.Tell()) && doc_.String(s, n, true); }
@@ -282,7 +282,8 @@ class checker {
 
  private:
   bool enter() {
-    too_deep_ = max_depth_ && ++depth_ > max_depth_;
+    ++depth_;
+    too_deep_ = max_depth_ && depth_ > max_depth_;
     return !too_deep_;
   }
   unsigned max_depth_;

@@ -339,7 +339,7 @@ void server::fail_and_close(std::uint64_t id, client& c, std::string_view type, 
 
 void server::handle_frame(std::uint64_t id, client& c, std::string_view body) {
   request r = decode_request(body, &has_task);
-  if (!std::holds_alternative<submit_request>(r)) flush_batch(id, c);  // answers keep the order of the requests
+  if (!std::holds_alternative<submit_request>(r)) flush_batch(id, c);  // the submits before it reach the pool first
   if (const auto* refused = std::get_if<request_error>(&r)) {
     if (refused->closes) fail_and_close(id, c, refused->type, refused->message);
     else respond(c, refusal(*refused, body.size()));
