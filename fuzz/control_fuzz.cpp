@@ -209,6 +209,21 @@ bool handle_frame(std::string_view body) {
 
 }  // namespace
 
+// The quick readings the daemon and the CLI take must agree with the full ones: is_json
+// with parse, the member found in parse's pass with member_text, plain_result with both.
+void same_reading(const std::string& body) {
+  rapidjson::Document doc;
+  std::optional<std::string_view> args;
+  const bool parsed = !ctl::parse(body, doc, "args", args);
+  if (ctl::is_json(body) != parsed) std::abort();
+  if (parsed && args != ctl::member_text(body, "args")) std::abort();
+  if (const auto plain = ctl::plain_result(body)) {
+    if (!parsed || !doc.IsObject() || !doc.HasMember("id") || !doc["id"].IsUint64() || doc["id"].GetUint64() != plain->id ||
+        ctl::member_text(body, "result") != plain->result)
+      std::abort();
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // What one client sent, as server::read_client takes it apart.
   std::string in(reinterpret_cast<const char*>(data), size);
@@ -221,6 +236,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (cut.kind == ctl::frame_cut::partial) break;  // the rest has not come yet
     const std::string body = in.substr(4, cut.length);
     in.erase(0, 4 + std::size_t{cut.length});
+    same_reading(body);
     if (!handle_frame(body)) break;
   }
   return 0;

@@ -72,6 +72,9 @@ TEST_CASE("the usual answer is read without a document, its result exactly as th
   CHECK(a->id == 42);
   CHECK(a->result == R"({"a":[1,2.50,"x\u00e9"]})");
   CHECK(plain_result(R"({"id":0,"ok":true,"result":"Hello 1!"})")->result == R"("Hello 1!")");
+  // The answer's object is a level of the 64 parse allows.
+  CHECK(plain_result("{\"id\":1,\"ok\":true,\"result\":" + std::string(63, '[') + std::string(63, ']') + "}"));
+  CHECK_FALSE(plain_result("{\"id\":1,\"ok\":true,\"result\":" + std::string(64, '[') + std::string(64, ']') + "}"));
   CHECK(plain_result(R"({"id":7,"ok":true,"result":123456789012345678901234567890})")->result ==
         "123456789012345678901234567890");
 }

@@ -131,13 +131,8 @@ std::optional<plain_answer> plain_result(std::string_view body) {
   std::string_view rest(after, static_cast<std::size_t>(body.data() + body.size() - after));
   if (!rest.starts_with(middle)) return std::nullopt;
   const std::string_view result = rest.substr(middle.size(), rest.size() - middle.size() - 1);
-  // One value and nothing after it (the Reader refuses what follows the root), as parse() takes it.
-  rapidjson::MemoryStream in(result.data(), result.size());
-  rapidjson::BaseReaderHandler<> any;
-  rapidjson::Reader reader;
-  if (reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag |
-                   rapidjson::kParseValidateEncodingFlag>(in, any).IsError())
-    return std::nullopt;
+  // One value, as parse() takes it inside the answer's object (one level of it).
+  if (!json_text::acceptable(result, {.max_depth = max_json_depth - 1})) return std::nullopt;
   return plain_answer{id, result};
 }
 
