@@ -184,7 +184,7 @@ void CEREAL_LOAD_FUNCTION_NAME(json_input_archive& ar, cereal::SizeTag<T>& tag) 
 // cereal writes {"value0": ...} across several lines: the value alone, on one, each
 // double shortest; throws, saying what JSON cannot hold (NaN, inf, a string not UTF-8).
 PARALLELCODE_API std::string compact_json_value(const std::string& cereal_json);
-// A string as that would write it, without cereal and the second parse; throws the same.
+// A string as cereal and then compact_json_value would write it, without either; throws as they do.
 PARALLELCODE_API std::string json_string(std::string_view s);
 
 // The integers cereal writes as plain JSON numbers: not a char type (text to it), nor
