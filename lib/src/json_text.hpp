@@ -132,6 +132,36 @@ inline bool put_number(rapidjson::Document& doc, std::string_view s) {
   return doc.Double(d);
 }
 
+// Where the value of the top-level object's first member named `key` is written, noted
+// from a walk's events: its key at depth 1, then the first value to end back there. A
+// scalar ends where the stream is after its event, an array or object one past the
+// stream at its end event (the iterative reader takes the bracket after).
+class member_span {
+ public:
+  member_span(std::string_view text, std::string_view key) : text_(text), key_(key) {}
+  // A key at `depth`, the stream just past it.
+  void key(unsigned depth, std::string_view k, std::size_t after) {
+    if (depth != 1 || begin_ != std::string_view::npos || k != key_) return;
+    begin_ = text_.find_first_not_of(" \t\r\n", after);  // the ':'
+    begin_ = text_.find_first_not_of(" \t\r\n", begin_ + 1);
+  }
+  // A value ended just before `after`, the walk at `depth` again; true if it was the member's.
+  bool ended(unsigned depth, std::size_t after) {
+    if (begin_ == std::string_view::npos || end_ != std::string_view::npos || depth != 1) return false;
+    end_ = after;
+    return true;
+  }
+  std::optional<std::string_view> text() const {
+    if (end_ == std::string_view::npos) return std::nullopt;
+    return text_.substr(begin_, end_ - begin_);
+  }
+
+ private:
+  std::string_view text_, key_;
+  std::size_t begin_ = std::string_view::npos;
+  std::size_t end_ = std::string_view::npos;
+};
+
 // RapidJSON's events into doc: numbers from the original text, nesting counted.
 class document_builder {
  public:
@@ -142,14 +172,8 @@ class document_builder {
 
   // Also finds where the value of the top-level object's first member named `key`
   // is written (member_text's walk, in the same pass).
-  void find_member(std::string_view key) {
-    key_ = key;
-    finding_ = true;
-  }
-  std::optional<std::string_view> member() const {
-    if (end_ == std::string_view::npos) return std::nullopt;
-    return text_.substr(begin_, end_ - begin_);
-  }
+  void find_member(std::string_view key) { member_.emplace(text_, key); }
+  std::optional<std::string_view> member() const { return member_ ? member_->text() : std::nullopt; }
 
   bool Null() { return ended_at(in_.Tell()) && doc_.Null(); }
   bool Bool(bool b) { return ended_at(in_.Tell()) && doc_.Bool(b); }
@@ -172,10 +196,7 @@ class document_builder {
   }
   bool String(const char* s, rapidjson::SizeType n, bool) { return ended_at(in_.Tell()) && doc_.String(s, n, true); }
   bool Key(const char* s, rapidjson::SizeType n, bool) {
-    if (finding_ && depth_ == 1 && begin_ == std::string_view::npos && std::string_view(s, n) == key_) {
-      begin_ = text_.find_first_not_of(" \t\r\n", in_.Tell());  // the ':'
-      begin_ = text_.find_first_not_of(" \t\r\n", begin_ + 1);
-    }
+    if (member_) member_->key(depth_, std::string_view(s, n), in_.Tell());
     return doc_.Key(s, n, true);
   }
   bool StartObject() { return enter() && doc_.StartObject(); }
@@ -195,10 +216,9 @@ class document_builder {
     too_deep_ = max_depth_ && depth_ > max_depth_;
     return !too_deep_;
   }
-  // A value ended just before `after`: the member sought, if it is one of the top object's
-  // and comes first after its key. Always true: it only takes note.
+  // A value ended just before `after`. Always true: it only takes note, for member().
   bool ended_at(std::size_t after) {
-    if (begin_ != std::string_view::npos && end_ == std::string_view::npos && depth_ == 1) end_ = after;
+    if (member_) member_->ended(depth_, after);
     return true;
   }
 
@@ -208,10 +228,7 @@ class document_builder {
   unsigned max_depth_;
   unsigned depth_ = 0;
   bool too_deep_ = false;
-  bool finding_ = false;
-  std::string_view key_;
-  std::size_t begin_ = std::string_view::npos;
-  std::size_t end_ = std::string_view::npos;
+  std::optional<member_span> member_;
 };
 
 template <unsigned flags, class Handler>
@@ -219,6 +236,15 @@ rapidjson::ParseResult walk(rapidjson::MemoryStream& in, Handler& handler) {
   rapidjson::Reader reader;
   return reader.Parse<flags | rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag |
                       rapidjson::kParseNumbersAsStringsFlag>(in, handler);
+}
+
+// The walk the options ask for: UTF-8 checked or not, cereal's words for NaN and infinity or not.
+template <class Handler>
+rapidjson::ParseResult walk(rapidjson::MemoryStream& in, Handler& handler, const read_options& options) {
+  constexpr unsigned utf8 = rapidjson::kParseValidateEncodingFlag;
+  constexpr unsigned words = rapidjson::kParseNanAndInfFlag;
+  if (options.validate_utf8) return options.nan_and_inf ? walk<utf8 | words>(in, handler) : walk<utf8>(in, handler);
+  return options.nan_and_inf ? walk<words>(in, handler) : walk<0>(in, handler);
 }
 
 // Parses one JSON text into doc, without recursion (RapidJSON's recursive parser would
@@ -233,12 +259,7 @@ inline std::optional<std::string> read(std::string_view text, rapidjson::Documen
     if (member) builder.find_member(key);
     rapidjson::ParseResult result;
     auto generate = [&](rapidjson::Document&) {
-      constexpr unsigned utf8 = rapidjson::kParseValidateEncodingFlag;
-      constexpr unsigned words = rapidjson::kParseNanAndInfFlag;
-      if (options.validate_utf8)
-        result = options.nan_and_inf ? walk<utf8 | words>(in, builder) : walk<utf8>(in, builder);
-      else
-        result = options.nan_and_inf ? walk<words>(in, builder) : walk<0>(in, builder);
+      result = walk(in, builder, options);
       return !result.IsError();
     };
     doc.Populate(generate);
@@ -298,11 +319,7 @@ inline bool acceptable(std::string_view text, const read_options& options) {
     const std::string zeros = numbers_as_zeros(text);
     rapidjson::MemoryStream in(zeros.data(), zeros.size());
     checker check(options.max_depth, options.nan_and_inf);
-    constexpr unsigned utf8 = rapidjson::kParseValidateEncodingFlag;
-    constexpr unsigned words = rapidjson::kParseNanAndInfFlag;
-    const rapidjson::ParseResult result = options.validate_utf8
-                                              ? (options.nan_and_inf ? walk<utf8 | words>(in, check) : walk<utf8>(in, check))
-                                              : (options.nan_and_inf ? walk<words>(in, check) : walk<0>(in, check));
+    const rapidjson::ParseResult result = walk(in, check, options);
     return !result.IsError() && !check.too_deep() && zeros.find_first_not_of(" \t\r\n", in.Tell()) == std::string::npos;
   } catch (const std::exception&) {
     return false;

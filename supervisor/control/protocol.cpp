@@ -20,25 +20,19 @@ namespace {
 
 namespace json_text = parallelcode::detail::json_text;
 
-// Finds where member `key` of the top-level object starts and ends as RapidJSON walks
-// the text: a scalar ends where the stream is after its event, an array or object
-// one past the stream at its end event (the iterative reader takes the bracket after).
+// Walks the text only to find where member `key` of the top-level object is written
+// (json_text::member_span), and stops there.
 struct member_finder {
   std::string_view text;
-  std::string_view key;
+  json_text::member_span span;
   const rapidjson::MemoryStream* in;
   unsigned depth = 0;
-  std::size_t begin = std::string_view::npos;
-  std::size_t end = std::string_view::npos;
 
   bool Key(const char* s, rapidjson::SizeType n, bool) {
-    if (depth == 1 && begin == std::string_view::npos && std::string_view(s, n) == key) {
-      begin = text.find_first_not_of(" \t\r\n", in->Tell());  // the ':'
-      begin = text.find_first_not_of(" \t\r\n", begin + 1);
-    }
+    span.key(depth, std::string_view(s, n), in->Tell());
     return true;
   }
-  bool value() { return !found_at(in->Tell()); }
+  bool value() { return !span.ended(depth, in->Tell()); }
   bool Null() { return value(); }
   bool Bool(bool) { return value(); }
   bool Int(int) { return value(); }
@@ -48,27 +42,16 @@ struct member_finder {
   bool Double(double) { return value(); }
   bool RawNumber(const char*, rapidjson::SizeType, bool) {
     // Numbers are read as 0s padded with blanks (json_text.hpp): the number's own text ends later.
-    return !found_at(json_text::number_end(text, in->Tell() - 1));
+    return !span.ended(depth, json_text::number_end(text, in->Tell() - 1));
   }
   bool String(const char*, rapidjson::SizeType, bool) { return value(); }
-  bool StartObject() { return open(); }
+  bool StartObject() { return ++depth, true; }
   bool EndObject(rapidjson::SizeType) { return close(); }
-  bool StartArray() { return open(); }
+  bool StartArray() { return ++depth, true; }
   bool EndArray(rapidjson::SizeType) { return close(); }
-
-  bool open() {
-    ++depth;
-    return true;
-  }
   bool close() {
     --depth;
-    return !found_at(in->Tell() + 1);
-  }
-  // Whether the value just ended is the one sought (then the walk stops).
-  bool found_at(std::size_t after) {
-    if (begin == std::string_view::npos || depth != 1) return false;
-    end = after;
-    return true;
+    return !span.ended(depth, in->Tell() + 1);
   }
 };
 
@@ -113,12 +96,9 @@ std::optional<std::string> parse(std::string_view text, rapidjson::Document& doc
 std::optional<std::string_view> member_text(std::string_view text, std::string_view key) {
   const std::string zeros = json_text::numbers_as_zeros(text);
   rapidjson::MemoryStream in(zeros.data(), zeros.size());
-  member_finder finder{text, key, &in};
-  rapidjson::Reader reader;
-  reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag |
-               rapidjson::kParseNumbersAsStringsFlag>(in, finder);
-  if (finder.end == std::string_view::npos) return std::nullopt;
-  return text.substr(finder.begin, finder.end - finder.begin);
+  member_finder finder{text, {text, key}, &in};
+  json_text::walk<0>(in, finder);
+  return finder.span.text();
 }
 
 std::optional<plain_answer> plain_result(std::string_view body) {
