@@ -232,14 +232,15 @@ std::optional<std::pair<std::size_t, std::string>> map_input::next() {
   while (!done_ && std::getline(*in_, line, delimiter_)) {
     if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     const std::size_t i = read_++;
-    rapidjson::Document args;
-    if (line.size() > ctl::default_max_frame - 1024)
+    if (line.size() > ctl::default_max_frame - 1024) {
       out_.add(i, ctl::error_answer(std::nullopt, "bad_request", "line " + std::to_string(i + 1) + " is too long"), true);
-    else if (!ctl::is_json(line))  // parse() says why
+    } else if (!ctl::is_json(line)) {
+      rapidjson::Document why;  // parse() says why; only here, as a document is a heap allocation
       out_.add(i, ctl::error_answer(std::nullopt, "bad_request",
-                                    "line " + std::to_string(i + 1) + ": " + ctl::parse(line, args).value_or("not JSON")), true);
-    else
+                                    "line " + std::to_string(i + 1) + ": " + ctl::parse(line, why).value_or("not JSON")), true);
+    } else {
       return std::pair{i, std::move(line)};
+    }
   }
   done_ = true;
   return std::nullopt;

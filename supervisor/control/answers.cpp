@@ -34,10 +34,11 @@ std::string error_answer(const request_error& e) { return error_answer(e.id, e.t
 
 std::string result_answer(request_id id, std::string_view result, std::optional<int> worker_pid,
                           std::string_view consumer) {
-  rapidjson::Document check;
-  if (!is_json(result))  // parse() says why
-    return error_answer(id, "payload_error", "the task answered something that is not JSON: " +
-                                                 parse(result, check).value_or("not JSON"));
+  if (!is_json(result)) {
+    rapidjson::Document why;  // only here: a document is a heap allocation, even empty
+    return error_answer(id, "payload_error",
+                        "the task answered something that is not JSON: " + parse(result, why).value_or("not JSON"));
+  }
   json_writer out;
   out.open().id(id).key("ok").boolean(true);
   if (!consumer.empty()) out.key("consumer").string(consumer);
