@@ -18,7 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -145,11 +145,14 @@ class process {
 
 
 // The end of a log, for an error that says why.
+// A file's bytes, all of them (none if it cannot be read).
+inline std::string file_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 inline std::string tail_of(const fs::path& log) {
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  const std::string all = s.str();
+  const std::string all = file_text(log);
   return all.size() > 800 ? all.substr(all.size() - 800) : all;
 }
 

@@ -429,11 +429,6 @@ int run_program(const std::vector<std::string>& argv, const std::string& stdout_
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 struct daemon_result {
   double map_jobs_s, submit_ms, true_ms;  // true_ms: /bin/true spawned the same way, the floor
 };
@@ -455,11 +450,11 @@ daemon_result run_daemon(const scale& s, const std::string& daemon, const std::s
   const std::string input = (dir.path() / "in.jsonl").string();
   std::ofstream(input) << in;
   const std::vector<std::string> map = {cli, "--socket", sock, "map", "hello", input};
-  check(run(map) == 0 && file_text(out) == want, "daemon: the warm-up map's lines: " + bench::tail_of(log));
+  check(run(map) == 0 && bench::file_text(out) == want, "daemon: the warm-up map's lines: " + bench::tail_of(log));
   const auto t0 = clock_type::now();
   const int status = run(map);
   const double map_s = seconds_since(t0);
-  check(status == 0 && file_text(out) == want, "daemon: the map's lines: " + bench::tail_of(log));
+  check(status == 0 && bench::file_text(out) == want, "daemon: the map's lines: " + bench::tail_of(log));
   std::vector<double> ms, floor_ms;
   for (int i = 0; i < s.submits; ++i) {
     const auto t2 = clock_type::now();
@@ -468,7 +463,7 @@ daemon_result run_daemon(const scale& s, const std::string& daemon, const std::s
     const auto t1 = clock_type::now();
     const int st = run({cli, "--socket", sock, "submit", "hello", R"({"text":"world"})"});
     ms.push_back(us_since(t1) / 1000);
-    check(st == 0 && file_text(out) == "\"Hello world!\"\n", "daemon: submit's answer: " + bench::tail_of(log));
+    check(st == 0 && bench::file_text(out) == "\"Hello world!\"\n", "daemon: submit's answer: " + bench::tail_of(log));
   }
   std::sort(ms.begin(), ms.end());
   std::sort(floor_ms.begin(), floor_ms.end());
