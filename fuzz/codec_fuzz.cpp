@@ -3,6 +3,7 @@
 // bytes must give codec_error, never a crash, UB or an allocation the bytes do not
 // pay for; and what decodes must encode back to bytes that decode the same.
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -82,17 +83,50 @@ void round_trip(const std::byte* bytes, std::size_t n) {
     std::abort();
 }
 
-// A job the way a worker runs it: the frame's invoke trampoline decodes, calls, encodes.
+// Job bytes the way a worker reads a frame too big for its ring: in pieces, here of 1 to 13 bytes.
+class pieces final : public pd::byte_source {
+ public:
+  pieces(const std::byte* bytes, std::size_t n) : at_(bytes), end_(bytes + n) {}
+  std::pair<const std::byte*, std::size_t> next(std::size_t most) override {
+    const std::size_t k = std::min({most, count_++ % 13 + 1, static_cast<std::size_t>(end_ - at_)});
+    if (k == 0) std::abort();  // the archive asked past the bytes it was told of
+    const std::byte* at = at_;
+    at_ += k;
+    return {at, k};
+  }
+  void done() override {}
+
+ private:
+  const std::byte* at_;
+  const std::byte* end_;
+  std::size_t count_ = 0;
+};
+
+// A job the way a worker runs it: the frame's invoke trampoline decodes, calls, encodes,
+// from one block or streamed in pieces; both must agree.
 template <class D>
 void as_job(const std::byte* bytes, std::size_t n) {
   auto identity = [](const D& d) { return d; };
-  pd::byte_buffer out;
+  pd::byte_buffer whole, streamed;
+  bool whole_ok = true, streamed_ok = true;
   try {
-    pd::invoke<decltype(identity), D>(0, bytes, n, out);
+    pd::input_archive ar(bytes, n);
+    pd::invoke<decltype(identity), D>(0, ar, whole);
   } catch (const pd::codec_error&) {
-    return;
+    whole_ok = false;
   }
-  (void)pd::decode<D>(out.data(), out.size());
+  try {
+    pieces source(bytes, n);
+    pd::input_archive ar(source, n);
+    pd::invoke<decltype(identity), D>(0, ar, streamed);
+  } catch (const pd::codec_error&) {
+    streamed_ok = false;
+  }
+  if (whole_ok != streamed_ok) std::abort();
+  if (!whole_ok) return;
+  if (whole.size() != streamed.size() || (whole.size() && std::memcmp(whole.data(), streamed.data(), whole.size()) != 0))
+    std::abort();
+  (void)pd::decode<D>(whole.data(), whole.size());
 }
 
 }  // namespace

@@ -182,6 +182,53 @@ TEST_CASE("byte vectors, copied straight from the data, round-trip; a short one 
   CHECK_THROWS_AS(pd::decode<std::vector<std::uint8_t>>(cut.data(), cut.size() - 1), pd::codec_error);
 }
 
+namespace {
+
+// Bytes handed out a few at a time, as a job frame streams out of its ring.
+class trickle final : public pd::byte_source {
+ public:
+  explicit trickle(const pd::byte_buffer& b) : at_(b.data()), end_(b.data() + b.size()) {}
+  std::pair<const std::byte*, std::size_t> next(std::size_t most) override {
+    const std::size_t n = std::min({most, piece_++ % 7 + 1, static_cast<std::size_t>(end_ - at_)});
+    REQUIRE(n > 0);  // the archive never asks past what it was told is there
+    const std::byte* at = at_;
+    at_ += n;
+    return {at, n};
+  }
+  void done() override { ++done_; }
+  int done_calls() const { return done_; }
+
+ private:
+  const std::byte* at_;
+  const std::byte* end_;
+  std::size_t piece_ = 0;
+  int done_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("a value decodes the same from bytes that come in pieces of 1 to 7 as from one block") {
+  std::vector<std::uint8_t> bytes(1000);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(i * 31 + 7);
+  const auto value = std::make_tuple(order{"ann", {{"x", {1.5, 2.5}, {{"a", 1}}, 7}}, "rush", std::string("r-9"), 3, true},
+                                     bytes, std::string(300, 'q'), std::vector<double>{0.25, -1e300});
+  pd::byte_buffer b;
+  pd::encode(b, value);
+  trickle source(b);
+  pd::input_archive ar(source, b.size());
+  CHECK(pd::decode<std::remove_const_t<decltype(value)>>(ar) == value);
+  CHECK(source.done_calls() == 1);  // told once, as soon as the value was whole
+}
+
+TEST_CASE("pieces that end before the value does are refused as truncated, and the source is not told it is done") {
+  pd::byte_buffer b;
+  pd::encode(b, std::vector<std::uint8_t>(100, 9));
+  trickle source(b);
+  pd::input_archive ar(source, b.size() - 1);  // the frame says one byte less than the value needs
+  CHECK_THROWS_AS(pd::decode<std::vector<std::uint8_t>>(ar), pd::codec_error);
+  CHECK(source.done_calls() == 0);
+}
+
 TEST_CASE("a freed big payload buffer is reused by the next one of about its size, not mapped afresh") {
   const std::byte* first;
   {

@@ -455,6 +455,57 @@ TEST_CASE("workers() counts each worker's running and finished jobs") {
   CHECK(w.respawns == 1);
 }
 
+namespace {
+
+// Decodes its bytes, then refuses to go on: a decode that fails halfway through a
+// frame still streaming in.
+struct refused_halfway {
+  std::vector<std::uint8_t> bytes;
+  std::string tail;
+  template <class A>
+  void save(A& a) const {
+    a(bytes, tail);
+  }
+  template <class A>
+  void load(A& a) {
+    a(bytes);
+    throw std::runtime_error("refused after " + std::to_string(bytes.size()) + " bytes");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a job too big for its ring whose decode fails halfway fails alone: the worker skips the rest of it") {
+  pc::pool pool;
+  pool.start({.workers = 1, .ring_bytes = 4096});
+  const pid_t pid = pool.workers()[0].pid;
+  auto bad = pool.job([](const refused_halfway& r) { return r.tail.size(); },
+                      refused_halfway{std::vector<std::uint8_t>(1 << 20, 7), std::string(1 << 20, 't')});
+  REQUIRE(bad.wait_for(30s));
+  CHECK_THROWS_WITH_AS(bad.result(), doctest::Contains("refused after 1048576 bytes"), pc::payload_error);
+  // The next job's frame starts where the bad one's ended, in the same worker.
+  const std::vector<std::uint8_t> data(3 << 20, 5);
+  auto good = pool.job([](const std::vector<std::uint8_t>& v) { return std::accumulate(v.begin(), v.end(), 0ull); }, data);
+  REQUIRE(good.wait_for(30s));
+  CHECK(good.result() == 5ull * data.size());
+  CHECK(pool.job([](int x) { return x + 1; }, 41).result() == 42);
+  CHECK(pool.workers()[0].pid == pid);
+  CHECK(pool.workers()[0].respawns == 0);
+}
+
+TEST_CASE("with concurrency 3, jobs too big for the ring stream one at a time and each gets its own bytes") {
+  pc::pool pool;
+  pool.start({.workers = 1, .concurrency = 3, .ring_bytes = 4096});
+  std::vector<pc::job_handle<unsigned long long>> jobs;
+  for (int i = 0; i < 12; ++i)
+    jobs.push_back(pool.job([](const std::vector<std::uint8_t>& v) { return std::accumulate(v.begin(), v.end(), 0ull); },
+                            std::vector<std::uint8_t>(100000 + i * 4099, static_cast<std::uint8_t>(i + 1))));
+  for (int i = 0; i < 12; ++i) {
+    REQUIRE(jobs[i].wait_for(30s));
+    CHECK(jobs[i].result() == (i + 1ull) * (100000 + i * 4099));
+  }
+}
+
 TEST_CASE("jobs larger than the ring, one at a time, never wait for the pool's idle timeout") {
   // A lost wakeup between streaming a frame and sleeping cost a whole idle second.
   pc::pool pool;

@@ -131,15 +131,24 @@ class worker {
     frame_reader reader(start_.max_payload, true);  // the pool wrote it
     byte_buffer result;
     for (;;) {
-      {
-        std::lock_guard lock(in_mutex_);
-        take(reader);
+      std::unique_lock lock(in_mutex_);
+      take(reader);
+      const frame_header& h = reader.header();
+      frame_header reply;
+      if (reader.streaming()) {
+        ring_stream stream(*this, h, std::move(lock));
+        input_archive data(stream, h.size);
+        reply = run(h, data, result);
+        stream.done();  // if the decode failed before it got there
+      } else {
+        lock.unlock();
+        input_archive data(reader.payload(), h.size);
+        reply = run(h, data, result);
       }
-      const frame_header reply = run(reader, result);
       reader.next();
       reader.trim();
       {
-        std::lock_guard lock(out_mutex_);
+        std::lock_guard out_lock(out_mutex_);
         send(reply, result.data());
       }
       if (result.capacity() > keep_result_bytes) result.release();
@@ -147,24 +156,68 @@ class worker {
   }
 
  private:
-  // Reads one whole job frame, sleeping while the ring is empty.
+  // The payload of a job frame too big for the ring, read in place as the pool
+  // writes it: the job decodes straight from the ring, with no buffer of its size.
+  // Holds the ring's lock until the frame is all read.
+  class ring_stream final : public byte_source {
+   public:
+    ring_stream(worker& w, const frame_header& h, std::unique_lock<std::mutex> lock)
+        : w_(w), left_(h.size), padding_(frame_bytes(h.size) - sizeof(frame_header) - h.size), lock_(std::move(lock)) {}
+    ring_stream(const ring_stream&) = delete;
+    ring_stream& operator=(const ring_stream&) = delete;
+    ~ring_stream() = default;
+
+    std::pair<const std::byte*, std::size_t> next(std::size_t most) override {
+      const auto piece = wait_piece(std::min<std::uint64_t>(most, left_));
+      left_ -= piece.second;
+      return piece;
+    }
+
+    // Skips what the job did not read (all of it, when its decode failed) and the padding.
+    void done() override {
+      if (!lock_) return;
+      for (std::uint64_t rest = left_ + padding_; rest > 0;) rest -= wait_piece(rest).second;
+      give_back();
+      lock_.unlock();
+    }
+
+   private:
+    // The next bytes in the ring, up to `most`; what the last call gave is handed back first.
+    std::pair<const std::byte*, std::size_t> wait_piece(std::uint64_t most) {
+      give_back();
+      while (w_.in_.empty()) w_.wait_readable();
+      const auto piece = w_.in_.contiguous(most);
+      held_ = piece.second;
+      return piece;
+    }
+    void give_back() {
+      w_.in_.skip(std::exchange(held_, 0));
+      w_.give_back();
+    }
+
+    worker& w_;
+    std::uint64_t left_;  // payload bytes not yet handed to the decoder
+    std::uint64_t padding_;
+    std::uint64_t held_ = 0;  // bytes the last piece lent out, still in the ring
+    std::unique_lock<std::mutex> lock_;
+  };
+
+  // Reads one whole job frame, or the header of one to stream, sleeping while the ring is empty.
   void take(frame_reader& reader) {
     for (;;) {
       bool whole = false;
       try {
-        whole = reader.poll(in_);
+        whole = reader.poll(in_, true);
       } catch (const protocol_error&) {
         ::_exit(exit_protocol);
       }
       // A job handed ahead is claimed before its bytes are given back: the pool
       // may have stolen it back for another worker meanwhile.
-      const bool ahead = whole && (reader.header().flags & frame_ahead);
+      const bool ahead = whole && !reader.streaming() && (reader.header().flags & frame_ahead);  // never streamed
       const bool stolen = ahead && !settle_ahead(in_.at(in_.position() - frame_bytes(reader.header().size)),
                                                   frame_claimed);
       if (stolen) reader.next();
-      // The supervisor may be waiting for room to stream the rest of a big job.
-      if (in_.release() && in_.control().producer_waiting.load() && in_.control().producer_waiting.exchange(0))
-        wake_supervisor();
+      give_back();
       if (stolen) continue;
       if (whole) {
         if (ahead) wake_supervisor();  // it has started
@@ -172,6 +225,13 @@ class worker {
       }
       wait_readable();
     }
+  }
+
+  // Gives what was read of the job ring back: the supervisor may be waiting for room
+  // to stream the rest of a big job.
+  void give_back() {
+    if (in_.release() && in_.control().producer_waiting.load() && in_.control().producer_waiting.exchange(0))
+      wake_supervisor();
   }
 
   void wake_supervisor() const {
@@ -183,13 +243,12 @@ class worker {
   // Resident bytes now, for max_worker_rss; 0 when nobody asked.
   std::uint64_t rss() const { return statm_ ? resident_bytes(statm_.get()) : 0; }
 
-  frame_header run(const frame_reader& reader, byte_buffer& out) {
-    const frame_header& h = reader.header();
+  frame_header run(const frame_header& h, input_archive& data, byte_buffer& out) {
     if (h.type != frame_type::job) ::_exit(exit_protocol);
     out.clear();
     frame_type type = frame_type::result;
     try {
-      reinterpret_cast<invoke_fn>(h.invoke)(h.fn, reader.payload(), h.size, out);
+      reinterpret_cast<invoke_fn>(h.invoke)(h.fn, data, out);
       if (out.size() > start_.max_payload)
         throw codec_error("the result is " + std::to_string(out.size()) + " bytes, over max_payload (" +
                           std::to_string(start_.max_payload) + ")");

@@ -61,7 +61,8 @@ std::uint64_t write_frame(ring_writer& ring, const frame_header& h, const std::b
   return sent;
 }
 
-bool frame_reader::poll(ring_reader& ring) {
+bool frame_reader::poll(ring_reader& ring, bool stream) {
+  if (streaming_) return true;
   if (!have_header_) {
     if (ring.available() < header_bytes) return false;
     ring.read(&header_, header_bytes);
@@ -74,6 +75,7 @@ bool frame_reader::poll(ring_reader& ring) {
     have_header_ = true;
     got_ = 0;
     payload_.clear();
+    if (stream && frame_bytes(header_.size) > ring.capacity()) return streaming_ = true;
     if (trusted_) payload_.reserve(frame_bytes(header_.size) - header_bytes);
   }
   const std::uint64_t total = frame_bytes(header_.size) - header_bytes;
@@ -90,6 +92,7 @@ bool frame_reader::poll(ring_reader& ring) {
 
 void frame_reader::next() noexcept {
   have_header_ = false;
+  streaming_ = false;
   got_ = 0;
 }
 

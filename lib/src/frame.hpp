@@ -75,9 +75,12 @@ class frame_reader {
   // that came (a worker's do), so a big payload gets its memory in one go.
   explicit frame_reader(std::uint64_t max_payload, bool trusted = false) : max_payload_(max_payload), trusted_(trusted) {}
 
-  // Takes what the ring has; true once a whole frame is held. Call release() on the
-  // ring after. Throws protocol_error on a header that is not one.
-  bool poll(ring_reader& ring);
+  // Takes what the ring has; true once a whole frame is held, or, when `stream`
+  // says so, the header of one too big for the ring (streaming(): its payload is
+  // still in the ring, the caller's to read). Call release() on the ring after.
+  // Throws protocol_error on a header that is not one.
+  bool poll(ring_reader& ring, bool stream = false);
+  bool streaming() const noexcept { return streaming_; }
   const frame_header& header() const noexcept { return header_; }
   const std::byte* payload() const noexcept { return payload_.data(); }
   std::uint64_t payload_size() const noexcept { return header_.size; }
@@ -92,6 +95,7 @@ class frame_reader {
   bool trusted_;
   frame_header header_{};
   bool have_header_ = false;
+  bool streaming_ = false;
   std::uint64_t got_ = 0;  // payload and padding bytes read
   byte_buffer payload_;
 };

@@ -4,10 +4,12 @@
 // count bytes forever (64 bits never wrap), so full and empty never look alike
 // and no lock is needed: a producer killed mid-write simply never publishes.
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 namespace parallelcode::detail {
 
@@ -87,6 +89,15 @@ class ring_reader {
     std::memcpy(static_cast<std::byte*>(into) + first, v_.data, n - first);
     tail_ += n;
   }
+
+  std::uint64_t capacity() const noexcept { return v_.capacity; }
+  // The readable bytes from the read position on, as far as the ring's end and at
+  // most `most`, left in place; skip() takes them.
+  std::pair<const std::byte*, std::size_t> contiguous(std::size_t most) const noexcept {
+    const std::size_t at = tail_ & (v_.capacity - 1);
+    return {v_.data + at, std::min<std::uint64_t>({available(), v_.capacity - at, most})};
+  }
+  void skip(std::uint64_t n) noexcept { tail_ += n; }
 
   // Gives the bytes read back to the producer; false if there were none.
   bool release() noexcept {

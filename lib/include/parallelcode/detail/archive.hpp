@@ -12,6 +12,7 @@
 #include <list>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <cereal/cereal.hpp>
@@ -29,28 +30,69 @@ class output_archive : public cereal::OutputArchive<output_archive, cereal::Allo
   byte_buffer& out_;
 };
 
+// More bytes for an input_archive whose window ran out: a job frame too big for its
+// ring is decoded as the pool writes it, never gathered into one buffer first.
+class byte_source {
+ public:
+  // The next bytes of the frame, at least one and at most `most`; they stay valid
+  // until the next call.
+  virtual std::pair<const std::byte*, std::size_t> next(std::size_t most) = 0;
+  // The value is decoded: the rest of the frame is the source's to drop.
+  virtual void done() = 0;
+
+ protected:
+  ~byte_source() = default;
+};
+
 class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEmptyClassElision> {
  public:
   input_archive(const std::byte* bytes, std::size_t n) : InputArchive(this), at_(bytes), end_(bytes + n) {}
+  // n bytes, all of them still to come from source.
+  input_archive(byte_source& source, std::size_t n) : InputArchive(this), source_(&source), beyond_(n) {}
 
   void load_bytes(void* into, std::size_t n) {
+    if (n <= window()) {  // the common case: one copy, no call
+      if (n) std::memcpy(into, at_, n);
+      at_ += n;
+      return;
+    }
+    auto* to = static_cast<std::byte*>(into);
+    read_chunks(n, [&](const std::byte* bytes, std::size_t k) {
+      std::memcpy(to, bytes, k);
+      to += k;
+    });
+  }
+  std::size_t remaining() const noexcept { return window() + beyond_; }
+  // Hands the next n bytes to sink(bytes, count), in as few pieces as they lie in.
+  template <class Sink>
+  void read_chunks(std::size_t n, Sink&& sink) {
     if (n > remaining())
       throw cereal::Exception("truncated: " + std::to_string(n) + " bytes wanted, " +
                               std::to_string(remaining()) + " left");
-    if (n) std::memcpy(into, at_, n);
-    at_ += n;
+    for (;;) {
+      const std::size_t k = std::min(n, window());
+      if (k) sink(at_, k);
+      at_ += k;
+      n -= k;
+      if (n == 0) return;
+      const auto [bytes, got] = source_->next(beyond_);
+      at_ = bytes;
+      end_ = bytes + got;
+      beyond_ -= got;
+    }
   }
-  std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - at_); }
-  // The next n bytes in place (n <= remaining()), skipped over.
-  const std::byte* take(std::size_t n) noexcept {
-    const std::byte* at = at_;
-    at_ += n;
-    return at;
+  // The value is whole: a source may drop the rest of its frame now.
+  void finish() {
+    if (source_) source_->done();
   }
 
  private:
-  const std::byte* at_;
-  const std::byte* end_;
+  std::size_t window() const noexcept { return static_cast<std::size_t>(end_ - at_); }
+
+  const std::byte* at_ = nullptr;
+  const std::byte* end_ = nullptr;
+  byte_source* source_ = nullptr;
+  std::size_t beyond_ = 0;  // bytes past the window, still in the source
 };
 
 template <class T>
@@ -132,9 +174,11 @@ void load_growing(input_archive& ar, Sequence& seq) {
   seq.clear();
   if constexpr (std::is_arithmetic_v<T> && sizeof(T) == 1 && !std::is_same_v<T, bool> &&
                 std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
-    const auto* bytes = reinterpret_cast<const T*>(ar.take(n));  // bytes need no alignment; no zero fill first
-    reserve_fresh(seq, n);
-    seq.assign(bytes, bytes + n);
+    reserve_fresh(seq, n);  // then no zero fill first, and no reallocation as the pieces come
+    ar.read_chunks(n, [&](const std::byte* bytes, std::size_t k) {
+      const auto* items = reinterpret_cast<const T*>(bytes);  // bytes need no alignment
+      seq.insert(seq.end(), items, items + k);
+    });
   } else if constexpr (std::is_arithmetic_v<T> && std::is_same_v<Sequence, std::vector<T, typename Sequence::allocator_type>>) {
     reserve_fresh(seq, n);
     seq.resize(n);

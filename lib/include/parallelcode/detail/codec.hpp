@@ -45,22 +45,29 @@ void encode(byte_buffer& out, const T& value) {
   }
 }
 
+// Decodes the whole of what `ar` reads, then lets its source go.
 template <class T>
-T decode(const std::byte* bytes, std::size_t n) {
+T decode(input_archive& ar) {
   static_assert(std::is_default_constructible_v<T>,
                 "parallelcode: job data and results must be default-constructible to be decoded");
   try {
     T value{};
-    input_archive ar(bytes, n);
     ar(value);
     if (ar.remaining() != 0)
       throw std::runtime_error(std::to_string(ar.remaining()) + " bytes left over");
+    ar.finish();
     return value;
   } catch (const std::exception& e) {
     throw codec_error(std::string("cannot decode: ") + e.what());
   } catch (...) {
     throw codec_error("cannot decode: a serialize function threw a non-standard exception");
   }
+}
+
+template <class T>
+T decode(const std::byte* bytes, std::size_t n) {
+  input_archive ar(bytes, n);
+  return decode<T>(ar);
 }
 
 }  // namespace parallelcode::detail

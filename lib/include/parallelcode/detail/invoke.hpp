@@ -12,7 +12,8 @@
 
 namespace parallelcode::detail {
 
-using invoke_fn = void (*)(std::uintptr_t fn, const std::byte* data, std::size_t size, byte_buffer& out);
+// data: the job's bytes, in memory or still streaming in from its ring.
+using invoke_fn = void (*)(std::uintptr_t fn, input_archive& data, byte_buffer& out);
 
 template <class F>
 inline constexpr bool is_function_pointer_v =
@@ -42,8 +43,8 @@ decltype(auto) call(std::uintptr_t fn, D&& data) {
 }
 
 template <class F, class D>
-void invoke(std::uintptr_t fn, const std::byte* data, std::size_t size, byte_buffer& out) {
-  D arg = decode<D>(data, size);
+void invoke(std::uintptr_t fn, input_archive& data, byte_buffer& out) {
+  D arg = decode<D>(data);
   if constexpr (std::is_void_v<job_result_t<F, D>>) {
     call<F>(fn, std::move(arg));
   } else {
