@@ -670,11 +670,11 @@ void add_w5(int runs, const floor_result& floor, std::vector<figure>& figs) {
 }
 
 void add_w1_w2(const scale& s, int runs, const floor_result& floor, std::vector<figure>& figs) {
-  figure w1{"W1", "tiny jobs, one job() each", "jobs/s", ">= 1,000,000", {}, ""};
+  figure w1{"W1", "tiny jobs, one job() each", "jobs/s", ">= 2,000,000", {}, ""};
   figure w1_map{"W1", "the same jobs as one map() call", "jobs/s", ">= 8,700,000", {}, ""};
-  figure p50{"W2", "latency p50", "us", "<= 10", {}, ""};
+  figure p50{"W2", "latency p50", "us", "<= 5", {}, ""};
   figure p90{"W2", "latency p90", "us", "", {}, ""};
-  figure p99{"W2", "latency p99", "us", "<= 50", {}, ""};
+  figure p99{"W2", "latency p99", "us", "<= 15", {}, ""};
   figure mx{"W2", "latency max", "us", "", {}, ""};
 #if PARALLELCODE_BENCH_TBB
   figure tbb_w1{"W1", "oneTBB " + std::to_string(TBB_VERSION_MAJOR) + " task_arena::enqueue + a promise per job, 2 threads",

@@ -475,9 +475,13 @@ struct refused_halfway {
 
 }  // namespace
 
-TEST_CASE("a job too big for its ring whose decode fails halfway fails alone: the worker skips the rest of it") {
+TEST_CASE("a big job whose decode fails halfway fails alone: the worker skips the rest of its frame") {
+  std::size_t ring = 0;
+  SUBCASE("streamed through a ring much smaller than it") { ring = 4096; }
+  SUBCASE("whole in a ring bigger than it, read in place") { ring = std::size_t{8} << 20; }
+  CAPTURE(ring);
   pc::pool pool;
-  pool.start({.workers = 1, .ring_bytes = 4096});
+  pool.start({.workers = 1, .ring_bytes = ring});
   const pid_t pid = pool.workers()[0].pid;
   auto bad = pool.job([](const refused_halfway& r) { return r.tail.size(); },
                       refused_halfway{std::vector<std::uint8_t>(1 << 20, 7), std::string(1 << 20, 't')});
@@ -493,9 +497,13 @@ TEST_CASE("a job too big for its ring whose decode fails halfway fails alone: th
   CHECK(pool.workers()[0].respawns == 0);
 }
 
-TEST_CASE("with concurrency 3, jobs too big for the ring stream one at a time and each gets its own bytes") {
+TEST_CASE("with concurrency 3, big jobs are read one at a time from the ring and each gets its own bytes") {
+  std::size_t ring = 0;
+  SUBCASE("streamed through a ring smaller than each") { ring = 4096; }
+  SUBCASE("several whole in the ring at once") { ring = std::size_t{1} << 20; }
+  CAPTURE(ring);
   pc::pool pool;
-  pool.start({.workers = 1, .concurrency = 3, .ring_bytes = 4096});
+  pool.start({.workers = 1, .concurrency = 3, .ring_bytes = ring});
   std::vector<pc::job_handle<unsigned long long>> jobs;
   for (int i = 0; i < 12; ++i)
     jobs.push_back(pool.job([](const std::vector<std::uint8_t>& v) { return std::accumulate(v.begin(), v.end(), 0ull); },

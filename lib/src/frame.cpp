@@ -75,7 +75,11 @@ bool frame_reader::poll(ring_reader& ring, bool stream) {
     have_header_ = true;
     got_ = 0;
     payload_.clear();
-    if (stream && frame_bytes(header_.size) > ring.capacity()) return streaming_ = true;
+    // Big enough that a copy costs more than reading in place; a job handed ahead is
+    // claimed whole first (and is small).
+    const bool big = frame_bytes(header_.size) > ring.capacity() ||
+                     (header_.size >= stream_from && !(header_.flags & frame_ahead));
+    if (stream && big) return streaming_ = true;
     if (trusted_) payload_.reserve(frame_bytes(header_.size) - header_bytes);
   }
   const std::uint64_t total = frame_bytes(header_.size) - header_bytes;

@@ -71,14 +71,16 @@ std::uint64_t write_frame(ring_writer& ring, const frame_header& h, const std::b
 
 class frame_reader {
  public:
+  static constexpr std::uint64_t stream_from = 64 * 1024;
+
   // trusted: the writer is the pool, whose sizes need no checking against the bytes
   // that came (a worker's do), so a big payload gets its memory in one go.
   explicit frame_reader(std::uint64_t max_payload, bool trusted = false) : max_payload_(max_payload), trusted_(trusted) {}
 
   // Takes what the ring has; true once a whole frame is held, or, when `stream`
-  // says so, the header of one too big for the ring (streaming(): its payload is
-  // still in the ring, the caller's to read). Call release() on the ring after.
-  // Throws protocol_error on a header that is not one.
+  // says so, the header of one too big for the ring or of stream_from bytes or
+  // more (streaming(): its payload is still in the ring, the caller's to read).
+  // Call release() on the ring after. Throws protocol_error on a header that is not one.
   bool poll(ring_reader& ring, bool stream = false);
   bool streaming() const noexcept { return streaming_; }
   const frame_header& header() const noexcept { return header_; }
