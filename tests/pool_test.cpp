@@ -473,12 +473,21 @@ struct refused_halfway {
   }
 };
 
+unsigned long long byte_total(const std::vector<std::uint8_t>& v) { return std::accumulate(v.begin(), v.end(), 0ull); }
+
+// The two ways a worker reads a big job's data in place: streamed through a ring much
+// smaller than it, or whole in a ring that holds it (and more).
+std::size_t big_job_ring() {
+  std::size_t ring = 0;
+  SUBCASE("streamed through a 4 KiB ring") { ring = 4096; }
+  SUBCASE("whole in an 8 MiB ring") { ring = std::size_t{8} << 20; }
+  return ring;
+}
+
 }  // namespace
 
 TEST_CASE("a big job whose decode fails halfway fails alone: the worker skips the rest of its frame") {
-  std::size_t ring = 0;
-  SUBCASE("streamed through a ring much smaller than it") { ring = 4096; }
-  SUBCASE("whole in a ring bigger than it, read in place") { ring = std::size_t{8} << 20; }
+  const std::size_t ring = big_job_ring();
   CAPTURE(ring);
   pc::pool pool;
   pool.start({.workers = 1, .ring_bytes = ring});
@@ -489,7 +498,7 @@ TEST_CASE("a big job whose decode fails halfway fails alone: the worker skips th
   CHECK_THROWS_WITH_AS(bad.result(), doctest::Contains("refused after 1048576 bytes"), pc::payload_error);
   // The next job's frame starts where the bad one's ended, in the same worker.
   const std::vector<std::uint8_t> data(3 << 20, 5);
-  auto good = pool.job([](const std::vector<std::uint8_t>& v) { return std::accumulate(v.begin(), v.end(), 0ull); }, data);
+  auto good = pool.job(&byte_total, data);
   REQUIRE(good.wait_for(30s));
   CHECK(good.result() == 5ull * data.size());
   CHECK(pool.job([](int x) { return x + 1; }, 41).result() == 42);
@@ -498,16 +507,13 @@ TEST_CASE("a big job whose decode fails halfway fails alone: the worker skips th
 }
 
 TEST_CASE("with concurrency 3, big jobs are read one at a time from the ring and each gets its own bytes") {
-  std::size_t ring = 0;
-  SUBCASE("streamed through a ring smaller than each") { ring = 4096; }
-  SUBCASE("several whole in the ring at once") { ring = std::size_t{1} << 20; }
+  const std::size_t ring = big_job_ring();
   CAPTURE(ring);
   pc::pool pool;
   pool.start({.workers = 1, .concurrency = 3, .ring_bytes = ring});
   std::vector<pc::job_handle<unsigned long long>> jobs;
   for (int i = 0; i < 12; ++i)
-    jobs.push_back(pool.job([](const std::vector<std::uint8_t>& v) { return std::accumulate(v.begin(), v.end(), 0ull); },
-                            std::vector<std::uint8_t>(100000 + i * 4099, static_cast<std::uint8_t>(i + 1))));
+    jobs.push_back(pool.job(&byte_total, std::vector<std::uint8_t>(100000 + i * 4099, static_cast<std::uint8_t>(i + 1))));
   for (int i = 0; i < 12; ++i) {
     REQUIRE(jobs[i].wait_for(30s));
     CHECK(jobs[i].result() == (i + 1ull) * (100000 + i * 4099));
