@@ -156,9 +156,9 @@ class worker {
   }
 
  private:
-  // The payload of a job frame too big for the ring, read in place as the pool
-  // writes it: the job decodes straight from the ring, with no buffer of its size.
-  // Holds the ring's lock until the frame is all read.
+  // The payload of a big job frame (bigger than the ring, or of frame_reader::stream_from
+  // bytes or more), read in place as the pool writes it: the job decodes straight from
+  // the ring, with no buffer of its size. Holds the ring's lock until the frame is all read.
   class ring_stream final : public byte_source {
    public:
     ring_stream(worker& w, const frame_header& h, std::unique_lock<std::mutex> lock)

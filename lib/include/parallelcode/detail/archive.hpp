@@ -30,8 +30,8 @@ class output_archive : public cereal::OutputArchive<output_archive, cereal::Allo
   byte_buffer& out_;
 };
 
-// More bytes for an input_archive whose window ran out: a job frame too big for its
-// ring is decoded as the pool writes it, never gathered into one buffer first.
+// More bytes for an input_archive whose window ran out: a worker decodes a big job
+// frame in place in its ring as the pool writes it, never gathering it into a buffer.
 class byte_source {
  public:
   // The next bytes of the frame, at least one and at most `most`; they stay valid
