@@ -115,8 +115,8 @@ std::string run_job(const ctl::submit_request& r) {
   pd::byte_buffer data, result;
   pd::encode(data, pc::json_call{r.task, r.args});
   try {
-    pd::invoke<decltype(&pc::run_json), pc::json_call>(reinterpret_cast<std::uintptr_t>(&pc::run_json), data.data(),
-                                                       data.size(), result);
+    pd::input_archive in(data.data(), data.size());
+    pd::invoke<decltype(&pc::run_json), pc::json_call>(reinterpret_cast<std::uintptr_t>(&pc::run_json), in, result);
   } catch (const pd::codec_error& e) {
     return ctl::job_error_answer(r.id, pc::payload_error(e.what()));
   } catch (const std::exception& e) {
