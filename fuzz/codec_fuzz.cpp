@@ -83,7 +83,7 @@ void round_trip(const std::byte* bytes, std::size_t n) {
     std::abort();
 }
 
-// Job bytes the way a worker reads a frame too big for its ring: in pieces, here of 1 to 13 bytes.
+// Job bytes the way a worker reads a big frame in place in its ring: in pieces, here of 1 to 13 bytes.
 class pieces final : public pd::byte_source {
  public:
   pieces(const std::byte* bytes, std::size_t n) : at_(bytes), end_(bytes + n) {}
